@@ -1,0 +1,1 @@
+"""The serving service: onnxruntime behind the Open Inference Protocol, with capture."""

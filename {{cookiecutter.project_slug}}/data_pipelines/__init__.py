@@ -1,0 +1,1 @@
+"""The data contract, example data, ingestion into snapshots and Great Expectations checks."""

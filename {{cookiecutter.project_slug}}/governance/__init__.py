@@ -1,0 +1,1 @@
+"""Policy (requirements as code), the model registry and model cards."""

@@ -1,0 +1,1 @@
+"""Training, evaluation, policy gates, ONNX export and parity."""

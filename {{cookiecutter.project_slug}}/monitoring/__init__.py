@@ -1,0 +1,1 @@
+"""Drift, performance and bias checks on captured production data; retraining pull requests."""
