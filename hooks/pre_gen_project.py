@@ -28,9 +28,9 @@ COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-REGISTRY = re.compile(
-    r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
-)
+REGISTRY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+SLUG_RULE = "must be lowercase letters and digits in words joined by single hyphens, e.g. loan-default-model"
+REGISTRY_RULE = "must be a lowercase registry host with optional :port and /namespace, e.g. ghcr.io/my-org"
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MARKUP = re.compile(r"\x7b[\x7b%#]")  # an opening brace by its code, so this file stays valid Jinja
 
@@ -39,8 +39,8 @@ CRON_FIELDS = (
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),
     ("day of month", 1, 31, ()),
-    ("month", 1, 12, ("jan feb mar apr may jun jul aug sep oct nov dec".split())),
-    ("day of week", 0, 6, ("sun mon tue wed thu fri sat".split())),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
 
 
@@ -111,11 +111,13 @@ def check_cron(value: str) -> None:
     parts = value.split()
     if len(parts) != 5 or CONTROL.search(value):
         raise Invalid("must be a five-field cron expression: minute hour day-of-month month day-of-week")
-    for part, (name, low, high, names) in zip(parts, CRON_FIELDS):
+    for part, (name, low, high, names) in zip(parts, CRON_FIELDS, strict=True):
         try:
             check_cron_field(part, low, high, names)
         except ValueError:
-            raise Invalid(f"cron field '{name}' must use numbers {low}-{high}, '*', ranges, lists or steps") from None
+            raise Invalid(
+                f"cron field '{name}' must use numbers {low}-{high}, '*', ranges, lists or steps"
+            ) from None
 
 
 def check_data(ctx: dict[str, str]) -> None:
@@ -125,9 +127,15 @@ def check_data(ctx: dict[str, str]) -> None:
         if path:
             raise Invalid("data_path", path, "must be empty when data_source is 'example'")
         if ctx["target_column"] != EXAMPLE_TARGET:
-            raise Invalid("target_column", ctx["target_column"], f"must be '{EXAMPLE_TARGET}' for the example data")
+            raise Invalid(
+                "target_column", ctx["target_column"], f"must be '{EXAMPLE_TARGET}' for the example data"
+            )
         if ctx["sensitive_attribute"] not in EXAMPLE_SENSITIVE:
-            raise Invalid("sensitive_attribute", ctx["sensitive_attribute"], "must be 'sex' or empty for the example data")
+            raise Invalid(
+                "sensitive_attribute",
+                ctx["sensitive_attribute"],
+                "must be 'sex' or empty for the example data",
+            )
         return
     if not path:
         raise Invalid("data_path", path, "is required when data_source is 'file'")
@@ -139,7 +147,9 @@ def check_data(ctx: dict[str, str]) -> None:
     if resolved.suffix.lower() not in DATA_SUFFIXES:
         raise Invalid("data_path", path, f"must end in one of {', '.join(DATA_SUFFIXES)}")
     if not resolved.is_file():
-        raise Invalid("data_path", path, "must be an existing file (relative paths start at the output folder)")
+        raise Invalid(
+            "data_path", path, "must be an existing file (relative paths start at the output folder)"
+        )
     if ctx["sensitive_attribute"] == ctx["target_column"]:
         raise Invalid("sensitive_attribute", ctx["sensitive_attribute"], "must differ from target_column")
 
@@ -147,7 +157,10 @@ def check_data(ctx: dict[str, str]) -> None:
 CHECKS = {
     "project_name": lambda v: check_text(v, 80),
     "project_slug": lambda v: check_pattern(
-        v, SLUG, "must be lowercase letters and digits in words joined by single hyphens, e.g. loan-default-model", 50
+        v,
+        SLUG,
+        "must be lowercase letters and digits in words joined by single hyphens, e.g. loan-default-model",
+        50,
     ),
     "package_name": check_identifier,
     "model_name": check_identifier,
@@ -161,10 +174,15 @@ CHECKS = {
     "python_version": lambda v: check_choice(v, ["3.11", "3.12"]),
     "data_source": lambda v: check_choice(v, ["example", "file"]),
     "target_column": lambda v: check_pattern(v, COLUMN, "must be a column name of letters, digits and _", 64),
-    "sensitive_attribute": lambda v: v == "" or check_pattern(v, COLUMN, "must be empty or a column name of letters, digits and _", 64),
+    "sensitive_attribute": lambda v: (
+        v == "" or check_pattern(v, COLUMN, "must be empty or a column name of letters, digits and _", 64)
+    ),
     "model_family": lambda v: check_choice(v, ["logistic_regression", "random_forest", "gradient_boosting"]),
     "container_registry": lambda v: check_pattern(
-        v, REGISTRY, "must be a lowercase registry host with optional :port and /namespace, e.g. ghcr.io/my-org", 200
+        v,
+        REGISTRY,
+        "must be a lowercase registry host with optional :port and /namespace, e.g. ghcr.io/my-org",
+        200,
     ),
     "drift_schedule": check_cron,
     "license": lambda v: check_choice(v, ["MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary"]),

@@ -1,0 +1,96 @@
+"""Shared helpers for baking the template in tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
+COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
+# GitHub Actions expressions are the one legitimate double-brace in a baked project.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+JINJA_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#")
+
+
+def choice_options() -> dict[str, list[str]]:
+    """The prompts that offer a fixed list of choices, read from cookiecutter.json."""
+    return {
+        key: value
+        for key, value in COOKIECUTTER_JSON.items()
+        if isinstance(value, list) and not key.startswith("_")
+    }
+
+
+def rotated_matrix() -> list[dict[str, str]]:
+    """Every value of every choice appears at least once; independent choices rotate together.
+
+    Combination i takes choice ``i mod len`` of each option, so the matrix has as many
+    entries as the longest choice list instead of the full cartesian product.
+    """
+    options = choice_options()
+    width = max(len(values) for values in options.values())
+    return [{key: values[i % len(values)] for key, values in options.items()} for i in range(width)]
+
+
+def write_user_csv(path: Path, rows: int = 400, seed: int = 7) -> Path:
+    """A small binary-classification CSV standing in for a user's own data file."""
+    generator = random.Random(seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["tenure_months", "monthly_spend", "plan", "region", "gender", "churned"])
+        for _ in range(rows):
+            tenure = generator.randint(0, 72)
+            spend = round(generator.uniform(10, 150), 2)
+            plan = generator.choice(["basic", "plus", "premium"])
+            churn_score = 0.8 - tenure / 60 + (0.3 if plan == "basic" else 0) + generator.gauss(0, 0.4)
+            writer.writerow(
+                [
+                    tenure,
+                    spend,
+                    plan,
+                    generator.choice(["north", "south"]),
+                    generator.choice(["female", "male"]),
+                    int(churn_score > 0.5),
+                ]
+            )
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_user_csv(tmp_path_factory.mktemp("user-data") / "churn.csv")
+
+
+def complete(combination: dict[str, str], user_csv: Path) -> dict[str, str]:
+    """Fill in what a combination needs to be valid (a file source needs its file and columns)."""
+    context = dict(combination)
+    if context.get("data_source") == "file":
+        context.update(data_path=str(user_csv), target_column="churned", sensitive_attribute="gender")
+    return context
+
+
+def baked_files(project: Path) -> set[str]:
+    return {
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def jinja_leftovers(project: Path) -> list[str]:
+    """Files of a baked project that still hold template markup (outside GitHub expressions)."""
+    leftovers = []
+    for relative in sorted(baked_files(project)):
+        try:
+            text = (project / relative).read_text()
+        except UnicodeDecodeError:
+            continue
+        if JINJA_LEFTOVER.search(GITHUB_EXPRESSION.sub("", text)):
+            leftovers.append(relative)
+    return leftovers

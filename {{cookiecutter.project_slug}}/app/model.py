@@ -1,0 +1,158 @@
+"""Find, load and check the ONNX model; run it.
+
+The service must never serve a model that disagrees with the data contract it validates
+requests against, so loading checks the model's inputs and outputs against the contract
+before the service turns ready. A model that fails any check is reported in one log line
+by the caller and the service stays up but not ready (probes see 503, nothing is scored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from data_pipelines.contract import Contract
+
+OUTPUTS = ("label", "probabilities")
+ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+OIP_DATATYPES = {"tensor(float)": "FP32", "tensor(string)": "BYTES", "tensor(int64)": "INT64"}
+
+
+class ModelError(RuntimeError):
+    """The model cannot be served; the message says which file and why."""
+
+
+def resolve(path: Path) -> Path:
+    """Turn MODEL_PATH into the model file.
+
+    Accepted: the `.onnx` file; a version folder holding `model.onnx`; or a pointer file
+    (like `artifacts/models/latest`) whose text names a version folder next to it. A path
+    below a pointer (`latest/model.onnx`) is followed through the pointer too.
+    """
+    if path.is_dir():
+        return path / "model.onnx"
+    if path.is_file() and path.suffix != ".onnx":
+        return _follow_pointer(path)
+    if not path.exists():
+        for parent in path.parents:
+            if parent.is_file():
+                return _follow_pointer(parent) / path.relative_to(parent).parent / path.name
+    return path
+
+
+def _follow_pointer(pointer: Path) -> Path:
+    target = pointer.read_text().strip()
+    if not target or "\n" in target:
+        raise ModelError(f"model pointer {pointer} must hold one version name, got {target[:80]!r}")
+    folder = pointer.parent / target
+    return folder / "model.onnx" if folder.is_dir() or not folder.suffix else folder
+
+
+def cpu_session_options(threads: int) -> ort.SessionOptions:
+    """One session, intra-op threads from the CPU limit, no busy-waiting.
+
+    Spinning worker threads would compete with the event loop for the same few cores
+    while they wait for work; measured here, turning it off made one-row calls faster.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass
+class Model:
+    """A loaded model and what the API reports about it."""
+
+    name: str
+    version: str
+    path: Path
+    session: ort.InferenceSession
+    metadata: dict[str, str]
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Labels [N] int64 and class probabilities [N, 2] float32 for one batch."""
+        label, probabilities = self.session.run(OUTPUTS, feeds)
+        return label, probabilities
+
+
+def load(path: Path, contract: Contract, threads: int, name: str = "", strict: bool = True) -> Model:
+    """Load the model at `path` (see `resolve`) and check it against the contract.
+
+    strict: the model's `contract_sha256` must equal the contract's digest (production);
+    otherwise a mismatch is allowed because the signature check below still holds.
+    """
+    try:
+        file = resolve(path)
+        data = file.read_bytes()
+    except OSError as error:
+        raise ModelError(f"no model at {path}: {error.strerror or error}") from None
+    try:
+        session = ort.InferenceSession(data, cpu_session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises several unrelated types for a bad file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"model {file} cannot be loaded by onnxruntime: {first_line[:300]}") from None
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    _check_signature(session, contract, file)
+    digest = metadata.get("contract_sha256", "")
+    if strict and digest != contract.digest:
+        raise ModelError(
+            f"model {file} was trained under contract sha256 {digest[:12] or '<none>'}, but the service "
+            f"validates requests with {contract.digest[:12]} (set APP_ENV=development to serve it anyway)"
+        )
+    classes = metadata.get("classes")
+    if classes is not None and json.loads(classes) != list(contract.target.classes):
+        raise ModelError(f"model {file} has classes {classes}, the contract {list(contract.target.classes)}")
+    version = metadata.get("version") or hashlib.sha256(data).hexdigest()[:12]
+    served_name = name or metadata.get("model_name") or file.parent.parent.parent.name or "model"
+    return Model(
+        name=served_name,
+        version=version,
+        path=file,
+        session=session,
+        metadata=metadata,
+        inputs=[_describe(node) for node in session.get_inputs()],
+        outputs=[_describe(node) for node in session.get_outputs()],
+    )
+
+
+def _describe(node: Any) -> dict[str, Any]:
+    shape = [dim if isinstance(dim, int) else -1 for dim in node.shape]
+    return {"name": node.name, "datatype": OIP_DATATYPES.get(node.type, node.type), "shape": shape}
+
+
+def _check_signature(session: ort.InferenceSession, contract: Contract, file: Path) -> None:
+    """Inputs: one per contract feature, [N, 1], float or string; outputs: label and probabilities."""
+    inputs = {node.name: node for node in session.get_inputs()}
+    expected = contract.feature_names
+    if sorted(inputs) != sorted(expected):
+        raise ModelError(
+            f"model {file} inputs {sorted(inputs)} differ from the contract features {sorted(expected)}"
+        )
+    for feature in contract.features:
+        node = inputs[feature.name]
+        if node.type != ONNX_TYPES[feature.kind]:
+            raise ModelError(
+                f"model {file} input {feature.name!r} is {node.type}, the contract says {feature.kind} "
+                f"({ONNX_TYPES[feature.kind]})"
+            )
+        if len(node.shape) != 2 or node.shape[1] != 1:
+            raise ModelError(f"model {file} input {feature.name!r} has shape {node.shape}, expected [N, 1]")
+    outputs = {node.name: node for node in session.get_outputs()}
+    for name, onnx_type in (("label", "tensor(int64)"), ("probabilities", "tensor(float)")):
+        if name not in outputs or outputs[name].type != onnx_type:
+            found = {key: node.type for key, node in outputs.items()}
+            raise ModelError(f"model {file} needs output {name!r} of type {onnx_type}; it has {found}")

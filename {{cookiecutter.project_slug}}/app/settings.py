@@ -1,0 +1,185 @@
+"""Runtime settings of the service, read from environment variables and checked at start.
+
+Why a settings class: a wrong value (a typo in UNKNOWN_CATEGORY, a capture store switched
+off in production) must stop the process before it takes traffic, with a message naming
+the variable, instead of surfacing later as odd behaviour. Serving limits that are
+requirements (batch size, what to do with an unseen category) default to
+`governance/policy.yaml`, so the policy stays the one place where they are decided; an
+environment variable still overrides them for one deployment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_POLICY_PATH = "governance/policy.yaml"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+DISABLED_CAPTURE = ("", "none", "off", "disabled")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _cgroup_v2_quota(root: Path) -> float | None:
+    """Cores allowed by cgroup v2 `cpu.max` ("<quota> <period>" or "max <period>")."""
+    candidates = [root / "cpu.max"]
+    membership = _read(Path("/proc/self/cgroup")) if root == CGROUP_ROOT else None
+    for line in (membership or "").splitlines():
+        if line.startswith("0::/") and line != "0::/":
+            candidates.insert(0, root / line[4:] / "cpu.max")
+    for candidate in candidates:
+        text = _read(candidate)
+        if not text:
+            continue
+        quota, _, period = text.partition(" ")
+        if quota == "max":
+            return None
+        try:
+            return int(quota) / int(period or 100000)
+        except ValueError:
+            return None
+    return None
+
+
+def _cgroup_v1_quota(root: Path) -> float | None:
+    """Cores allowed by cgroup v1 CFS bandwidth (`cpu.cfs_quota_us` / `cpu.cfs_period_us`)."""
+    for folder in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        quota, period = _read(root / folder / "cpu.cfs_quota_us"), _read(root / folder / "cpu.cfs_period_us")
+        if quota is None or period is None:
+            continue
+        try:
+            quota_us, period_us = int(quota), int(period)
+        except ValueError:
+            return None
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    return None
+
+
+def cpu_limit(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may really use: the container's CPU quota, else its CPU affinity.
+
+    `os.cpu_count()` reports the host's cores; a pod limited to 2 CPUs on a 64-core node
+    that sizes its thread pools by it thrashes. The quota is rounded up (0.5 CPU -> 1 thread).
+    """
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_v2_quota(cgroup_root)
+    if quota is None:
+        quota = _cgroup_v1_quota(cgroup_root)
+    if quota is None:
+        return max(1, available)
+    return max(1, min(available, math.ceil(quota)))
+
+
+class PolicyDefaults(PydanticBaseSettingsSource):
+    """Defaults taken from `governance/policy.yaml` (`serving:`), below environment variables.
+
+    The file is optional at run time (a slim image may not ship it); then the built-in
+    defaults below apply. The path itself comes from POLICY_PATH.
+    """
+
+    KEYS = {"max_batch_rows": "max_batch_rows", "unknown_category": "unknown_category"}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = Path(os.environ.get("POLICY_PATH", DEFAULT_POLICY_PATH))
+        if not path.is_file():
+            return {}
+        try:
+            policy = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"POLICY_PATH {path} is not valid YAML: {error}") from None
+        serving = policy.get("serving") if isinstance(policy, dict) else None
+        if not isinstance(serving, dict):
+            return {}
+        return {field: serving[key] for key, field in self.KEYS.items() if key in serving}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the environment variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", protected_namespaces=())
+
+    app_env: Literal["development", "production"] = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    model_path: Path = Path("artifacts/models/latest")
+    model_name: str = Field("", description="served name; empty: the model's own metadata")
+    contract_path: Path = Path("data_pipelines/contract.yaml")
+
+    max_batch_rows: int = Field(1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    unknown_category: Literal["reject", "score"] = "reject"
+    inline_body_bytes: int = Field(
+        16 * 1024, ge=0, description="bodies up to this size are scored on the event loop, larger ones in threads"
+    )
+
+    ort_intra_op_threads: int = Field(0, ge=0, le=256, description="0: the container's CPU limit")
+
+    capture_uri: str = "artifacts/capture"
+    capture_flush_rows: int = Field(1000, ge=1, le=1_000_000)
+    capture_flush_seconds: float = Field(1.0, gt=0, le=3600)
+    capture_max_buffer_rows: int = Field(200_000, ge=1)
+
+    graceful_shutdown_seconds: float = Field(20.0, gt=0, le=600)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, PolicyDefaults(settings_cls)
+
+    @property
+    def capture_enabled(self) -> bool:
+        return self.capture_uri.strip().lower() not in DISABLED_CAPTURE
+
+    @property
+    def intra_op_threads(self) -> int:
+        return self.ort_intra_op_threads or cpu_limit()
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_outside_development(self) -> Settings:
+        if self.app_env == "development":
+            return self
+        problems = []
+        if not self.capture_enabled:
+            problems.append(
+                f"CAPTURE_URI={self.capture_uri!r} switches capture off, which monitoring and "
+                "retraining depend on"
+            )
+        if self.capture_flush_seconds > 60:
+            problems.append(
+                f"CAPTURE_FLUSH_SECONDS={self.capture_flush_seconds} would lose up to that many seconds "
+                "of predictions on a crash (at most 60)"
+            )
+        if self.capture_flush_rows > self.capture_max_buffer_rows:
+            problems.append(
+                f"CAPTURE_FLUSH_ROWS={self.capture_flush_rows} exceeds "
+                f"CAPTURE_MAX_BUFFER_ROWS={self.capture_max_buffer_rows}"
+            )
+        if problems:
+            raise ValueError(
+                "unsafe settings for APP_ENV=production (set APP_ENV=development to allow them): "
+                + "; ".join(problems)
+            )
+        return self
