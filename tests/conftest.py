@@ -15,7 +15,9 @@ TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
 # GitHub Actions expressions are the one legitimate double-brace in a baked project.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
-JINJA_LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#")
+# `}}` alone also closes nested dict literals in Python and JSON; a leftover Jinja
+# expression shows as `{{` or as ` }}` with its customary space.
+JINJA_LEFTOVER = re.compile(r"\{\{|\s\}\}|\{%|%\}|\{#")
 
 
 def choice_options() -> dict[str, list[str]]:

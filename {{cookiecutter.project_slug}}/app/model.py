@@ -38,20 +38,20 @@ def resolve(path: Path) -> Path:
     if path.is_dir():
         return path / "model.onnx"
     if path.is_file() and path.suffix != ".onnx":
-        return _follow_pointer(path)
+        return _pointed(path) / "model.onnx"
     if not path.exists():
         for parent in path.parents:
             if parent.is_file():
-                return _follow_pointer(parent) / path.relative_to(parent).parent / path.name
+                return _pointed(parent) / path.relative_to(parent)
     return path
 
 
-def _follow_pointer(pointer: Path) -> Path:
-    target = pointer.read_text().strip()
-    if not target or "\n" in target:
+def _pointed(pointer: Path) -> Path:
+    """The version folder a pointer file names (its text: one folder name next to it)."""
+    target = pointer.read_text(encoding="utf-8").strip()
+    if not target or "\n" in target or "/" in target:
         raise ModelError(f"model pointer {pointer} must hold one version name, got {target[:80]!r}")
-    folder = pointer.parent / target
-    return folder / "model.onnx" if folder.is_dir() or not folder.suffix else folder
+    return pointer.parent / target
 
 
 def cpu_session_options(threads: int) -> ort.SessionOptions:
@@ -100,6 +100,8 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
         data = file.read_bytes()
     except OSError as error:
         raise ModelError(f"no model at {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"model pointer {path} is not a text file naming a version") from None
     try:
         session = ort.InferenceSession(data, cpu_session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises several unrelated types for a bad file
@@ -114,10 +116,14 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
             f"validates requests with {contract.digest[:12]} (set APP_ENV=development to serve it anyway)"
         )
     classes = metadata.get("classes")
-    if classes is not None and json.loads(classes) != list(contract.target.classes):
+    try:
+        declared = None if classes is None else json.loads(classes)
+    except ValueError:
+        raise ModelError(f"model {file} metadata 'classes' is not a JSON list: {classes[:80]!r}") from None
+    if declared is not None and declared != list(contract.target.classes):
         raise ModelError(f"model {file} has classes {classes}, the contract {list(contract.target.classes)}")
     version = metadata.get("version") or hashlib.sha256(data).hexdigest()[:12]
-    served_name = name or metadata.get("model_name") or file.parent.parent.parent.name or "model"
+    served_name = name or metadata.get("model_name") or "model"
     return Model(
         name=served_name,
         version=version,

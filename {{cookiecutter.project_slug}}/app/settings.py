@@ -20,7 +20,10 @@ from pydantic import Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEFAULT_POLICY_PATH = "governance/policy.yaml"
+from data_pipelines.contract import CONTRACT_PATH
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POLICY_PATH = PROJECT_ROOT / "governance" / "policy.yaml"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DISABLED_CAPTURE = ("", "none", "off", "disabled")
 
@@ -89,7 +92,7 @@ class PolicyDefaults(PydanticBaseSettingsSource):
     defaults below apply. The path itself comes from POLICY_PATH.
     """
 
-    KEYS = {"max_batch_rows": "max_batch_rows", "unknown_category": "unknown_category"}
+    KEYS = ("max_batch_rows", "unknown_category")
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -105,7 +108,7 @@ class PolicyDefaults(PydanticBaseSettingsSource):
         serving = policy.get("serving") if isinstance(policy, dict) else None
         if not isinstance(serving, dict):
             return {}
-        return {field: serving[key] for key, field in self.KEYS.items() if key in serving}
+        return {key: serving[key] for key in self.KEYS if key in serving}
 
 
 class Settings(BaseSettings):
@@ -120,13 +123,15 @@ class Settings(BaseSettings):
 
     model_path: Path = Path("artifacts/models/latest")
     model_name: str = Field("", description="served name; empty: the model's own metadata")
-    contract_path: Path = Path("data_pipelines/contract.yaml")
+    contract_path: Path = CONTRACT_PATH
 
     max_batch_rows: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     unknown_category: Literal["reject", "score"] = "reject"
     inline_body_bytes: int = Field(
-        16 * 1024, ge=0, description="bodies up to this size are scored on the event loop, larger ones in threads"
+        16 * 1024,
+        ge=0,
+        description="bodies up to this size are scored on the event loop, larger ones in threads",
     )
 
     ort_intra_op_threads: int = Field(0, ge=0, le=256, description="0: the container's CPU limit")

@@ -1,10 +1,9 @@
-"""The generated project's configuration is well-formed and its unbuilt targets fail loudly."""
+"""The generated project's configuration is well-formed and `make help` lists the whole lifecycle."""
 
 import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +13,7 @@ LIFECYCLE_TARGETS = [
     "test",
     "data",
     "validate",
+    "contract",
     "train",
     "register",
     "serve",
@@ -22,6 +22,11 @@ LIFECYCLE_TARGETS = [
     "drift",
     "retrain-pr",
     "ci",
+    "ci-drift",
+    "pr-comment",
+    "image-push",
+    "pin-staging",
+    "promote",
 ]
 
 
@@ -38,9 +43,11 @@ def test_policy_states_every_requirement_the_gates_read():
     assert 0 <= policy["retrain"]["max_drifted_feature_share"] <= 1
 
 
-def test_registry_starts_empty_and_versioned():
+def test_registry_is_versioned():
+    """Empty in a fresh project; `make register` adds entries (tests/test_registry.py validates them)."""
     registry = load("governance/registry.yaml")
-    assert registry == {"version": 1, "models": []}
+    assert registry["version"] == 1
+    assert isinstance(registry["models"], list)
 
 
 def test_training_parameters_name_a_configured_family():
@@ -53,10 +60,3 @@ def test_make_help_lists_every_lifecycle_target():
     listed = {line.split()[0] for line in re.sub(r"\x1b\[[0-9;]*m", "", shown).splitlines() if line.strip()}
     missing = [target for target in LIFECYCLE_TARGETS if target not in listed]
     assert not missing, f"make help does not list {missing}"
-
-
-@pytest.mark.parametrize("target", ["serve", "image", "image-test", "drift", "retrain-pr", "ci"])
-def test_unbuilt_targets_fail_with_not_implemented(target):
-    result = subprocess.run(["make", target], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "not implemented yet" in result.stderr

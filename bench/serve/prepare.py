@@ -1,0 +1,49 @@
+"""Train the benchmark's model once and write it both ways: ONNX for app/, joblib for the baseline.
+
+Runs with the generated project's own Python (its venv has scikit-learn, skl2onnx and
+pandas) from the project folder, and reuses the project's serving test helpers, so the
+model has exactly the interface the service serves. Also writes the request bodies.
+
+Usage (run.py calls it): <project>/.venv/bin/python prepare.py --out DIR [--rows 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rows", type=int, default=5000, help="training rows")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path.cwd()))
+
+    import joblib
+    from data_pipelines.contract import load
+    from tests.serving_fixtures import export_onnx, fit_pipeline, sample_records, training_frame
+
+    contract = load()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"    training on {args.rows} rows ({contract.dataset})", flush=True)
+    pipeline = fit_pipeline(contract, training_frame(contract, args.rows, seed=0))
+    onnx_file = export_onnx(pipeline, contract, args.out / "models", model_name="bench")
+    joblib.dump(pipeline, args.out / "model.joblib")
+    records = sample_records(contract, 100, seed=7, sensitive=False)
+    bodies = {}
+    for rows in (1, 100):
+        bodies[rows] = args.out / f"body-{rows}.json"
+        bodies[rows].write_text(json.dumps({"records": records[:rows]}))
+    summary = {
+        "onnx": str(onnx_file),
+        "joblib": str(args.out / "model.joblib"),
+        "bodies": {str(rows): str(path) for rows, path in bodies.items()},
+    }
+    (args.out / "prepared.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""act runs the generated workflows green on a baked default project, offline.
+
+`make ci` runs every job of pr.yml (lint + tests, data validation, training with its gates,
+candidate vs champion, the image build and its test, the PR comment, the final gate);
+`make ci-drift` runs drift.yml on a capture folder with injected drift and must end with a
+retraining pull request opened against a stand-in of GitHub's REST API.
+
+Jobs run on this machine (act's self-hosted mode); the image job needs a Docker-API engine,
+which scripts/container-engine.sh provides where no Docker daemon runs (podman's socket),
+with a base image built from Debian packages because no registry can be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from cookiecutter.main import cookiecutter
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+JOB_END = re.compile(
+    r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M
+)
+LOCAL_BASE_IMAGE = "localhost/python-base:3.11"
+
+
+@pytest.fixture(scope="module")
+def engine() -> dict[str, str]:
+    """Environment that reaches a Docker-API engine (and a base image it can build on)."""
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "container-engine.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert found.returncode == 0, f"no container engine: {found.stderr[-3000:]}"
+    env = dict(re.findall(r"^export (\w+)=(.*)$", found.stdout, re.M))
+    if "podman" in env.get("DOCKER_HOST", ""):  # no registry behind podman here: build the base locally
+        built = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "base-image.sh")],
+            env={**os.environ, **env, "BASE_IMAGE": LOCAL_BASE_IMAGE},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert built.returncode == 0, f"no base image: {built.stderr[-3000:]}"
+        env["BASE_IMAGE"] = LOCAL_BASE_IMAGE
+    return env
+
+
+def project_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
+    env.update(GX_ANALYTICS_ENABLED="false", ACT_MODE="self-hosted", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    if (BIN / "uv").exists():
+        env["UV"] = str(BIN / "uv")
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("act")
+    baked = Path(
+        cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context={"git_init": "yes"})
+    )
+    installed = subprocess.run(
+        ["make", "install"], cwd=baked, env=project_env({}), capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr
+    return baked
+
+
+def run_make(project: Path, target: str, env: dict[str, str], log: Path) -> tuple[int, str]:
+    """Run a make target with its output in a log file (act prints a lot); returns (code, log)."""
+    with log.open("w") as handle:
+        code = subprocess.run(
+            ["make", target], cwd=project, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=3000
+        ).returncode
+    return code, log.read_text()
+
+
+def job_outcomes(log: str) -> dict[str, str]:
+    return {match["job"].strip(): match["outcome"] for match in JOB_END.finditer(log)}
+
+
+def job_names(workflow: Path) -> set[str]:
+    jobs = yaml.safe_load(workflow.read_text())["jobs"]
+    return {job.get("name", job_id) for job_id, job in jobs.items()}
+
+
+def tail(log: str, lines: int = 120) -> str:
+    return "\n".join(log.splitlines()[-lines:])
+
+
+def test_make_ci_runs_every_pull_request_job_green(project, engine, tmp_path):
+    code, log = run_make(project, "ci", project_env(engine), tmp_path / "ci.log")
+    outcomes = job_outcomes(log)
+    failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
+    assert code == 0 and not failed, f"failed jobs: {failed}\n{tail(log)}"
+    assert set(outcomes) == job_names(project / ".github" / "workflows" / "pr.yml")
+    artifacts = project / "reports" / "act" / "pr"
+    assert any((artifacts / "data-docs").rglob("*.html")), "the Data Docs artifact is missing"
+    comment = (artifacts / "pr-comment" / "pr-comment.md").read_text()
+    assert "❌" not in comment and "### Metrics" in comment, comment
+
+
+CAPTURE_SCRIPT = """
+import sys
+from pathlib import Path
+from data_pipelines.contract import load
+from tests.drift_fixtures import example, fake_scores, inject, write_capture
+
+frame = inject(example(3000, seed=7))
+write_capture(Path(sys.argv[1]), frame, load(), fake_scores(frame))
+"""
+
+
+def project_python(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), *args], cwd=project, capture_output=True, text=True
+    )
+
+
+def git(project: Path, *args: str) -> None:
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
+    done = subprocess.run(["git", *identity, *args], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def drift_setup(project, tmp_path):
+    """A registered champion in git, an `origin` to push to, and a capture with injected drift."""
+    trained = subprocess.run(
+        ["make", "data", "train", "register"],
+        cwd=project,
+        env=project_env({}),
+        capture_output=True,
+        text=True,
+    )
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    git(project, "add", "governance")
+    git(project, "commit", "--quiet", "--message", "Register the first model")
+    origin = tmp_path / "origin.git"
+    git(project, "init", "--quiet", "--bare", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    git(project, "push", "--quiet", "origin", "main")
+    capture = tmp_path / "capture"
+    written = project_python(project, "-c", CAPTURE_SCRIPT, str(capture))
+    assert written.returncode == 0, written.stderr
+    return origin, capture
+
+
+@pytest.fixture
+def github_stand_in(project, drift_setup, tmp_path):
+    """The project's fake GitHub API on loopback, its git side the bare `origin`."""
+    origin, _ = drift_setup
+    state = tmp_path / "github-state.json"
+    options = ["--repository", "acme/model", "--state", str(state), "--git-dir", str(origin)]
+    server = subprocess.Popen(
+        [str(project / ".venv" / "bin" / "python"), "-m", "tests.fake_github", *options],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = server.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), url
+    yield {"GITHUB_API_URL": url, "GITHUB_REPOSITORY": "acme/model", "GITHUB_TOKEN": "stand-in-token"}, state
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=10)
+
+
+def test_make_ci_drift_opens_a_retraining_pr_on_drifted_capture(
+    project, drift_setup, github_stand_in, tmp_path
+):
+    origin, capture = drift_setup
+    api, state = github_stand_in
+    env = project_env({**api, "CAPTURE_URI": str(capture)})
+    code, log = run_make(project, "ci-drift", env, tmp_path / "drift.log")
+    outcomes = job_outcomes(log)
+    assert code == 0 and set(outcomes.values()) == {"succeeded"}, f"{outcomes}\n{tail(log)}"
+    assert set(outcomes) == job_names(project / ".github" / "workflows" / "drift.yml")
+    pulls = [pull for pull in json.loads(state.read_text())["pulls"] if pull["state"] == "open"]
+    assert len(pulls) == 1, pulls
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(origin), "rev-parse", "--verify", f"refs/heads/{pulls[0]['head']}"],
+        capture_output=True,
+    )
+    assert pushed.returncode == 0, f"the PR's branch {pulls[0]['head']} was not pushed"

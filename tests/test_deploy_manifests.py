@@ -1,0 +1,179 @@
+"""The generated deploy/ folder renders and validates: Kustomize overlays, Argo CD apps, compose.
+
+Each overlay is rendered with `kubectl kustomize` and every object is validated offline
+against the Kubernetes schemas (kubernetes-validate, strict: unknown fields are errors).
+Then the rendered objects are read for what the design promises: probes on the OIP health
+endpoints, the "restricted" pod security settings, an image pinned by digest.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from cookiecutter.main import cookiecutter
+
+BIN = Path(sys.executable).parent
+ENVIRONMENTS = ("staging", "production")
+DIGEST_IMAGE = re.compile(r"^(?P<name>[a-z0-9./:-]+)@sha256:[0-9a-f]{64}$")
+
+
+def tool(name: str) -> str:
+    beside = BIN / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: it is in requirements/template.txt, run `make install`")
+    return found
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("deploy")
+    context = {"git_init": "no", "github_owner": "acme-ml", "container_registry": "registry.example.com/acme"}
+    return Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context=context))
+
+
+def render(project: Path, overlay: str) -> tuple[str, list[dict]]:
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(project / "deploy" / overlay)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(objects: list[dict]) -> dict[str, dict]:
+    kinds = [obj["kind"] for obj in objects]
+    assert len(kinds) == len(set(kinds)), f"one object per kind expected, got {kinds}"
+    return {obj["kind"]: obj for obj in objects}
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def rendered(request, project) -> tuple[str, dict[str, dict], str]:
+    text, objects = render(project, f"overlays/{request.param}")
+    return request.param, by_kind(objects), text
+
+
+def test_every_rendered_object_passes_the_kubernetes_schemas(rendered, tmp_path):
+    environment, _, text = rendered
+    manifest = tmp_path / f"{environment}.yaml"
+    manifest.write_text(text)
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 5, result.stdout
+
+
+def test_the_base_renders_on_its_own(project):
+    _, objects = render(project, "base")
+    assert set(by_kind(objects)) == {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+
+
+def test_overlay_pins_the_image_by_digest_in_its_own_namespace(rendered):
+    environment, objects, _ = rendered
+    container = objects["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    match = DIGEST_IMAGE.match(container["image"])
+    assert match, f"{environment} must pin the image by digest: {container['image']}"
+    assert match["name"] == "registry.example.com/acme/loan-default-model"
+    assert {obj["metadata"]["namespace"] for obj in objects.values()} == {f"loan-default-model-{environment}"}
+
+
+def test_pods_meet_the_restricted_security_profile(rendered):
+    _, objects, _ = rendered
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "a read-only root needs an emptyDir at /tmp"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+
+
+def test_probes_use_the_open_inference_protocol_health_endpoints(rendered):
+    _, objects, _ = rendered
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert "httpGet" in container["startupProbe"]
+    port_names = {port["name"] for port in container["ports"]}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] in port_names
+
+
+def test_service_autoscaler_and_budget_select_the_deployment(rendered):
+    _, objects, _ = rendered
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for kind, selector in (
+        ("Service", objects["Service"]["spec"]["selector"]),
+        ("PodDisruptionBudget", objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]),
+        ("Deployment", objects["Deployment"]["spec"]["selector"]["matchLabels"]),
+    ):
+        assert selector.items() <= pod_labels.items(), kind
+    hpa = objects["HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert objects["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+
+
+def test_the_app_reads_its_settings_from_the_generated_config_map(rendered):
+    _, objects, _ = rendered
+    config_map = objects["ConfigMap"]
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+    assert {"CAPTURE_URI", "MODEL_PATH", "PORT", "APP_ENV"} <= set(config_map["data"])
+    assert config_map["data"]["APP_ENV"] == "production"  # staging refuses unsafe settings too
+
+
+def test_argo_cd_applications_point_at_the_overlays(project):
+    for environment in ENVIRONMENTS:
+        application = yaml.safe_load((project / "deploy" / "argocd" / f"{environment}.yaml").read_text())
+        assert application["apiVersion"] == "argoproj.io/v1alpha1"
+        assert application["kind"] == "Application"
+        source = application["spec"]["source"]
+        assert source["repoURL"] == "https://github.com/acme-ml/loan-default-model.git"
+        assert source["targetRevision"] == "main"
+        assert (project / source["path"] / "kustomization.yaml").is_file()
+        assert source["path"] == f"deploy/overlays/{environment}"
+        overlay = yaml.safe_load((project / source["path"] / "kustomization.yaml").read_text())
+        assert application["spec"]["destination"]["namespace"] == overlay["namespace"]
+    _, objects = render(project, "argocd")
+    assert sorted(obj["metadata"]["name"] for obj in objects) == [
+        "loan-default-model-production",
+        "loan-default-model-staging",
+    ]
+
+
+def test_compose_runs_the_image_read_only_as_the_app_user(project):
+    compose = yaml.safe_load((project / "deploy" / "compose.yaml").read_text())
+    (service,) = compose["services"].values()
+    assert service["read_only"] is True
+    assert any(entry.split(":")[0] == "/tmp" for entry in service["tmpfs"])
+    assert service["user"].split(":")[0] == "10001"
+    assert service["cap_drop"] == ["ALL"]
+    assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (project / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]).is_file()

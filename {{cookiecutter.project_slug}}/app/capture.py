@@ -1,0 +1,308 @@
+"""Production capture: every scored row and every ground-truth label, append-only.
+
+Layout under CAPTURE_URI (a local folder, or any fsspec URL such as s3://bucket/capture):
+`date=YYYY-MM-DD/<hostname>-<pid>-<start>.jsonl`, one JSON object per line (see
+`record_predictions` and `record_feedback` for the fields). Each process writes only its own
+stream, so replicas never contend for a file and nothing is ever rewritten. Readers take
+every `date=*/*.jsonl`: on object stores, which cannot append, each flush of the stream
+becomes its own object `<stream>-<sequence>.jsonl`.
+
+Durability, and why it is done this way: the request path only appends the already
+validated request to an in-memory buffer (microseconds); a writer thread serialises and
+writes the buffer when it holds CAPTURE_FLUSH_ROWS rows or CAPTURE_FLUSH_SECONDS have passed,
+and `close()` writes whatever is left. The service calls `close()` in its lifespan shutdown,
+which the server runs on SIGTERM only after every in-flight request has been answered, so
+every acknowledged prediction reaches the store across a graceful restart. Writing to the
+store before each response instead would cost a system call (local) or an object upload
+(remote) per request, the largest cost on the request path. What it gives up: a hard kill
+(SIGKILL, OOM, power loss) loses at most the last flush interval. A store that fails keeps
+the rows buffered and retries; when the buffer reaches CAPTURE_MAX_BUFFER_ROWS the service
+stops acknowledging predictions (503) rather than answering without capturing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import orjson
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+log = logging.getLogger("app.capture")
+LOCAL_PROTOCOLS = {"file", "local"}
+
+
+class CaptureUnavailable(RuntimeError):
+    """The store is not accepting rows; the prediction must not be acknowledged."""
+
+
+class CaptureStore:
+    """One append-only JSONL stream per process, flushed on size, on time and on close."""
+
+    def __init__(
+        self,
+        uri: str,
+        feature_names: Sequence[str],
+        sensitive_name: str | None,
+        flush_rows: int = 1000,
+        flush_seconds: float = 1.0,
+        max_buffer_rows: int = 200_000,
+    ) -> None:
+        self.uri = uri
+        self.fs, self.root = fsspec.core.url_to_fs(uri)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = bool(LOCAL_PROTOCOLS.intersection(protocols))
+        started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self.stream = f"{socket.gethostname()}-{os.getpid()}-{started}"
+        self.feature_names = tuple(feature_names)
+        self.sensitive_name = sensitive_name
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffer_rows = max_buffer_rows
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending: list[tuple[Any, ...]] = []
+        self._pending_rows = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handles: dict[str, Any] = {}
+        self._sequence = 0
+        self._closed = False
+        self.rows_written = 0
+        self.write_errors = 0
+        self._failing = False
+
+    # -- request path -------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        return not self._closed and self._pending_rows < self.max_buffer_rows
+
+    def record_predictions(
+        self,
+        request_id: str,
+        timestamp: float,
+        model_name: str,
+        model_version: str,
+        rows: Any,
+        labels: list[int],
+        scores: list[list[float]],
+    ) -> None:
+        """Buffer one request's scored rows.
+
+        rows: the request's records (a list of {name: value}, the sensitive attribute
+        included when sent) or its columns ({name: [values]}); expanded by the writer.
+        """
+        self._append(("prediction", request_id, timestamp, model_name, model_version, rows, labels, scores))
+
+    def record_feedback(self, timestamp: float, items: list[tuple[str, int, int]]) -> None:
+        """Buffer ground-truth labels: (request_id, row, label) each."""
+        self._append(("feedback", timestamp, items))
+
+    def _append(self, entry: tuple[Any, ...]) -> None:
+        rows = len(entry[-1]) if entry[0] == "prediction" else len(entry[2])
+        with self._lock:
+            if not self.available:
+                raise CaptureUnavailable(
+                    "capture store is closed"
+                    if self._closed
+                    else f"capture buffer full ({self._pending_rows} rows)"
+                )
+            self._pending.append(entry)
+            self._pending_rows += rows
+            wake = self._pending_rows >= self.flush_rows
+        if wake:
+            self._wake.set()
+
+    # -- writer -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer. A store that cannot be reached yet is retried, not fatal:
+        rows wait in the buffer, and the service turns unready only when it fills."""
+        if self.local:
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except OSError as error:
+                log.error(
+                    "capture store %s cannot be created yet (%s); writes will be retried", self.uri, error
+                )
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.flush()
+
+    def flush(self) -> int:
+        """Write everything buffered; on failure keep it buffered for the next try."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                rows, self._pending_rows = self._pending_rows, 0
+            if not batch:
+                return 0
+            try:
+                for date, chunk in self._serialise(batch).items():
+                    self._write(date, chunk)
+            except Exception as error:  # any storage failure: keep the rows and retry later
+                with self._lock:
+                    self._pending[:0] = batch
+                    self._pending_rows += rows
+                self.write_errors += 1
+                self._drop_handles()
+                if not self._failing:
+                    log.error(
+                        "capture store %s: write failed, %d rows kept for retry: %s", self.uri, rows, error
+                    )
+                self._failing = True
+                return 0
+            if self._failing:
+                log.warning("capture store %s: writing again", self.uri)
+                self._failing = False
+            self.rows_written += rows
+            return rows
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the writer and write what is left; called from the lifespan shutdown."""
+        with self._lock:
+            self._closed = True
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+        if self._pending_rows:
+            log.error(
+                "capture store %s: %d rows could not be written at shutdown", self.uri, self._pending_rows
+            )
+        self._drop_handles()
+
+    def _drop_handles(self) -> None:
+        for handle in self._handles.values():
+            try:
+                handle.close()
+            except OSError as error:
+                log.warning("capture store %s: closing a stream failed: %s", self.uri, error)
+        self._handles.clear()
+
+    def _serialise(self, batch: list[tuple[Any, ...]]) -> dict[str, bytes]:
+        """JSON lines grouped by the UTC date of each request (the partition)."""
+        by_date: dict[str, list[bytes]] = {}
+        dumps = orjson.dumps
+        for entry in batch:
+            if entry[0] == "prediction":
+                _, request_id, timestamp, model_name, model_version, rows, labels, scores = entry
+                stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+                lines = by_date.setdefault(stamp[:10], [])
+                for index, (features, sensitive) in enumerate(self._rows(rows, len(labels))):
+                    lines.append(
+                        dumps(
+                            {
+                                "kind": "prediction",
+                                "prediction_id": f"{request_id}:{index}",
+                                "request_id": request_id,
+                                "row": index,
+                                "timestamp": stamp,
+                                "model_name": model_name,
+                                "model_version": model_version,
+                                "features": features,
+                                "sensitive": sensitive,
+                                "label": labels[index],
+                                "scores": scores[index],
+                            }
+                        )
+                    )
+            else:
+                _, timestamp, items = entry
+                stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+                lines = by_date.setdefault(stamp[:10], [])
+                for request_id, row, label in items:
+                    lines.append(
+                        dumps(
+                            {
+                                "kind": "feedback",
+                                "request_id": request_id,
+                                "row": row,
+                                "prediction_id": f"{request_id}:{row}",
+                                "label": label,
+                                "timestamp": stamp,
+                            }
+                        )
+                    )
+        return {date: b"\n".join(lines) + b"\n" for date, lines in by_date.items() if lines}
+
+    def _rows(self, rows: Any, count: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        names, sensitive = self.feature_names, self.sensitive_name
+        if isinstance(rows, dict):  # columns (Open Inference Protocol)
+            for index in range(count):
+                features = {name: rows[name][index] for name in names}
+                extra = {sensitive: rows[sensitive][index]} if sensitive and sensitive in rows else {}
+                yield features, extra
+            return
+        count = len(names)
+        for record in rows:  # records (/predict): validated, so only the sensitive key can be extra
+            if len(record) == count:
+                yield record, {}
+            else:
+                yield {name: record[name] for name in names}, {sensitive: record[sensitive]}
+
+    def _write(self, date: str, chunk: bytes) -> None:
+        folder = f"{self.root.rstrip('/')}/date={date}"
+        if not self.local:
+            self._sequence += 1
+            self.fs.makedirs(folder, exist_ok=True)
+            self.fs.pipe_file(f"{folder}/{self.stream}-{self._sequence:06d}.jsonl", chunk)
+            return
+        handle = self._handles.get(date)
+        if handle is None:
+            for old in [key for key in self._handles if key != date]:
+                self._handles.pop(old).close()
+            os.makedirs(folder, exist_ok=True)
+            handle = self._handles[date] = open(f"{folder}/{self.stream}.jsonl", "ab")  # noqa: SIM115
+        handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    # -- metrics ------------------------------------------------------------------------
+    def metrics(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "capture_rows_written", "Rows written to the capture store", value=self.rows_written
+        )
+        yield CounterMetricFamily("capture_write_errors", "Failed capture flushes", value=self.write_errors)
+        yield GaugeMetricFamily(
+            "capture_buffered_rows", "Rows waiting to be written", value=self._pending_rows
+        )
+
+
+class NoCapture:
+    """Capture switched off (allowed only with APP_ENV=development)."""
+
+    uri = ""
+    available = True
+    stream = ""
+
+    def record_predictions(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def record_feedback(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def start(self) -> None:
+        log.warning("capture is off (CAPTURE_URI empty): predictions are not recorded")
+
+    def flush(self) -> int:
+        return 0
+
+    def close(self, timeout: float = 30.0) -> None:
+        return None
+
+    def metrics(self) -> Iterator[Metric]:
+        return iter(())

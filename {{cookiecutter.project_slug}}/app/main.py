@@ -1,0 +1,272 @@
+"""The ASGI application: `uvicorn app.main:app` (or `python -m app`).
+
+Two layers, one behaviour. FastAPI declares every route (so /docs and /openapi.json show
+the contract-derived schemas) and answers the light ones: health, metadata, /feedback,
+/metrics. The two scoring routes, `POST /predict` and `POST /v2/models/{name}/infer`, are
+answered by `ServingApp` directly from the ASGI callable, with the same handlers the
+FastAPI routes call. Why: on one core the framework's per-request machinery (routing,
+dependency resolution, middleware, response objects) costs several times more than
+validating a row and running the model (measured in ../bench/serve of the template), and
+these two routes are where the traffic is. Every other request passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import onnxruntime as ort
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app import schema
+from app.asgi import ClientDisconnected, Receive, Send, chunks, header, read_json_body, send_json
+from app.metrics import CONTENT_TYPE
+from app.service import Result, Service
+from app.settings import Settings
+from app.validation import RequestError
+
+log = logging.getLogger("app")
+INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+MODEL_ROUTES = (
+    (re.compile(r"^/v2/models/[^/]+$"), "/v2/models/{name}"),
+    (re.compile(r"^/v2/models/[^/]+/ready$"), "/v2/models/{name}/ready"),
+    (re.compile(r"^/v2/models/[^/]+/versions/[^/]+$"), "/v2/models/{name}/versions/{version}"),
+    (re.compile(r"^/v2/models/[^/]+/versions/[^/]+/ready$"), "/v2/models/{name}/versions/{version}/ready"),
+)
+STATIC_ROUTES = frozenset(
+    {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/feedback", "/docs", "/openapi.json"}
+)
+
+
+def route_label(path: str) -> str:
+    """The route template a path belongs to: bounded label values for the metrics."""
+    if path in STATIC_ROUTES:
+        return path
+    if path.startswith("/v2/models/"):
+        for pattern, label in MODEL_ROUTES:
+            if pattern.match(path):
+                return label
+    return "other"
+
+
+def json_response(status: int, content: Any) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def result_response(result: Result) -> Response:
+    status, payload, request_id = result
+    headers = {"x-request-id": request_id} if request_id else None
+    return Response(payload, status_code=status, media_type="application/json", headers=headers)
+
+
+def build_api(service: Service) -> FastAPI:
+    """The FastAPI application: every route, its OpenAPI description, and the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    contract, settings = service.contract, service.settings
+    reject_unknown = settings.unknown_category == "reject"
+    api = FastAPI(
+        title=f"{contract.dataset} model service",
+        description="onnxruntime behind the Open Inference Protocol v2, /predict, and production capture.",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> Response:
+        return json_response(error.status_code, {"error": str(error.detail)})
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> Response:
+        return json_response(422, {"error": str(error.errors()[:1])})
+
+    async def body_of(request: Request) -> bytes:
+        return await read_json_body(
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+            settings.max_body_bytes,
+        )
+
+    def error_response(error: RequestError) -> Response:
+        return Response(error.body(), status_code=error.status, media_type="application/json")
+
+    async def answer(request: Request, handler: Any, *args: Any) -> Response:
+        try:
+            return result_response(await service.call(handler, await body_of(request), *args))
+        except RequestError as error:
+            return error_response(error)
+
+    @api.get("/v2", tags=["Open Inference Protocol"])
+    async def server_metadata() -> Response:
+        return json_response(
+            200, {"name": "onnxruntime-fastapi", "version": ort.__version__, "extensions": []}
+        )
+
+    @api.get("/v2/health/live", tags=["Open Inference Protocol"])
+    async def live() -> Response:
+        return json_response(200, {"live": True})
+
+    @api.get("/v2/health/ready", tags=["Open Inference Protocol"], responses={503: schema.ERRORS[503]})
+    async def ready() -> Response:
+        problem = service.readiness_problem()
+        if problem:
+            return json_response(503, {"ready": False, "error": problem})
+        return json_response(200, {"ready": True})
+
+    @api.get("/v2/models/{name}", tags=["Open Inference Protocol"])
+    @api.get("/v2/models/{name}/versions/{version}", tags=["Open Inference Protocol"])
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        try:
+            return json_response(200, service.model_metadata(name, version))
+        except RequestError as error:
+            return error_response(error)
+
+    @api.get("/v2/models/{name}/ready", tags=["Open Inference Protocol"])
+    @api.get("/v2/models/{name}/versions/{version}/ready", tags=["Open Inference Protocol"])
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        try:
+            service.require_model(name, version)
+        except RequestError as error:
+            return error_response(error)
+        if not service.ready:
+            return json_response(503, {"name": name, "ready": False, "error": service.readiness_problem()})
+        return json_response(200, {"name": name, "ready": True})
+
+    infer_doc = {
+        "tags": ["Open Inference Protocol"],
+        "openapi_extra": schema.json_body(schema.infer_request(contract, settings.max_batch_rows)),
+        "responses": {200: {"model": schema.InferResponse}, **schema.ERRORS},
+    }
+
+    @api.post("/v2/models/{name}/infer", **infer_doc)
+    @api.post("/v2/models/{name}/versions/{version}/infer", **infer_doc)
+    async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        """Score tensors (one per feature, [N, 1]); errors are 400 with {"error"}."""
+        return await answer(request, service.infer, name, version)
+
+    @api.post(
+        "/predict",
+        tags=["Scoring"],
+        openapi_extra=schema.json_body(
+            schema.predict_request(contract, settings.max_batch_rows, reject_unknown)
+        ),
+        responses={200: {"model": schema.PredictResponse}, **schema.ERRORS},
+    )
+    async def predict(request: Request) -> Response:
+        """Score records keyed by feature name; every field is checked against the data contract."""
+        return await answer(request, service.predict)
+
+    @api.post(
+        "/feedback",
+        tags=["Scoring"],
+        status_code=202,
+        openapi_extra=schema.json_body(schema.feedback_request()),
+        responses=schema.ERRORS,
+    )
+    async def feedback(request: Request) -> Response:
+        """Record ground-truth labels of earlier predictions, by request id and row."""
+        return await answer(request, service.feedback)
+
+    @api.get("/metrics", tags=["Operations"])
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    return api
+
+
+class ServingApp:
+    """The outermost ASGI callable: fast scoring routes, request metrics, then FastAPI."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.service = Service(self.settings)
+        self.api = build_api(self.service)
+        self.metrics = self.service.metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method, path = scope["method"], scope["path"]
+        if method == "POST":
+            if path == "/predict":
+                status = await self._score(scope, receive, send, self.service.predict)
+                self.metrics.observe_request("/predict", method, status, time.perf_counter() - started)
+                return
+            match = INFER.match(path) if path.startswith("/v2/models/") else None
+            if match:
+                name, version = match.groups()
+                status = await self._score(scope, receive, send, self.service.infer, name, version)
+                route = (
+                    "/v2/models/{name}/infer"
+                    if version is None
+                    else "/v2/models/{name}/versions/{version}/infer"
+                )
+                self.metrics.observe_request(route, method, status, time.perf_counter() - started)
+                return
+        status = 500
+
+        async def watch(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.api(scope, receive, watch)
+        finally:
+            self.metrics.observe_request(route_label(path), method, status, time.perf_counter() - started)
+
+    async def _score(
+        self, scope: dict[str, Any], receive: Receive, send: Send, handler: Any, *args: Any
+    ) -> int:
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        try:
+            body = await read_json_body(
+                header(scope, b"content-type"),
+                header(scope, b"content-length"),
+                chunks(receive),
+                self.settings.max_body_bytes,
+            )
+            status, payload, request_id = await self.service.call(handler, body, *args)
+            if request_id:
+                headers = ((b"x-request-id", request_id.encode()),)
+        except RequestError as error:
+            status, payload = error.status, error.body()
+        except ClientDisconnected:
+            return 499
+        except Exception:
+            log.exception("unexpected error while scoring %s", scope["path"])
+            status, payload = 500, orjson.dumps({"error": "internal error; see the service log"})
+        await send_json(send, status, payload, headers)
+        return status
+
+
+def create_app(settings: Settings | None = None) -> ServingApp:
+    """A new application; settings from the environment unless given."""
+    return ServingApp(settings)
+
+
+def __getattr__(name: str) -> Any:
+    """`app.main.app`, built on first use so that importing this module has no side effects."""
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,358 @@
+"""Ingest a dataset into an immutable, content-addressed snapshot.
+
+A snapshot is ``artifacts/snapshots/<id>/`` holding ``data.parquet`` and ``manifest.json``
+(rows, schema, content hash, source, time window, contract hash). The id is the first 12
+hex digits of the content hash, and the registry records the full hash, so a model can
+always be traced to exactly the rows it was trained on.
+
+The hash is computed from the data itself in a canonical form (contract column order, a
+fixed serialisation of every value), not from the Parquet bytes, which embed library
+versions and other metadata: the same rows give the same hash on any machine, and a file
+edited after the fact is caught when the snapshot is loaded.
+
+Reading user files lives here too, because ingestion is where a CSV's guessed types are
+turned back into the contract's (``conform``); validation reads files the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data_pipelines.contract import Contract
+from data_pipelines.contract import load as load_contract
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOTS = PROJECT_ROOT / "artifacts" / "snapshots"
+EVENT_TIME = "event_time"  # optional column: dates the rows, gives the snapshot its time window
+LATEST = "latest"
+ID_LENGTH = 12
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+EMPTY_RULE = "a batch needs a header row with the contract's columns and at least 1 row"
+TABLE_RULE = "a batch must be a CSV (UTF-8 text) or Parquet table"
+BINARY_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or an Excel workbook)",
+    b"PAR1": "a Parquet file",
+}
+
+
+class SnapshotError(ValueError):
+    """A snapshot is missing, unknown or does not match its manifest."""
+
+
+class InputError(ValueError):
+    """The request itself is wrong (no such file, unsupported type): a usage error."""
+
+
+class UnreadableBatch(ValueError):
+    """The file exists but is not a table at all (empty, binary, a broken CSV)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{message} (rule: {rule})")
+        self.rule, self.message = rule, message
+
+
+# --- reading files ------------------------------------------------------------------------------
+
+
+def read_table(path: Path | str) -> pd.DataFrame:
+    """Read a CSV or Parquet file, turning every way it can be unreadable into one clear sentence."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise InputError(f"data file {path} has an unsupported type '{path.suffix}': use .csv or .parquet")
+    if not path.is_file():
+        raise InputError(f"data file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise UnreadableBatch(EMPTY_RULE, f"data file {path} is empty (0 bytes)")
+    with path.open("rb") as stream:
+        head = stream.read(4096)
+    if kind == "parquet":
+        try:
+            return pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several unrelated types for a bad file
+            what = _binary_kind(head)
+            hint = f" (its content is {what})" if what and what != "a Parquet file" else ""
+            raise UnreadableBatch(
+                TABLE_RULE, f"data file {path} is not a readable Parquet file{hint}"
+            ) from error
+    _check_text(path, head)
+    try:
+        return pd.read_csv(path, low_memory=False, encoding="utf-8-sig")  # tolerate a byte-order mark
+    except pd.errors.EmptyDataError:
+        raise UnreadableBatch(EMPTY_RULE, f"data file {path} has no header row and no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UnreadableBatch(
+            TABLE_RULE, f"data file {path} is not a well-formed CSV table: {first}"
+        ) from None
+
+
+def _binary_kind(head: bytes) -> str | None:
+    for signature, what in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            return what
+    return None
+
+
+def _check_text(path: Path, head: bytes) -> None:
+    what = _binary_kind(head)
+    if what is None and b"\x00" in head:
+        what = "binary data"
+    if what is None:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 4:  # a character cut at the 4 KiB boundary is still text
+                what = "binary data (not UTF-8 text)"
+    if what:
+        raise UnreadableBatch(TABLE_RULE, f"data file {path} is not a CSV table: its content is {what}")
+
+
+def conform(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Give a file's columns the types the contract means, without hiding real type errors.
+
+    CSV has no types, so pandas guesses: an integer column with gaps becomes float, and
+    categories that look like numbers become numbers. We undo exactly those guesses and
+    leave anything else (a word in a numeric column, fractions in an integer column) as
+    it is, for the validation's type checks to name.
+    """
+    frame = frame.copy()
+    for feature in contract.features:
+        if feature.name in frame.columns:
+            frame[feature.name] = _conform_column(frame[feature.name], feature.dtype)
+    if contract.sensitive and contract.sensitive.name in frame.columns:
+        frame[contract.sensitive.name] = _conform_column(frame[contract.sensitive.name], "string")
+    if contract.target.name in frame.columns:
+        frame[contract.target.name] = _conform_column(frame[contract.target.name], "int64")
+    if EVENT_TIME in frame.columns and not isinstance(frame[EVENT_TIME].dtype, pd.DatetimeTZDtype):
+        frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME], utc=True, errors="coerce", format="mixed")
+    return frame
+
+
+def _conform_column(column: pd.Series, dtype: str) -> pd.Series:
+    if dtype in ("int64", "float64") and _is_text(column):
+        numbers = pd.to_numeric(column, errors="coerce")
+        if (column.notna() & numbers.isna()).any():
+            # Keep the words, so the type check can quote them; make the rest real numbers.
+            mixed = column.astype(object).copy()
+            parsed = numbers.notna()
+            mixed[parsed] = [_number(value, dtype) for value in numbers[parsed]]
+            return mixed
+        column = numbers
+    if dtype == "int64" and pd.api.types.is_bool_dtype(column.dtype):
+        return column.astype("int64")
+    if dtype == "int64" and pd.api.types.is_float_dtype(column.dtype):
+        values = column.dropna()
+        if bool((values == values.round()).all()):
+            return column.astype("int64") if len(values) == len(column) else column.astype("Int64")
+    if dtype == "string" and (
+        pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column)
+    ):
+        return column.map(_as_category, na_action="ignore").astype(object)
+    return column
+
+
+def _is_text(column: pd.Series) -> bool:
+    return pd.api.types.is_object_dtype(column.dtype) or pd.api.types.is_string_dtype(column.dtype)
+
+
+def _number(value: float, dtype: str) -> int | float:
+    return int(value) if dtype == "int64" and float(value).is_integer() else float(value)
+
+
+def _as_category(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def select_contract_columns(frame: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the contract's columns (and event_time); return the frame and what was dropped.
+
+    A source file often carries more than the model may use (identifiers, free text, the
+    sensitive attribute of a project that declares none): a snapshot holds only what the
+    contract declares. Missing contract columns are left missing for validation to report.
+    """
+    keep = [*contract.columns, EVENT_TIME]
+    dropped = [column for column in frame.columns if column not in keep]
+    return frame[[column for column in keep if column in frame.columns]], dropped
+
+
+# --- the content hash ---------------------------------------------------------------------------
+
+
+def canonical(frame: pd.DataFrame, contract: Contract | None = None) -> pd.DataFrame:
+    """Columns in contract order, then event_time, then any others by name; a plain row index."""
+    first = [*(contract.columns if contract else []), EVENT_TIME]
+    ordered = [column for column in first if column in frame.columns]
+    ordered += sorted(str(column) for column in frame.columns if column not in ordered)
+    return frame[ordered].reset_index(drop=True)
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """sha256 of the rows in a serialisation that depends only on names and values.
+
+    Each column contributes its name, a logical kind (integer, float, boolean, datetime,
+    string) and its values as compact JSON, missing values as null. The frame is hashed in
+    the order given: call :func:`canonical` first to make column order irrelevant.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"rows": len(frame), "columns": [str(c) for c in frame.columns]}).encode())
+    for name in frame.columns:
+        kind, values = _logical(frame[name])
+        digest.update(b"\n")
+        digest.update(json.dumps([str(name), kind, values], separators=(",", ":"), allow_nan=False).encode())
+    return digest.hexdigest()
+
+
+def _logical(column: pd.Series) -> tuple[str, list[Any]]:
+    missing = column.isna().to_numpy()
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        kind, values = "boolean", [bool(value) for value in column.fillna(False)]
+    elif pd.api.types.is_integer_dtype(dtype):
+        kind, values = "integer", [int(value) for value in column.fillna(0)]
+    elif pd.api.types.is_float_dtype(dtype):
+        kind, values = "float", [float(value) for value in column.fillna(0.0)]
+    elif pd.api.types.is_datetime64_any_dtype(dtype):
+        times = column.dt.tz_convert("UTC") if column.dt.tz is not None else column
+        kind, values = (
+            "datetime",
+            [str(value) for value in times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").fillna("")],
+        )
+    else:
+        kind, values = "string", [str(value) for value in column.astype(object).fillna("")]
+    return kind, [None if gap else value for value, gap in zip(values, missing, strict=True)]
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+
+def create(
+    frame: pd.DataFrame,
+    source: str | dict[str, Any],
+    *,
+    contract: Contract | None = None,
+    root: Path | str = SNAPSHOTS,
+) -> Path:
+    """Write ``frame`` as a snapshot and point ``latest`` at it; return the snapshot folder.
+
+    Creating the same data twice returns the existing snapshot untouched (its manifest
+    keeps the first ``created_at``), so re-running ``make data`` is free and stable.
+    """
+    contract = contract or load_contract()
+    root = Path(root)
+    data = canonical(frame, contract)
+    mixed = [str(name) for name in data.columns if _mixes_types(data[name])]
+    if mixed:
+        raise SnapshotError(
+            f"columns {mixed} mix text with other values, so they cannot be stored with one type: "
+            "fix the source (run `make validate DATA=<file>` to see the offending values)"
+        )
+    sha256 = content_hash(data)
+    snapshot_id = sha256[:ID_LENGTH]
+    folder = root / snapshot_id
+    if not (folder / "manifest.json").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "snapshot_id": snapshot_id,
+            "sha256": sha256,
+            "rows": len(data),
+            "columns": {str(name): str(dtype) for name, dtype in data.dtypes.items()},
+            "source": source,
+            "time_window": _time_window(data),
+            "contract_sha256": contract.digest or None,
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        staging = Path(tempfile.mkdtemp(prefix=f".{snapshot_id}-", dir=root))
+        try:
+            data.to_parquet(staging / "data.parquet", index=False)
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            try:
+                staging.rename(folder)
+            except OSError:  # another process created it first: theirs is identical
+                if not (folder / "manifest.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _write_latest(root, snapshot_id)
+    return folder
+
+
+def _mixes_types(column: pd.Series) -> bool:
+    if not pd.api.types.is_object_dtype(column.dtype):
+        return False
+    kinds = {type(value) for value in column.dropna()}
+    return len(kinds) > 1
+
+
+def _time_window(data: pd.DataFrame) -> dict[str, str | None]:
+    if EVENT_TIME not in data.columns or not pd.api.types.is_datetime64_any_dtype(data[EVENT_TIME].dtype):
+        return {"start": None, "end": None}
+    times = data[EVENT_TIME].dropna()
+    if times.empty:
+        return {"start": None, "end": None}
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC")
+    return {"start": _iso(times.min()), "end": _iso(times.max())}
+
+
+def _iso(moment: pd.Timestamp) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_latest(root: Path, snapshot_id: str) -> None:
+    pointer = root / LATEST
+    temporary = root / f".{LATEST}.{os.getpid()}"
+    temporary.write_text(snapshot_id + "\n")
+    temporary.replace(pointer)
+
+
+def resolve(id_or_path: str | Path = LATEST, root: Path | str = SNAPSHOTS) -> Path:
+    """Find a snapshot folder from an id (or unique prefix), ``latest``, or a path into one."""
+    root = Path(root)
+    candidate = Path(id_or_path)
+    if candidate.is_file() and candidate.name in ("data.parquet", "manifest.json"):
+        candidate = candidate.parent
+    if candidate.is_dir() and (candidate / "manifest.json").is_file():
+        return candidate
+    wanted = str(id_or_path)
+    if wanted == LATEST:
+        pointer = root / LATEST
+        if not pointer.is_file():
+            raise SnapshotError(f"no snapshot yet in {root}: run `make data` first")
+        wanted = pointer.read_text().strip()
+    matches = sorted(path for path in root.glob(f"{wanted}*") if (path / "manifest.json").is_file())
+    if len(matches) != 1 or not wanted:
+        found = "no snapshot" if not matches else f"{len(matches)} snapshots"
+        raise SnapshotError(f"snapshot '{wanted}': {found} in {root} match; give a full id or a folder path")
+    return matches[0]
+
+
+def load(
+    id_or_path: str | Path = LATEST, *, root: Path | str = SNAPSHOTS
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return a snapshot's rows and manifest, after checking the rows still match the hash."""
+    folder = resolve(id_or_path, root)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    frame = pd.read_parquet(folder / "data.parquet")
+    actual = content_hash(frame)
+    if actual != manifest.get("sha256"):
+        raise SnapshotError(
+            f"snapshot {folder}: data.parquet hashes to {actual[:ID_LENGTH]}, but its manifest says "
+            f"{str(manifest.get('sha256'))[:ID_LENGTH]}: the data changed after the snapshot was made"
+        )
+    return frame, manifest

@@ -1,0 +1,261 @@
+"""The one pull-request comment that shows a reviewer the evidence for a change.
+
+Why a comment: reviewers decide on a model change from its numbers (metrics against the
+champion, the policy gates, ONNX parity, data validation, and for a retraining PR the drift
+that caused it), and those numbers should sit next to the diff, not in CI logs. It is one
+comment, found again by a hidden marker and edited in place, so a PR with ten pushes still
+has one up-to-date report. The module only reads files the pipeline wrote (artifacts/,
+reports/, governance/registry.yaml) and JOB_RESULTS (the workflow's `needs` context as JSON);
+it imports no other domain.
+
+Without GITHUB_TOKEN (local runs, act) it writes the comment to reports/pr-comment.md only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from github import GithubException
+
+from governance import github_client
+
+MARKER = "<!-- mlops-pr-report -->"
+OUTPUT = Path("reports/pr-comment.md")
+ICONS = {"success": "✅", "failure": "❌", "cancelled": "⏹️", "skipped": "⏭️"}
+JOB_TITLES = {
+    "lint-test": "lint + unit tests",
+    "data": "data validation",
+    "train": "train + gates + ONNX + parity",
+    "champion": "candidate vs champion (register + model card)",
+    "image": "image build + image test",
+}
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def number(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def latest_model_dir(models: Path) -> Path | None:
+    """The model this run trained: artifacts/models/latest names it (a version, or a link)."""
+    pointer = models / "latest"
+    if pointer.is_dir():
+        return pointer.resolve()
+    if pointer.is_file():
+        chosen = models / pointer.read_text().strip()
+        return chosen if (chosen / "metrics.json").is_file() else None
+    return None
+
+
+def champion(registry_path: Path) -> dict | None:
+    try:
+        registry = yaml.safe_load(registry_path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    production = [entry for entry in registry.get("models") or [] if entry.get("stage") == "production"]
+    return production[-1] if production else None
+
+
+def numeric_items(mapping: Mapping[str, Any] | None) -> dict[str, float]:
+    return {
+        key: value
+        for key, value in (mapping or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
+def checks_section(job_results: Mapping[str, Any]) -> list[str]:
+    if not job_results:
+        return []
+    lines = ["### Checks", "", "| check | result |", "|---|---|"]
+    order = list(JOB_TITLES)
+    ranked = sorted(
+        job_results.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)
+    )
+    for job, outcome in ranked:
+        result = outcome.get("result", "unknown") if isinstance(outcome, Mapping) else str(outcome)
+        lines.append(f"| {JOB_TITLES.get(job, job)} | {ICONS.get(result, '❔')} {result} |")
+    return [*lines, ""]
+
+
+def validation_section(folder: Path) -> list[str]:
+    """One line per validated batch (reports/validation/<name>.json from `make validate`)."""
+    results = [(path, read_json(path)) for path in sorted(folder.glob("*.json"))]
+    results = [(path, result) for path, result in results if isinstance(result, Mapping)]
+    if not results:
+        return []
+    lines = ["### Data validation", ""]
+    for path, result in results:
+        failures = result.get("failures") or []
+        icon = "✅" if result.get("success") else "❌"
+        lines.append(
+            f"- {icon} `{result.get('name', path.stem)}`: {number(result.get('rows'))} rows, "
+            f"{len(failures)} failed expectation(s). Data Docs: the `data-docs` artifact."
+        )
+        for failure in failures[:10]:
+            described = ", ".join(f"{key} {number(value)}" for key, value in failure.items())
+            lines.append(f"  - {described}")
+    return [*lines, ""]
+
+
+def metrics_section(metrics: Mapping[str, Any], champion_entry: Mapping[str, Any] | None) -> list[str]:
+    candidate = numeric_items(metrics.get("metrics"))
+    if not candidate:
+        return []
+    best = numeric_items((champion_entry or {}).get("metrics"))
+    title = f"champion `{champion_entry['version']}`" if champion_entry else "champion"
+    lines = ["### Metrics", "", f"| metric | candidate | {title} | change |", "|---|---|---|---|"]
+    for name, value in candidate.items():
+        if name in best:
+            lines.append(f"| {name} | {number(value)} | {number(best[name])} | {value - best[name]:+.4f} |")
+        else:
+            lines.append(f"| {name} | {number(value)} | — | — |")
+    if champion_entry is None:
+        lines += ["", "No champion in production yet: the candidate is held to the policy alone."]
+    bias = metrics.get("bias") or {}
+    if bias.get("sensitive_attribute"):
+        lines += [
+            "",
+            f"Bias across `{bias['sensitive_attribute']}`: largest {bias.get('metric', 'metric')} gap "
+            f"{number(bias.get('largest_gap'))}; gaps "
+            + ", ".join(f"{k} {number(v)}" for k, v in numeric_items(bias.get("gaps")).items()),
+        ]
+    return [*lines, ""]
+
+
+def gates_section(gates: Any) -> list[str]:
+    """The policy gates `make train` applied (gates.json), champion comparison included."""
+    if not isinstance(gates, Mapping) or not isinstance(gates.get("gates"), list):
+        return []
+    policy = gates.get("policy", "governance/policy.yaml")
+    lines = [f"### Policy gates (`{policy}`)", "", "| gate | result | detail |", "|---|---|---|"]
+    for gate in gates["gates"]:
+        icon = "✅" if gate.get("passed") is True else "❌"
+        detail = str(gate.get("message", "")).replace("|", "\\|")  # a pipe would end the table cell
+        lines.append(f"| {gate.get('name')} | {icon} | {detail} |")
+    baseline = gates.get("champion")
+    if isinstance(baseline, Mapping):
+        lines += [
+            "",
+            f"Champion `{baseline.get('version')}` scores {number(baseline.get('value'))} "
+            f"({baseline.get('basis')}).",
+        ]
+    return [*lines, ""]
+
+
+def parity_section(parity: Any) -> list[str]:
+    if not isinstance(parity, Mapping) or "max_abs_diff" not in parity:
+        return []
+    icon = "✅" if parity.get("passed", parity.get("labels_equal")) else "❌"
+    return [
+        "### ONNX parity",
+        "",
+        f"{icon} max |p_onnx - p_sklearn| {number(parity['max_abs_diff'])} (tolerance "
+        f"{number(parity.get('tolerance'))}) on {number(parity.get('rows'))} rows; "
+        f"labels equal: {number(parity.get('labels_equal'))}.",
+        "",
+    ]
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, f"{name}.")
+        elif isinstance(value, list):
+            yield name, ", ".join(number(item) for item in value[:10])
+        else:
+            yield name, value
+
+
+def evidence_section(title: str, data: Any, limit: int = 40) -> list[str]:
+    """Evidence whose shape this module does not own (drift reports), as `key | value` rows."""
+    if not isinstance(data, Mapping) or not data:
+        return []
+    rows = [f"| {key} | {number(value)} |" for key, value in flatten(data)]
+    return [f"### {title}", "", "| | |", "|---|---|", *rows[:limit], ""]
+
+
+def build_report(root: Path, job_results: Mapping[str, Any]) -> str:
+    """The comment's markdown, from the evidence the pipeline left under root."""
+    lines = [MARKER, "## Model CI report", ""]
+    lines += checks_section(job_results)
+    lines += validation_section(root / "reports" / "validation")
+    model_dir = latest_model_dir(root / "artifacts" / "models")
+    if model_dir is None:
+        lines += ["No trained model in this run (see the checks above).", ""]
+    else:
+        lines += [f"Candidate `{model_dir.name}`.", ""]
+        metrics = read_json(model_dir / "metrics.json") or {}
+        lines += metrics_section(metrics, champion(root / "governance" / "registry.yaml"))
+        lines += gates_section(read_json(model_dir / "gates.json"))
+        lines += parity_section(read_json(model_dir / "parity.json"))
+    for path in sorted((root / "reports").glob("drift/*.json"))[:2]:
+        lines += evidence_section(f"Drift evidence (`{path.relative_to(root)}`)", read_json(path))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def parse_job_results(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        results = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(f"JOB_RESULTS must be the workflow's `needs` context as JSON: {error}") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"JOB_RESULTS must be a JSON object, got {type(results).__name__}")
+    return results
+
+
+def main(root: Path | None = None, environ: Mapping[str, str] | None = None) -> int:
+    root = root or Path.cwd()
+    environ = os.environ if environ is None else environ
+    try:
+        body = build_report(root, parse_job_results(environ.get("JOB_RESULTS", "")))
+        target = github_client.target_from_env(environ)
+    except (ValueError, github_client.GitHubConfigError) as error:
+        print(f"pr-comment: {error}", file=sys.stderr)
+        return 2
+    github_client.write_dry_run(root / OUTPUT, body)
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        with open(environ["GITHUB_STEP_SUMMARY"], "a") as summary:
+            summary.write(body)
+    if target is None:
+        print(f"pr-comment: no GITHUB_TOKEN, the comment is in {OUTPUT}")
+        return 0
+    raw_number = environ.get("PR_NUMBER", "")
+    if not raw_number.isdigit() or int(raw_number) < 1:
+        print(f"pr-comment: PR_NUMBER must be a pull request number, got {raw_number!r}", file=sys.stderr)
+        return 2
+    repository = github_client.open_repository(target)
+    try:
+        url = github_client.upsert_comment(repository, int(raw_number), MARKER, body)
+    except GithubException as error:
+        if error.status == 403:  # a fork's PR gets a read-only token: the job summary still has it
+            print(f"pr-comment: the token may not comment here (403); see the job summary and {OUTPUT}")
+            return 0
+        raise
+    print(f"pr-comment: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Export the fitted pipeline to ONNX, check it, stamp it, and prove parity with scikit-learn.
+
+The ONNX file is what serving and monitoring run, so it must be reproducible byte for
+byte: its version is derived from its own content (and the snapshot's time), never from
+the clock at export time, and every other metadata value is an input of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.pipeline import Pipeline
+
+from data_pipelines.contract import Contract
+from ml.features import onnx_inputs
+
+OUTPUTS = ("label", "probabilities")
+
+
+class ExportError(RuntimeError):
+    """The converted model does not have the interface serving relies on."""
+
+
+def input_types(contract: Contract) -> list[tuple[str, Any]]:
+    """One [N, 1] input per feature, in contract order: float for numeric, string for categorical."""
+    return [
+        (feature.name, FloatTensorType([None, 1]) if feature.is_numeric else StringTensorType([None, 1]))
+        for feature in contract.features
+    ]
+
+
+def convert(pipeline: Pipeline, contract: Contract, opset: int, name: str) -> onnx.ModelProto:
+    """skl2onnx conversion at the policy's opset, without ZipMap (plain probability tensor).
+
+    Two things skl2onnx leaves to chance are pinned so the bytes are reproducible: the
+    graph name (a random UUID by default) and the order of the opset imports (it follows
+    set iteration order, which changes with Python's string hash seed).
+    """
+    estimator = pipeline.steps[-1][1]
+    model = convert_sklearn(
+        pipeline,
+        name=name,
+        initial_types=input_types(contract),
+        target_opset=opset,
+        options={id(estimator): {"zipmap": False}},
+    )
+    imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
+    del model.opset_import[:]
+    model.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports)
+    outputs = tuple(output.name for output in model.graph.output)
+    if outputs != OUTPUTS:
+        raise ExportError(
+            f"the converted model's outputs are {list(outputs)}, serving expects {list(OUTPUTS)}"
+        )
+    inputs = [graph_input.name for graph_input in model.graph.input]
+    if inputs != contract.feature_names:
+        raise ExportError(f"the converted model's inputs {inputs} differ from the contract order")
+    return model
+
+
+def version_stamp(snapshot_created_at: str) -> str:
+    """yyyymmddHHMMSS (UTC) of the moment the training data was frozen, so versions sort by data age."""
+    try:
+        moment = datetime.fromisoformat(snapshot_created_at.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise ExportError(
+            f"snapshot manifest 'created_at' is not an ISO 8601 time (got {snapshot_created_at!r})"
+        ) from None
+    if moment.tzinfo is not None:  # a naive time is taken as UTC already
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y%m%d%H%M%S")
+
+
+def stamp(model: onnx.ModelProto, properties: dict[str, str], snapshot_created_at: str) -> tuple[bytes, str]:
+    """Attach metadata and the content-derived version; return the final bytes and the version.
+
+    The version is `<snapshot time>-<sha8 of the model without its version>`: unique per
+    model content, sortable by data age, and identical when the same snapshot is trained
+    twice, so the artifact's sha256 is reproducible.
+    """
+    onnx.helper.set_model_props(model, dict(sorted(properties.items())))
+    fingerprint = hashlib.sha256(model.SerializeToString()).hexdigest()[:8]
+    version = f"{version_stamp(snapshot_created_at)}-{fingerprint}"
+    onnx.helper.set_model_props(model, dict(sorted({**properties, "version": version}.items())))
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString(), version
+
+
+def metadata(
+    model_name: str, model_family: str, contract: Contract, classes: list[int], data_sha256: str
+) -> dict[str, str]:
+    """The metadata props serving and monitoring read (all strings, JSON for lists)."""
+    return {
+        "model_name": model_name,
+        "model_family": model_family,
+        "contract_sha256": contract.digest,
+        "feature_order": json.dumps(contract.feature_names),
+        "classes": json.dumps([int(value) for value in classes]),
+        "data_sha256": data_sha256,
+    }
+
+
+def session(model_bytes: bytes) -> ort.InferenceSession:
+    """A single-threaded CPU session: what one serving worker does, and stable to time."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def predict(
+    runner: ort.InferenceSession, frame: pd.DataFrame, contract: Contract
+) -> tuple[np.ndarray, np.ndarray]:
+    label, probabilities = runner.run(list(OUTPUTS), onnx_inputs(frame, contract))
+    return label, probabilities
+
+
+def parity(
+    runner: ort.InferenceSession,
+    pipeline: Pipeline,
+    frame: pd.DataFrame,
+    contract: Contract,
+    tolerance: float,
+) -> dict[str, Any]:
+    """onnxruntime versus scikit-learn on every row given (the whole test split)."""
+    onnx_labels, onnx_proba = predict(runner, frame, contract)
+    sklearn_proba = pipeline.predict_proba(frame)
+    sklearn_labels = pipeline.predict(frame)
+    diff = np.abs(onnx_proba.astype(np.float64) - sklearn_proba)
+    mismatched = int(np.sum(onnx_labels != sklearn_labels))
+    max_abs_diff = float(diff.max()) if diff.size else 0.0
+    return {
+        "rows": len(frame),
+        "max_abs_diff": max_abs_diff,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "labels_equal": mismatched == 0,
+        "mismatched_labels": mismatched,
+        "tolerance": tolerance,
+        "passed": mismatched == 0 and max_abs_diff <= tolerance,
+    }

@@ -1,0 +1,280 @@
+"""Read a window of captured production rows and join the labels that came back as feedback.
+
+Serving appends one JSON object per line to date-partitioned files, one stream per process
+(`<root>/date=YYYY-MM-DD/<host>-<pid>-<start>.jsonl`). Predictions and feedback share those
+streams, so a window is: the prediction lines whose timestamp falls in the window, plus the
+newest feedback label for each of them, wherever (and whenever) that feedback was written.
+
+Parsing is done by pyarrow's multithreaded JSON reader with an explicit schema derived from
+the data contract: a million rows parse in a few seconds, and a value of the wrong type fails
+with the file named instead of silently changing a column's type.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from data_pipelines.contract import Contract, load
+
+DEFAULT_URI = "file://./artifacts/capture"
+PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+# Columns the window adds next to the contract's columns; a contract column may not reuse them.
+META_COLUMNS = (
+    "prediction_id",
+    "request_id",
+    "row",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "predicted_label",
+    "score",
+    "feedback_timestamp",
+)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+class CaptureError(ValueError):
+    """The capture store cannot be read as the spec describes; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    day: date
+    path: str
+
+
+def capture_uri(uri: str | None = None) -> str:
+    """The capture root: an explicit value, else CAPTURE_URI, else the local default."""
+    return uri or os.environ.get("CAPTURE_URI") or DEFAULT_URI
+
+
+def to_utc(value: datetime | str | None, name: str) -> datetime | None:
+    """Accept an ISO 8601 string or a datetime; naive values are taken as UTC (what serving writes)."""
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise CaptureError(f"{name} must be an ISO 8601 timestamp (got {value!r})") from None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def schema(contract: Contract) -> pa.Schema:
+    """The JSON schema of a capture line, typed from the contract (numbers as float64: JSON has no int)."""
+    features = pa.struct(
+        [
+            pa.field(feature.name, pa.float64() if feature.is_numeric else pa.string())
+            for feature in contract.features
+        ]
+    )
+    fields = [
+        pa.field("kind", pa.string()),
+        pa.field("prediction_id", pa.string()),
+        pa.field("request_id", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("timestamp", pa.string()),
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("features", features),
+        pa.field("label", pa.int64()),
+        pa.field("scores", pa.list_(pa.float64())),
+    ]
+    if contract.sensitive:
+        fields.append(pa.field("sensitive", pa.struct([pa.field(contract.sensitive.name, pa.string())])))
+    return pa.schema(fields)
+
+
+def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[CaptureFile]]:
+    """Every capture file under the root, oldest partition first."""
+    uri = capture_uri(uri)
+    fs, root = fsspec.core.url_to_fs(uri)
+    root = root.rstrip("/")
+    if not fs.exists(root):
+        raise CaptureError(
+            f"capture store {uri} does not exist (set CAPTURE_URI to the serving capture root)"
+        )
+    files = []
+    for path in fs.glob(f"{root}/date=*/*.jsonl"):
+        match = PARTITION.match(path.rstrip("/").split("/")[-2])
+        if match:
+            files.append(CaptureFile(date.fromisoformat(match.group(1)), path))
+    return fs, sorted(files, key=lambda item: (item.day, item.path))
+
+
+def _read_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions) -> pa.Table:
+    with fs.open(path, "rb") as handle:
+        data = handle.read()
+    if data and not data.endswith(b"\n"):
+        # A process may be appending right now: its last line can be half written.
+        cut = data.rfind(b"\n") + 1
+        print(f"capture: ignored an incomplete last line in {path}", file=sys.stderr)
+        data = data[:cut]
+    if not data.strip():
+        return parse.explicit_schema.empty_table()
+    try:
+        return pj.read_json(
+            pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24), parse_options=parse
+        )
+    except pa.ArrowInvalid as error:
+        raise CaptureError(f"capture file {path} does not match the capture format: {error}") from None
+
+
+def _read_tables(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], parse: pj.ParseOptions) -> pa.Table:
+    with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
+        tables = list(pool.map(lambda item: _read_file(fs, item.path, parse), files))
+    return pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
+
+
+def _timestamps(column: pa.ChunkedArray, what: str) -> pa.ChunkedArray:
+    try:
+        return pc.cast(column, TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise CaptureError(f"{what} timestamp is not ISO 8601 with a zone offset: {error}") from None
+
+
+def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
+    table = table.filter(pc.equal(table["kind"], "prediction"))
+    features = table["features"].combine_chunks()
+    positive = contract.target.classes.index(contract.target.positive_class)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "prediction_id": table["prediction_id"],
+        "request_id": table["request_id"],
+        "row": table["row"],
+        "timestamp": _timestamps(table["timestamp"], "a prediction's"),
+        "model_name": table["model_name"],
+        "model_version": table["model_version"],
+    }
+    for index, feature in enumerate(contract.features):
+        columns[feature.name] = (
+            pc.struct_field(features, [index]) if len(table) else pa.array([], pa.float64())
+        )
+    if contract.sensitive:
+        sensitive = table["sensitive"].combine_chunks()
+        columns[contract.sensitive.name] = pc.struct_field(sensitive, [0])
+    columns["predicted_label"] = table["label"]
+    columns["score"] = (
+        pc.list_element(table["scores"], positive) if len(table) else pa.array([], pa.float64())
+    )
+    return pa.table(columns)
+
+
+def _feedback(table: pa.Table, target: str) -> pa.Table:
+    """The newest label per prediction (a correction replaces an earlier label)."""
+    table = table.filter(pc.equal(table["kind"], "feedback"))
+    derived = pc.binary_join_element_wise(table["request_id"], pc.cast(table["row"], pa.string()), ":")
+    ids = pc.coalesce(table["prediction_id"], derived)
+    feedback = pa.table(
+        {
+            "prediction_id": ids,
+            target: table["label"],
+            "feedback_timestamp": _timestamps(table["timestamp"], "a feedback"),
+        }
+    ).sort_by([("feedback_timestamp", "ascending")])
+    grouped = feedback.group_by("prediction_id", use_threads=False).aggregate(
+        [(target, "last"), ("feedback_timestamp", "last")]
+    )
+    return grouped.rename_columns(["prediction_id", target, "feedback_timestamp"])
+
+
+def _in_window(table: pa.Table, since: datetime | None, until: datetime | None) -> pa.Table:
+    if since is not None:
+        table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(since, TIMESTAMP)))
+    if until is not None:
+        table = table.filter(pc.less(table["timestamp"], pa.scalar(until, TIMESTAMP)))
+    return table
+
+
+def _to_pandas(table: pa.Table, contract: Contract) -> pd.DataFrame:
+    """Few-valued strings become pandas categoricals and ids stay Arrow strings: no million Python objects."""
+    columns = {}
+    for name in table.column_names:
+        column = table[name]
+        if name in ("model_name", "model_version") or (
+            pa.types.is_string(column.type) and name not in ("prediction_id", "request_id")
+        ):
+            column = pc.dictionary_encode(column)
+        columns[name] = column
+    frame = pa.table(columns).to_pandas(
+        types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get, self_destruct=True
+    )
+    for feature in contract.categorical:
+        frame[feature.name] = frame[feature.name].astype("category")
+    frame[contract.target.name] = frame[contract.target.name].astype("Int64")
+    return frame
+
+
+def read_window(
+    uri: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    last_n: int | None = None,
+    contract: Contract | None = None,
+) -> pd.DataFrame:
+    """Captured predictions with `since <= timestamp < until` (UTC), or the newest `last_n` of them.
+
+    Returns one row per prediction: the contract's features and sensitive attribute, the
+    positive-class `score`, the `predicted_label`, the true label in the target column
+    (missing until feedback arrives), ids, model name/version and timestamps, oldest first.
+    """
+    contract = contract or load()
+    clash = sorted(set(META_COLUMNS) & set(contract.columns))
+    if clash:
+        raise CaptureError(f"contract columns {clash} clash with the capture window's own columns")
+    if last_n is not None and (isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1):
+        raise CaptureError(f"last_n must be a positive integer (got {last_n!r})")
+    since, until = to_utc(since, "since"), to_utc(until, "until")
+    if since and until and since >= until:
+        raise CaptureError(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    fs, files = list_files(uri)
+    # Feedback lands in the partition of the day it arrived, so only the lower bound prunes files.
+    if since is not None:
+        files = [item for item in files if item.day >= since.date()]
+    parse = pj.ParseOptions(explicit_schema=schema(contract), unexpected_field_behavior="ignore")
+    if last_n is None:
+        table = _read_tables(fs, files, parse)
+        predictions = _in_window(_predictions(table, contract), since, until)
+    else:
+        table, predictions = _newest(fs, files, parse, contract, since, until, last_n)
+    predictions = predictions.sort_by([("timestamp", "ascending")])
+    if last_n is not None and len(predictions) > last_n:
+        predictions = predictions.slice(len(predictions) - last_n)
+    feedback = _feedback(table, contract.target.name)
+    joined = predictions.join(feedback, "prediction_id", join_type="left outer", use_threads=True)
+    joined = joined.sort_by([("timestamp", "ascending"), ("prediction_id", "ascending")])
+    return _to_pandas(joined, contract).reset_index(drop=True)
+
+
+def _newest(
+    fs: fsspec.AbstractFileSystem,
+    files: list[CaptureFile],
+    parse: pj.ParseOptions,
+    contract: Contract,
+    since: datetime | None,
+    until: datetime | None,
+    last_n: int,
+) -> tuple[pa.Table, pa.Table]:
+    """Read partitions newest first until `last_n` predictions are in hand (their feedback is newer)."""
+    tables: list[pa.Table] = []
+    count = 0
+    for day in sorted({item.day for item in files}, reverse=True):
+        table = _read_tables(fs, [item for item in files if item.day == day], parse)
+        tables.append(table)
+        count += len(_in_window(_predictions(table, contract), since, until))
+        if count >= last_n:
+            break
+    table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
+    return table, _in_window(_predictions(table, contract), since, until)

@@ -1,0 +1,74 @@
+"""Captured production rows become training data only through the data pipeline's own gates.
+
+The labelled rows of a capture window are shaped into the contract's columns (plus
+event_time), validated with the same Great Expectations suite as every other batch
+(`data_pipelines.validation`), and only if that passes written as a content-addressed
+snapshot (`data_pipelines.snapshot.create`). A window that fails is reported with the
+validation's own failure lines and never becomes a snapshot, so it cannot be trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data_pipelines import snapshot, validation
+from data_pipelines.contract import Contract
+
+
+def labelled_rows(window: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """The window's labelled rows as a batch in the contract's shape: what a snapshot holds."""
+    target = contract.target.name
+    rows = window[window[target].notna()] if target in window else window.iloc[0:0]
+    batch: dict[str, Any] = {}
+    for feature in contract.features:
+        column = rows[feature.name]
+        if feature.is_numeric:
+            batch[feature.name] = pd.to_numeric(column).astype("float64")
+        else:
+            batch[feature.name] = column.astype(object).where(column.notna(), None)
+    batch[target] = rows[target].astype("int64")
+    if contract.sensitive and contract.sensitive.name in rows:
+        column = rows[contract.sensitive.name]
+        batch[contract.sensitive.name] = column.astype(object).where(column.notna(), None)
+    batch[snapshot.EVENT_TIME] = rows["timestamp"]
+    frame = pd.DataFrame(batch).reset_index(drop=True)
+    # JSON numbers arrive as floats: give integer features their contract type back (pipeline rule).
+    return snapshot.conform(frame, contract)
+
+
+def build(
+    window: pd.DataFrame,
+    contract: Contract,
+    source: dict[str, Any],
+    reports: Path,
+    snapshots: Path = snapshot.SNAPSHOTS,
+    min_rows: int = 1,
+) -> dict[str, Any]:
+    """Validate the labelled window, then snapshot it; returns what happened, for the reports.
+
+    {"valid": bool, "rows": int, "errors": [lines], "validation": path, "manifest": {...} or None}
+    """
+    batch = labelled_rows(window, contract)
+    result: dict[str, Any] = {"valid": False, "rows": len(batch), "errors": [], "manifest": None}
+    if len(batch) < min_rows:
+        result["errors"].append(f"{len(batch)} labelled rows, fewer than the {min_rows} needed to train on")
+        return result
+    start = batch[snapshot.EVENT_TIME].min()
+    name = f"capture-{start:%Y%m%dT%H%M%S}-{len(batch)}" if pd.notna(start) else f"capture-{len(batch)}"
+    outcome = validation.validate_frame(
+        batch, contract, name, reports, source=json.dumps(source), data_docs=True
+    )
+    result["validation"] = str(outcome.result_path) if outcome.result_path else None
+    result["data_docs"] = str(outcome.data_docs) if outcome.data_docs else None
+    if not outcome.success:
+        result["errors"] = [failure.line().strip() for failure in outcome.failures] or [outcome.summary()]
+        return result
+    folder = snapshot.create(batch, source, contract=contract, root=snapshots)
+    result["valid"] = True
+    result["manifest"] = json.loads((folder / "manifest.json").read_text())
+    result["path"] = str(folder)
+    return result

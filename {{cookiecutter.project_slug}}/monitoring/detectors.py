@@ -1,0 +1,268 @@
+"""Per-feature drift tests behind one small interface, so the statistics backend can be swapped.
+
+The contract decides the test for each feature (numeric -> two-sample Kolmogorov-Smirnov,
+categorical -> Chi-squared on the category counts) and the policy decides the level and the
+multiple-testing correction. Two backends implement the same tests:
+
+- `alibi`: alibi-detect's TabularDrift (Business Source License 1.1: see monitoring/README.md);
+- `scipy`: the same tests written directly on scipy.stats (BSD licence).
+
+Both see the same encoded matrix: numeric missing values become -inf (rank-based KS then
+also notices a change in how often a value is missing), categories become integer codes in
+the contract's order with one extra code for an unseen category and one for a missing value.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2_contingency, ks_2samp
+
+from data_pipelines.contract import Contract
+
+BACKENDS = ("alibi", "scipy")
+CORRECTIONS = ("bonferroni", "fdr")
+
+
+class DriftError(ValueError):
+    """The detector cannot run as configured; the message names the setting and the value."""
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    name: str
+    kind: str  # numeric | categorical | score
+    test: str  # ks | chi2
+    statistic: float
+    p_value: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    backend: str
+    correction: str
+    level: float  # per-test level before the correction
+    threshold: float  # p-values below this are drift after the correction
+    reference_rows: int
+    current_rows: int
+    features: tuple[FeatureDrift, ...] = field(default_factory=tuple)
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [feature.name for feature in self.features if feature.drifted]
+
+    @property
+    def drifted_share(self) -> float:
+        return len(self.drifted_features) / len(self.features) if self.features else 0.0
+
+    @property
+    def is_drift(self) -> bool:
+        return bool(self.drifted_features)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["features"] = [asdict(feature) for feature in self.features]
+        data["drifted_features"] = self.drifted_features
+        data["drifted_share"] = self.drifted_share
+        data["is_drift"] = self.is_drift
+        return data
+
+
+def encode(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    """The contract's features as one float matrix both backends test (see the module docstring)."""
+    missing = [name for name in contract.feature_names if name not in frame.columns]
+    if missing:
+        raise DriftError(f"data lacks the contract features {missing}")
+    matrix = np.empty((len(frame), len(contract.features)), dtype=np.float64)
+    for index, feature in enumerate(contract.features):
+        column = frame[feature.name]
+        if feature.is_numeric:
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            matrix[:, index] = np.where(np.isnan(values), -np.inf, values)
+        else:
+            matrix[:, index] = category_codes(column, feature.categories)
+    return matrix
+
+
+def category_codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Codes 0..k-1 in contract order; k for a value outside the contract, k+1 for missing."""
+    as_strings = column.astype("string")
+    codes = pd.Categorical(as_strings, categories=list(categories)).codes.astype(np.int64)
+    unseen = (codes == -1) & as_strings.notna().to_numpy()
+    codes[unseen] = len(categories)
+    codes[codes == -1] = len(categories) + 1
+    return codes
+
+
+def correct(p_values: np.ndarray, level: float, method: str) -> tuple[float, np.ndarray]:
+    """Multiple-testing correction: the threshold a p-value must fall below, and the drift flags.
+
+    Bonferroni tests every feature at level/n. FDR is Benjamini-Hochberg: the largest k with
+    p_(k) < level*k/n sets the threshold, so every p-value at or below p_(k) is flagged.
+    """
+    count = len(p_values)
+    if count == 0:
+        return level, np.zeros(0, dtype=bool)
+    if method == "bonferroni":
+        threshold = level / count
+        return threshold, p_values < threshold
+    steps = level * np.arange(1, count + 1) / count
+    below = np.sort(p_values) < steps
+    if not below.any():
+        return level / count, np.zeros(count, dtype=bool)
+    threshold = float(steps[np.flatnonzero(below).max()])
+    return threshold, p_values < threshold
+
+
+def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Two-sided two-sample KS with the asymptotic p-value (what alibi-detect uses; exact is slow)."""
+    result = ks_2samp(reference, current, alternative="two-sided", method="asymp")
+    return float(result.statistic), float(result.pvalue)
+
+
+def chi2(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Chi-squared on the counts of every code seen in either sample (a 2 x k contingency table)."""
+    reference, current = reference.astype(np.int64), current.astype(np.int64)
+    size = int(max(reference.max(initial=0), current.max(initial=0))) + 1
+    table = np.vstack([np.bincount(reference, minlength=size), np.bincount(current, minlength=size)])
+    table = table[:, table.sum(axis=0) > 0]
+    result = chi2_contingency(table)
+    return float(result.statistic), float(result.pvalue)
+
+
+class Detector(ABC):
+    """Fit on the reference once, then check any number of current windows against it."""
+
+    name = "base"
+
+    def __init__(self, contract: Contract, level: float = 0.05, correction: str = "bonferroni") -> None:
+        if not 0 < level < 1:
+            raise DriftError(f"policy drift.p_value must be between 0 and 1 (got {level!r})")
+        if correction not in CORRECTIONS:
+            raise DriftError(f"policy drift.correction must be one of {CORRECTIONS} (got {correction!r})")
+        self.contract = contract
+        self.level = level
+        self.correction = correction
+        self.reference: np.ndarray | None = None
+
+    def fit(self, reference: pd.DataFrame) -> Detector:
+        if len(reference) == 0:
+            raise DriftError("the reference data set is empty")
+        self.reference = encode(reference, self.contract)
+        self._fit(self.reference)
+        return self
+
+    def check(self, current: pd.DataFrame) -> DriftResult:
+        if self.reference is None:
+            raise DriftError("call fit(reference) before check(current)")
+        if len(current) == 0:
+            raise DriftError("the current window is empty")
+        matrix = encode(current, self.contract)
+        statistics, p_values, threshold, flags = self._check(matrix)
+        features = tuple(
+            FeatureDrift(
+                name=feature.name,
+                kind=feature.kind,
+                test="ks" if feature.is_numeric else "chi2",
+                statistic=float(statistics[index]),
+                p_value=float(p_values[index]),
+                drifted=bool(flags[index]),
+            )
+            for index, feature in enumerate(self.contract.features)
+        )
+        return DriftResult(
+            backend=self.name,
+            correction=self.correction,
+            level=self.level,
+            threshold=float(threshold),
+            reference_rows=len(self.reference),
+            current_rows=len(current),
+            features=features,
+        )
+
+    def _fit(self, reference: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Backends that precompute something from the reference do it here."""
+
+    @abstractmethod
+    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """Return statistics, p-values, the corrected threshold and per-feature drift flags."""
+
+
+class ScipyDetector(Detector):
+    """KS and Chi-squared from scipy.stats with the shared correction: permissively licensed."""
+
+    name = "scipy"
+
+    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        assert self.reference is not None
+        statistics = np.zeros(current.shape[1])
+        p_values = np.ones(current.shape[1])
+        for index, feature in enumerate(self.contract.features):
+            test = ks if feature.is_numeric else chi2
+            statistics[index], p_values[index] = test(self.reference[:, index], current[:, index])
+        threshold, flags = correct(p_values, self.level, self.correction)
+        return statistics, p_values, threshold, flags
+
+
+class AlibiDetector(Detector):
+    """alibi-detect's TabularDrift: KS on numeric columns, Chi-squared on the contract's categoricals."""
+
+    name = "alibi"
+
+    def _fit(self, reference: np.ndarray) -> None:
+        # transformers (an alibi-detect dependency) warns on import that no deep-learning
+        # framework is installed; none is needed for tabular tests.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:
+            from alibi_detect.cd import TabularDrift  # ~5 s to import: only for this backend
+        except ImportError as error:
+            raise DriftError(
+                f"detector 'alibi' needs alibi-detect installed ({error}); "
+                "install the monitor requirements or use detector: scipy"
+            ) from None
+        categorical = {
+            index: None for index, feature in enumerate(self.contract.features) if not feature.is_numeric
+        }
+        self._detector = TabularDrift(
+            reference,
+            p_val=self.level,
+            categories_per_feature=categorical or None,
+            correction=self.correction,
+        )
+
+    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        prediction = self._detector.predict(
+            current, drift_type="batch", return_p_val=True, return_distance=True
+        )
+        data = prediction["data"]
+        p_values = np.asarray(data["p_val"], dtype=np.float64)
+        threshold = data["threshold"]
+        if np.ndim(threshold):  # FDR without any rejection returns every step's threshold
+            threshold = float(np.min(threshold))
+        flags = p_values < threshold if data["is_drift"] else np.zeros(len(p_values), dtype=bool)
+        return np.asarray(data["distance"], dtype=np.float64), p_values, float(threshold), flags
+
+
+def make_detector(backend: str, contract: Contract, level: float, correction: str) -> Detector:
+    """The configured backend (monitoring/monitoring.yaml `detector`, or DETECTOR in the environment)."""
+    classes = {"alibi": AlibiDetector, "scipy": ScipyDetector}
+    if backend not in classes:
+        raise DriftError(f"detector backend must be one of {BACKENDS} (got {backend!r})")
+    return classes[backend](contract, level=level, correction=correction)
+
+
+def score_drift(reference: np.ndarray, current: np.ndarray, level: float) -> FeatureDrift:
+    """KS on the positive-class scores: one test, so the policy level applies uncorrected."""
+    reference = np.asarray(reference, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    if len(reference) == 0 or len(current) == 0:
+        raise DriftError("score drift needs scores in both the reference and the current window")
+    statistic, p_value = ks(reference, current)
+    return FeatureDrift("score", "score", "ks", statistic, p_value, p_value < level)

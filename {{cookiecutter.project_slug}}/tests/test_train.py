@@ -1,0 +1,134 @@
+"""Training is reproducible, configured by ml/params.yaml, and `train` leaves a complete model folder."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from ml import cli
+from ml.features import DataError
+from ml.train import ParamsError, build_estimator, labels, load_params, split
+from tests.ml_support import PROJECT, contract, example_frame, make_workspace, small_params, trained_workspace
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return trained_workspace(tmp_path_factory)
+
+
+def write_params(tmp_path, **changes):
+    raw = yaml.safe_load((PROJECT / "ml" / "params.yaml").read_text())
+    raw.update(changes)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_project_params_are_valid():
+    params = load_params(PROJECT / "ml" / "params.yaml")
+    assert params.model_family in {"logistic_regression", "random_forest", "gradient_boosting"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"model_family": "svm"}, "model_family"),
+        ({"seed": -1}, "seed"),
+        ({"test_size": 0.9}, "test_size"),
+        ({"model_name": "has space"}, "model_name"),
+        (
+            {
+                "estimators": {"logistic_regression": {"random_state": 1}},
+                "model_family": "logistic_regression",
+            },
+            "random_state",
+        ),
+    ],
+)
+def test_it_rejects_bad_params_naming_the_key(tmp_path, changes, named):
+    with pytest.raises(ParamsError, match=named):
+        load_params(write_params(tmp_path, **changes))
+
+
+def test_an_unknown_estimator_setting_is_reported():
+    params = replace(small_params("random_forest"), estimator={"n_trees": 3})
+    with pytest.raises(ParamsError, match=r"estimators\.random_forest"):
+        build_estimator(params)
+
+
+def test_split_is_deterministic_and_stratified():
+    df = example_frame()
+    params = small_params("logistic_regression")
+    first, second = split(df, contract(), params), split(df, contract(), params)
+    assert first.test.index.equals(second.test.index)
+    assert len(first.test) == round(len(df) * params.test_size)
+    y = labels(df, contract())
+    assert abs(labels(first.test, contract()).mean() - y.mean()) < 0.01
+
+
+def test_it_refuses_a_target_outside_the_contract_classes():
+    df = example_frame().copy()
+    df.loc[df.index[0], contract().target.name] = 7
+    with pytest.raises(DataError, match="outside the classes"):
+        labels(df, contract())
+
+
+def test_train_writes_the_model_folder(workspace):
+    root, version = workspace
+    out = root / "artifacts" / "models" / version
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "metrics.json", "parity.json", "gates.json"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "positive_rate"):
+        assert metrics["metrics"][name] is not None
+    assert metrics["bias"]["sensitive_attribute"] == contract().sensitive.name
+    assert set(metrics["bias"]["by_group"]) == set(contract().sensitive.categories)
+    gates = json.loads((out / "gates.json").read_text())
+    assert gates["passed"]
+    for gate in gates["gates"]:
+        assert set(gate) >= {"name", "passed", "value", "threshold", "margin"}
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["labels_equal"] and parity["max_abs_diff"] <= parity["tolerance"]
+    assert (root / "artifacts" / "models" / "latest").read_text().strip() == version
+
+
+def test_training_twice_gives_the_same_artifact_hash(workspace, tmp_path):
+    """A fresh process with another hash seed: set and dict ordering must not leak into the bytes."""
+    root, version = workspace
+    first = hashlib.sha256((root / "artifacts" / "models" / version / "model.onnx").read_bytes()).hexdigest()
+    # Train in a second workspace sharing the snapshot, so the shared one keeps its `latest` model.
+    other = tmp_path / "again"
+    (other / "artifacts").mkdir(parents=True)
+    (other / "artifacts" / "snapshots").symlink_to(root / "artifacts" / "snapshots")
+    for folder in ("governance", "ml", "data_pipelines"):
+        shutil.copytree(root / folder, other / folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "ml.cli", "train", "--root", str(other)],
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    again = (other / "artifacts" / "models" / "latest").read_text().strip()
+    assert again == version
+    second = hashlib.sha256((other / "artifacts" / "models" / again / "model.onnx").read_bytes()).hexdigest()
+    assert second == first
+
+
+def test_train_without_a_snapshot_says_to_run_make_data(tmp_path, capsys):
+    root = make_workspace(tmp_path, with_snapshot=False)
+    assert cli.main(["train", "--root", str(root)]) == 2
+    assert "make data" in capsys.readouterr().err
+
+
+def test_train_with_an_unknown_snapshot_is_a_usage_error(workspace, capsys):
+    root, _ = workspace
+    assert cli.main(["train", "--root", str(root), "--snapshot", "doesnotexist"]) == 2
+    assert "doesnotexist" in capsys.readouterr().err
