@@ -94,15 +94,23 @@ def job_names(workflow: Path) -> set[str]:
     return {job.get("name", job_id) for job_id, job in jobs.items()}
 
 
-def tail(log: str, lines: int = 120) -> str:
-    return "\n".join(log.splitlines()[-lines:])
+def failure_report(log: str, outcomes: dict[str, str], lines: int = 60) -> str:
+    """The last lines of each failed job (act interleaves jobs), else the end of the log."""
+    failed = [job for job, outcome in outcomes.items() if outcome != "succeeded"]
+    if not failed:
+        return "\n".join(log.splitlines()[-lines:])
+    parts = []
+    for job in failed:
+        own = [line for line in log.splitlines() if re.match(rf"^\[[^/\]]+/{re.escape(job)}\s*\]", line)]
+        parts.append(f"--- {job} ---\n" + "\n".join(own[-lines:]))
+    return "\n".join(parts)
 
 
 def test_make_ci_runs_every_pull_request_job_green(project, engine, tmp_path):
     code, log = run_make(project, "ci", project_env(engine), tmp_path / "ci.log")
     outcomes = job_outcomes(log)
     failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
-    assert code == 0 and not failed, f"failed jobs: {failed}\n{tail(log)}"
+    assert code == 0 and not failed, f"failed jobs: {failed}\n{failure_report(log, outcomes)}"
     assert set(outcomes) == job_names(project / ".github" / "workflows" / "pr.yml")
     artifacts = project / "reports" / "act" / "pr"
     assert any((artifacts / "data-docs").rglob("*.html")), "the Data Docs artifact is missing"
@@ -133,9 +141,9 @@ def git(project: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture
-def drift_setup(project, tmp_path):
-    """A registered champion in git, an `origin` to push to, and a capture with injected drift."""
+@pytest.fixture(scope="module")
+def registered(project, tmp_path_factory) -> tuple[str, Path]:
+    """A registered model committed to git, and a bare `origin` that plays GitHub's git side."""
     trained = subprocess.run(
         ["make", "data", "train", "register"],
         cwd=project,
@@ -146,20 +154,18 @@ def drift_setup(project, tmp_path):
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     git(project, "add", "governance")
     git(project, "commit", "--quiet", "--message", "Register the first model")
-    origin = tmp_path / "origin.git"
+    origin = tmp_path_factory.mktemp("remote") / "origin.git"
     git(project, "init", "--quiet", "--bare", str(origin))
     git(project, "remote", "add", "origin", str(origin))
     git(project, "push", "--quiet", "origin", "main")
-    capture = tmp_path / "capture"
-    written = project_python(project, "-c", CAPTURE_SCRIPT, str(capture))
-    assert written.returncode == 0, written.stderr
-    return origin, capture
+    version = (project / "artifacts" / "models" / "latest").read_text().strip()
+    return version, origin
 
 
 @pytest.fixture
-def github_stand_in(project, drift_setup, tmp_path):
-    """The project's fake GitHub API on loopback, its git side the bare `origin`."""
-    origin, _ = drift_setup
+def github_stand_in(project, registered, tmp_path):
+    """The project's fake GitHub REST API on loopback, for the length of one test."""
+    _, origin = registered
     state = tmp_path / "github-state.json"
     options = ["--repository", "acme/model", "--state", str(state), "--git-dir", str(origin)]
     server = subprocess.Popen(
@@ -175,20 +181,60 @@ def github_stand_in(project, drift_setup, tmp_path):
     server.wait(timeout=10)
 
 
+def open_pulls(state: Path) -> list[dict]:
+    return [pull for pull in json.loads(state.read_text())["pulls"] if pull["state"] == "open"]
+
+
 def test_make_ci_drift_opens_a_retraining_pr_on_drifted_capture(
-    project, drift_setup, github_stand_in, tmp_path
+    project, registered, github_stand_in, tmp_path
 ):
-    origin, capture = drift_setup
+    _, origin = registered
     api, state = github_stand_in
+    capture = tmp_path / "capture"
+    written = project_python(project, "-c", CAPTURE_SCRIPT, str(capture))
+    assert written.returncode == 0, written.stderr
     env = project_env({**api, "CAPTURE_URI": str(capture)})
     code, log = run_make(project, "ci-drift", env, tmp_path / "drift.log")
     outcomes = job_outcomes(log)
-    assert code == 0 and set(outcomes.values()) == {"succeeded"}, f"{outcomes}\n{tail(log)}"
+    assert code == 0 and set(outcomes.values()) == {"succeeded"}, failure_report(log, outcomes)
     assert set(outcomes) == job_names(project / ".github" / "workflows" / "drift.yml")
-    pulls = [pull for pull in json.loads(state.read_text())["pulls"] if pull["state"] == "open"]
-    assert len(pulls) == 1, pulls
+    (pull,) = open_pulls(state)
     pushed = subprocess.run(
-        ["git", "--git-dir", str(origin), "rev-parse", "--verify", f"refs/heads/{pulls[0]['head']}"],
+        ["git", "--git-dir", str(origin), "rev-parse", "--verify", f"refs/heads/{pull['head']}"],
         capture_output=True,
     )
-    assert pushed.returncode == 0, f"the PR's branch {pulls[0]['head']} was not pushed"
+    assert pushed.returncode == 0, f"the PR's branch {pull['head']} was not pushed"
+
+
+STAGE_SCRIPT = """
+import sys
+from governance import registry
+registry.update(sys.argv[1], {"image": {"digest": "sha256:" + "ab" * 32}})
+registry.set_stage(sys.argv[1], "staging")
+"""
+
+
+def test_promote_workflow_opens_the_production_gitops_pr(project, registered, github_stand_in, tmp_path):
+    version, _ = registered
+    api, state = github_stand_in
+    staged = project_python(project, "-c", STAGE_SCRIPT, version)
+    assert staged.returncode == 0, staged.stderr
+    git(project, "commit", "--quiet", "--all", "--message", f"Deploy {version} to staging")
+    runner = [str(project / ".venv" / "bin" / "python"), ".github/act/run_act.py"]
+    log_path = tmp_path / "promote.log"
+    with log_path.open("w") as log_file:
+        code = subprocess.run(
+            [*runner, "workflow_dispatch", ".github/workflows/promote.yml", "--input", f"version={version}"],
+            cwd=project,
+            env=project_env(api),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=900,
+        ).returncode
+    log = log_path.read_text()
+    outcomes = job_outcomes(log)
+    assert code == 0 and set(outcomes.values()) == {"succeeded"}, failure_report(log, outcomes)
+    (pull,) = open_pulls(state)
+    assert pull["head"] == "gitops/production" and pull["title"] == f"Promote {version} to production"
+    branch = json.loads(state.read_text())["branches"]["gitops/production"]
+    assert {"governance/registry.yaml", "deploy/overlays/production/kustomization.yaml"} <= set(branch)

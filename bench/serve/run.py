@@ -138,7 +138,11 @@ class Server:
 
 
 def seconds_of(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip()).groups()  # type: ignore[union-attr]
+    """wrk's latency figures ("812.00us", "3.04ms", "1.20s", "1.00m"); NaN when there are none."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not found:
+        return float("nan")
+    number, unit = found.groups()
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
@@ -151,6 +155,8 @@ def with_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str
             "-t1",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",  # the default 2 s would drop the baseline's slowest answers from its figures
             "--latency",
             "-s",
             script.name,
@@ -162,14 +168,16 @@ def with_wrk(url: str, body: Path, connections: int, seconds: float) -> dict[str
     finally:
         os.unlink(script.name)
     failures = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors = re.search(r"Socket errors: .*", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if "Requests/sec" not in output or "50%" not in output:
+        raise SystemExit(f"bench/serve: unexpected wrk output:\n{output}")
     return {
         "requests": float(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
-        "errors": float(failures.group(1)) if failures else 0.0,
+        "errors": float(failures.group(1) if failures else 0)
+        + (sum(map(int, errors.groups())) if errors else 0),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         "p50_ms": seconds_of(re.search(r"50%\s+(\S+)", output).group(1)) * 1000,  # type: ignore[union-attr]
         "p99_ms": seconds_of(re.search(r"99%\s+(\S+)", output).group(1)) * 1000,  # type: ignore[union-attr]
-        "socket_errors": errors.group(0) if errors else "",
     }
 
 

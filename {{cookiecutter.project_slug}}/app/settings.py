@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import fsspec
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -153,6 +154,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, PolicyDefaults(settings_cls)
+
+    @field_validator("log_level", "app_env", "unknown_category", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        """LOG_LEVEL=INFO and LOG_LEVEL=info mean the same; so do the other word choices."""
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("capture_uri")
+    @classmethod
+    def _reachable_store_type(cls, value: str) -> str:
+        """An object-store URL needs its fsspec backend installed (s3fs, gcsfs, adlfs): say so at start."""
+        if value.strip().lower() in DISABLED_CAPTURE:
+            return value
+        try:
+            fsspec.core.url_to_fs(value)
+        except (ImportError, ValueError) as error:
+            raise ValueError(f"CAPTURE_URI {value!r} cannot be opened: {error}") from None
+        return value
 
     @property
     def capture_enabled(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,31 +175,48 @@ def parity_section(parity: Any) -> list[str]:
     ]
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from flatten(value, f"{name}.")
-        elif isinstance(value, list):
-            yield name, ", ".join(number(item) for item in value[:10])
-        else:
-            yield name, value
+def retraining_branch(root: Path) -> str:
+    """The branch the drift bot opens retraining PRs from (monitoring/monitoring.yaml)."""
+    try:
+        settings = yaml.safe_load((root / "monitoring" / "monitoring.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        settings = {}
+    return str((settings.get("retraining") or {}).get("branch") or "retrain/auto")
 
 
-def evidence_section(title: str, data: Any, limit: int = 40) -> list[str]:
-    """Evidence whose shape this module does not own (drift reports), as `key | value` rows."""
-    if not isinstance(data, Mapping) or not data:
+def retraining_section(root: Path, head_ref: str, trained_snapshot: str | None) -> list[str]:
+    """On a retraining PR: the drift evidence the bot committed, so the reviewer sees why.
+
+    Only when this PR is the retraining PR (its branch, or a candidate trained on the snapshot
+    the request names); the request stays in git after the merge and must not haunt later PRs.
+    """
+    folder = root / "governance" / "retraining"
+    summary = folder / "drift-summary.md"
+    if not summary.is_file():
         return []
-    rows = [f"| {key} | {number(value)} |" for key, value in flatten(data)]
-    return [f"### {title}", "", "| | |", "|---|---|", *rows[:limit], ""]
+    requested = ((read_json(folder / "request.json") or {}).get("snapshot") or {}).get("snapshot_id")
+    if head_ref != retraining_branch(root) and not (requested and requested == trained_snapshot):
+        return []
+    return [
+        "### Drift evidence (why this retraining PR exists)",
+        "",
+        "<details><summary>drift check committed by the bot</summary>",
+        "",
+        summary.read_text().strip(),
+        "",
+        "</details>",
+        "",
+    ]
 
 
-def build_report(root: Path, job_results: Mapping[str, Any]) -> str:
+def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "") -> str:
     """The comment's markdown, from the evidence the pipeline left under root."""
     lines = [MARKER, "## Model CI report", ""]
     lines += checks_section(job_results)
     lines += validation_section(root / "reports" / "validation")
     model_dir = latest_model_dir(root / "artifacts" / "models")
+    training = (read_json(model_dir / "training.json") if model_dir else None) or {}
+    lines += retraining_section(root, head_ref, (training.get("data") or {}).get("snapshot_id"))
     if model_dir is None:
         lines += ["No trained model in this run (see the checks above).", ""]
     else:
@@ -208,8 +225,6 @@ def build_report(root: Path, job_results: Mapping[str, Any]) -> str:
         lines += metrics_section(metrics, champion(root / "governance" / "registry.yaml"))
         lines += gates_section(read_json(model_dir / "gates.json"))
         lines += parity_section(read_json(model_dir / "parity.json"))
-    for path in sorted((root / "reports").glob("drift/*.json"))[:2]:
-        lines += evidence_section(f"Drift evidence (`{path.relative_to(root)}`)", read_json(path))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -229,7 +244,9 @@ def main(root: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     root = root or Path.cwd()
     environ = os.environ if environ is None else environ
     try:
-        body = build_report(root, parse_job_results(environ.get("JOB_RESULTS", "")))
+        body = build_report(
+            root, parse_job_results(environ.get("JOB_RESULTS", "")), environ.get("PR_HEAD_REF", "")
+        )
         target = github_client.target_from_env(environ)
     except (ValueError, github_client.GitHubConfigError) as error:
         print(f"pr-comment: {error}", file=sys.stderr)

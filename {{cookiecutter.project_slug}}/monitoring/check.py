@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -130,7 +130,7 @@ def run(options: Options, settings: Settings, policy: Policy, contract: Contract
         decision = decide(policy, len(window), drift, score, performance)
         summary.update(
             drift=drift.to_dict(),
-            score_drift=score.__dict__ if score else None,
+            score_drift=asdict(score) if score else None,
             performance=performance.to_dict(),
         )
     decision.notes[:0] = notes
@@ -154,7 +154,7 @@ def run(options: Options, settings: Settings, policy: Policy, contract: Contract
         )
         summary["dataset"] = built
         if not built["valid"]:
-            decision.block("the labelled capture window failed validation: reported, not trained on")
+            decision.block(f"the new data is not trained on: {'; '.join(built['errors'][:5])}")
         timings["dataset_s"] = time.perf_counter() - step
     summary["decision"] = decision.to_dict()
     step = time.perf_counter()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from data_pipelines.contract import ContractError, load
+from governance.registry import RegistryError
 from monitoring.capture import CaptureError
 from monitoring.config import (
     ROOT,
@@ -35,6 +37,7 @@ FAILURES = (
     DriftError,
     PerformanceError,
     NoReferenceError,
+    RegistryError,
     RetrainPRError,
 )
 
@@ -94,9 +97,7 @@ def drift(args: argparse.Namespace) -> int:
 
     settings = settings_for(args.root)
     if args.detector:
-        settings = settings.__class__(
-            **{**settings.__dict__, "detector": backend_name(args.detector, "--detector")}
-        )
+        settings = replace(settings, detector=backend_name(args.detector, "--detector"))
     options = check.Options(
         uri=args.capture_uri,
         since=args.since,
@@ -134,7 +135,7 @@ def retrain_pr(args: argparse.Namespace) -> int:
     if status != "retrain":
         why = {
             "retrain_blocked": "the policy asks to retrain, but the captured window failed validation "
-            "(see the drift report); nothing is trained on it",
+            "or holds too few labels (see the drift report); nothing is trained on it",
             "insufficient_data": "too few captured rows to decide",
         }.get(status, "no retraining pull request needed")
         print(f"retrain-pr: the latest drift decision is {status!r}: {why}")

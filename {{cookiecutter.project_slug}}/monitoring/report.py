@@ -158,7 +158,9 @@ def plots(
     for name in summary["drift"]["drifted_features"]:
         feature = contract.feature(name)
         figure, axes = pyplot.subplots(figsize=(6, 3.2))
-        figure.suptitle(f"{tests[name]['test']} p = {tests[name]['p_value']:.3g}", fontsize=8, x=0.99, ha="right")
+        figure.suptitle(
+            f"{tests[name]['test']} p = {tests[name]['p_value']:.3g}", fontsize=8, x=0.99, ha="right"
+        )
         if feature.is_numeric:
             _numeric_plot(
                 axes,

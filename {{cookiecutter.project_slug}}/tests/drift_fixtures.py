@@ -16,9 +16,13 @@ from data_pipelines.example import generate
 START = datetime(2024, 5, 1, tzinfo=UTC)
 
 
-def example(n_rows: int, seed: int = 0, covariate_drift: float = 0.0, concept_drift: float = 0.0) -> pd.DataFrame:
+def example(
+    n_rows: int, seed: int = 0, covariate_drift: float = 0.0, concept_drift: float = 0.0
+) -> pd.DataFrame:
     """The example data set (every contract column plus event_time), starting at START."""
-    return generate(n_rows, seed=seed, covariate_drift=covariate_drift, concept_drift=concept_drift, start=START)
+    return generate(
+        n_rows, seed=seed, covariate_drift=covariate_drift, concept_drift=concept_drift, start=START
+    )
 
 
 def inject(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

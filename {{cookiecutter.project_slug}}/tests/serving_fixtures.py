@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
-from data_pipelines.contract import Contract, load
+from data_pipelines.contract import CONTRACT_PATH, Contract, ContractError, load
 
 MODEL_NAME = "test_model"
 
@@ -62,12 +63,14 @@ def synthetic_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
 
 
 def training_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
-    """The project's example generator when it exists, else synthetic rows."""
+    """The project's example generator when it exists and fits the contract, else synthetic rows."""
     try:
         from data_pipelines.example import generate
     except ImportError:
         return synthetic_frame(contract, rows, seed)
     frame = generate(rows, seed=seed)
+    if not set(contract.feature_names) | {contract.target.name} <= set(frame.columns):
+        return synthetic_frame(contract, rows, seed)
     for feature in contract.categorical:
         frame[feature.name] = frame[feature.name].fillna("").astype(object)
     return frame
@@ -258,8 +261,27 @@ class AsgiDriver:
 
 # -- pytest fixtures ----------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def contract() -> Contract:
-    return load()
+def contract_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's data contract, or the example generator's while the project has none yet.
+
+    A project generated from a user's file starts with a draft contract without features
+    until `make contract` writes one (and the service refuses to start on it); the serving
+    machinery is then tested against the example schema instead, with the same tests.
+    """
+    try:
+        load(CONTRACT_PATH)
+    except ContractError:
+        from data_pipelines.example import EXAMPLE_CONTRACT
+
+        path = tmp_path_factory.mktemp("contract") / "contract.yaml"
+        path.write_text(yaml.safe_dump(EXAMPLE_CONTRACT, sort_keys=False))
+        return path
+    return CONTRACT_PATH
+
+
+@pytest.fixture(scope="session")
+def contract(contract_path: Path) -> Contract:
+    return load(contract_path)
 
 
 @pytest.fixture(scope="session")
@@ -282,13 +304,14 @@ def model_file(request: pytest.FixtureRequest, contract: Contract) -> Path:
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, model_file: Path) -> Any:
+def settings_for(tmp_path: Path, model_file: Path, contract_path: Path) -> Any:
     """Settings for an app serving the fixture model and capturing into tmp_path/capture."""
     from app.settings import Settings
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "app_env": "production",
+            "contract_path": contract_path,
             "model_path": model_file.parent.parent / "latest",
             "capture_uri": str(tmp_path / "capture"),
             "ort_intra_op_threads": 1,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.serving_fixtures import MODEL_NAME, build_model, infer_body, read_capture, sample_records
+from tests.serving_fixtures import MODEL_NAME, infer_body, read_capture, sample_records
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -292,15 +292,33 @@ def test_a_corrupt_model_keeps_the_service_up_but_not_ready_with_one_log_line(se
 
 
 def test_a_model_trained_under_another_contract_is_refused_in_production_only(
-    settings_for, tmp_path, contract
+    settings_for, tmp_path, model_file
 ):
-    from dataclasses import replace
+    import onnx
 
-    other, _ = build_model(tmp_path / "other", replace(contract, digest="0" * 64), rows=300)
+    model = onnx.load(str(model_file))
+    properties = {entry.key: entry.value for entry in model.metadata_props}
+    onnx.helper.set_model_props(model, properties | {"contract_sha256": "0" * 64})
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
     with TestClient(create_app(settings_for(model_path=other))) as client:
         assert_not_ready_but_alive(client, "contract")
     with TestClient(create_app(settings_for(model_path=other, app_env="development"))) as client:
         assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_a_model_whose_inputs_differ_from_the_contract_is_refused(settings_for, tmp_path, model_file):
+    import onnx
+
+    model = onnx.load(str(model_file))
+    renamed = model.graph.input[0].name
+    for node in model.graph.node:
+        node.input[:] = ["renamed" if name == renamed else name for name in node.input]
+    model.graph.input[0].name = "renamed"
+    broken = tmp_path / "renamed.onnx"
+    onnx.save(model, str(broken))
+    with TestClient(create_app(settings_for(model_path=broken, app_env="development"))) as client:
+        assert_not_ready_but_alive(client, "differ from the contract features")
 
 
 def test_the_model_path_may_be_the_file_the_version_folder_or_the_latest_pointer(settings_for, model_file):
@@ -310,7 +328,7 @@ def test_the_model_path_may_be_the_file_the_version_folder_or_the_latest_pointer
             assert client.get("/v2/health/ready").status_code == 200, path
 
 
-def test_python_m_app_serves_on_port_and_stops_on_sigterm(model_file, tmp_path):
+def test_python_m_app_serves_on_port_and_stops_on_sigterm(model_file, contract_path, tmp_path):
     """The real server process: uvicorn with uvloop and httptools, on PORT."""
     import os
     import signal
@@ -325,6 +343,7 @@ def test_python_m_app_serves_on_port_and_stops_on_sigterm(model_file, tmp_path):
     env = os.environ | {
         "PORT": str(port),
         "MODEL_PATH": str(model_file),
+        "CONTRACT_PATH": str(contract_path),
         "CAPTURE_URI": str(tmp_path / "capture"),
     }
     server = subprocess.Popen(

@@ -226,11 +226,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model_file: Path, capture: Path) -> tuple[subprocess.Popen, int]:
+def start_server(model_file: Path, contract_path: Path, capture: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = os.environ | {
         "PORT": str(port),
         "MODEL_PATH": str(model_file),
+        "CONTRACT_PATH": str(contract_path),
         "CAPTURE_URI": str(capture),
         "CAPTURE_FLUSH_ROWS": "100000",
         "CAPTURE_FLUSH_SECONDS": "60",
@@ -272,10 +273,15 @@ def load(port: int, bodies: list[bytes], acknowledged: list[str], lock: threadin
 
 
 def run_phase(
-    model_file: Path, capture: Path, bodies: list[bytes], acknowledged: list[str], sigterm_at: int
+    model_file: Path,
+    contract_path: Path,
+    capture: Path,
+    bodies: list[bytes],
+    acknowledged: list[str],
+    sigterm_at: int,
 ) -> None:
     """Serve 4 clients; SIGTERM the server once `sigterm_at` answers are in, while they still send."""
-    server, port = start_server(model_file, capture)
+    server, port = start_server(model_file, contract_path, capture)
     lock = threading.Lock()
     clients = [threading.Thread(target=load, args=(port, bodies[i::4], acknowledged, lock)) for i in range(4)]
     for client in clients:
@@ -289,16 +295,16 @@ def run_phase(
 
 
 @pytest.mark.slow
-def test_sigterm_under_load_loses_no_acknowledged_prediction(model_file, tmp_path, contract):
+def test_sigterm_under_load_loses_no_acknowledged_prediction(model_file, contract_path, tmp_path, contract):
     """The real signal path: uvicorn stops taking requests, answers those in flight, then
     runs the lifespan shutdown that flushes the store. Two server processes in a row."""
     capture = tmp_path / "capture"
     records = sample_records(contract, 100, seed=4)
     bodies = [orjson.dumps({"records": [records[i % 100]]}) for i in range(8000)]
     acknowledged: list[str] = []
-    run_phase(model_file, capture, bodies[:4000], acknowledged, sigterm_at=1500)
+    run_phase(model_file, contract_path, capture, bodies[:4000], acknowledged, sigterm_at=1500)
     assert len(acknowledged) < 4000, "the clients should still have been sending at SIGTERM"
-    run_phase(model_file, capture, bodies[4000:], acknowledged, sigterm_at=3000)
+    run_phase(model_file, contract_path, capture, bodies[4000:], acknowledged, sigterm_at=3000)
     stored = [row["request_id"] for row in predictions(capture)]
     assert len(stored) == len(set(stored)), "no row is written twice"
     missing = set(acknowledged) - set(stored)

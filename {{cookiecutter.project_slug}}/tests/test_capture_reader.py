@@ -8,11 +8,11 @@ import numpy as np
 import orjson
 import pytest
 
-from data_pipelines.contract import load
+from data_pipelines.example import example_contract
 from monitoring.capture import CaptureError, read_window
 from tests.drift_fixtures import START, example, fake_scores, write_capture
 
-CONTRACT = load()
+CONTRACT = example_contract()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipelines.contract import load
+from data_pipelines.example import example_contract
 from monitoring.config import ConfigError, load_policy
 from monitoring.decision import (
     INSUFFICIENT,
@@ -23,7 +23,7 @@ from monitoring.detectors import make_detector, score_drift
 from monitoring.performance import evaluate
 from tests.drift_fixtures import INJECTED, ToyModel, example, inject, write_capture
 
-CONTRACT = load()
+CONTRACT = example_contract()
 POLICY = load_policy()
 
 
@@ -169,7 +169,9 @@ def capture_from(root, frame, name: str):
 def drift_cli(root, capture, *extra: str) -> dict:
     from monitoring import cli
 
-    code = cli.main(["drift", "--root", str(root), "--capture-uri", str(capture), "--detector", "scipy", *extra])
+    code = cli.main(
+        ["drift", "--root", str(root), "--capture-uri", str(capture), "--detector", "scipy", *extra]
+    )
     assert code == 0
     return json.loads((root / "reports" / "drift" / "drift.json").read_text())
 
@@ -193,7 +195,9 @@ def test_the_cli_turns_a_degraded_labelled_window_into_a_validated_retraining_re
     for name in ("report.html", "summary.md", "drift.json"):
         assert (root / "reports" / "drift" / name).stat().st_size > 0
     history = read_history(root / "governance" / "monitoring_history.jsonl")
-    assert history[-1]["status"] == RETRAIN and history[-1]["snapshot_id"] == dataset["manifest"]["snapshot_id"]
+    assert (
+        history[-1]["status"] == RETRAIN and history[-1]["snapshot_id"] == dataset["manifest"]["snapshot_id"]
+    )
 
     assert cli.main(["retrain-pr", "--root", str(root), "--dry-run"]) == 0
     plan = json.loads((root / "reports" / "drift" / "retrain_pr.json").read_text())

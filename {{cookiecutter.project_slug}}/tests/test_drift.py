@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipelines.contract import load
+from data_pipelines.example import example_contract
 from monitoring.detectors import DriftError, category_codes, correct, make_detector, score_drift
 from tests.drift_fixtures import INJECTED, example, inject
 
-CONTRACT = load()
+CONTRACT = example_contract()
 LEVEL = 0.05
 needs_alibi = pytest.mark.skipif(
     importlib.util.find_spec("alibi_detect") is None, reason="alibi-detect is not installed (detector: scipy)"

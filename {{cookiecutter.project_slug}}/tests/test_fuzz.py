@@ -78,9 +78,10 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(model_file, tmp_path_factory) -> Iterator[TestClient]:
+def fuzz_client(model_file, contract_path, tmp_path_factory) -> Iterator[TestClient]:
     settings = Settings(
         model_path=model_file,
+        contract_path=contract_path,
         capture_uri=str(tmp_path_factory.mktemp("capture")),
         ort_intra_op_threads=1,
         max_batch_rows=20,

@@ -130,6 +130,26 @@ def test_the_report_says_when_there_is_no_champion_or_no_model(tmp_path):
     assert "No trained model in this run" in pr_comment.build_report(empty, {"data": {"result": "failure"}})
 
 
+def retraining_request(root: Path, snapshot: str) -> None:
+    folder = root / "governance" / "retraining"
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"snapshot": {"snapshot_id": snapshot}}))
+    (folder / "drift-summary.md").write_text("## Drift check: retrain\n\n- income drifted")
+
+
+def test_a_retraining_pr_shows_the_drift_that_asked_for_it(tmp_path):
+    root = pipeline_outputs(tmp_path)
+    retraining_request(root, "d33b6101c1b0")
+    body = pr_comment.build_report(root, {}, head_ref="retrain/auto")
+    assert "### Drift evidence" in body and "income drifted" in body
+
+
+def test_other_prs_do_not_repeat_an_old_retraining_request(tmp_path):
+    root = pipeline_outputs(tmp_path)
+    retraining_request(root, "d33b6101c1b0")
+    assert "Drift evidence" not in pr_comment.build_report(root, {}, head_ref="feature/new-threshold")
+
+
 def test_without_a_token_the_comment_goes_to_a_file(tmp_path):
     root = pipeline_outputs(tmp_path)
     assert pr_comment.main(root, {"JOB_RESULTS": "{}"}) == 0

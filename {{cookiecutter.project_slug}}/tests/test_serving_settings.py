@@ -52,10 +52,20 @@ def test_settings_come_from_environment_variables(monkeypatch, tmp_path):
     monkeypatch.setenv("PORT", "9123")
     monkeypatch.setenv("MAX_BATCH_ROWS", "17")
     monkeypatch.setenv("UNKNOWN_CATEGORY", "score")
-    monkeypatch.setenv("CAPTURE_URI", "s3://bucket/capture")
+    monkeypatch.setenv("CAPTURE_URI", "memory://capture")
     settings = Settings()
     assert (settings.port, settings.max_batch_rows, settings.unknown_category) == (9123, 17, "score")
     assert settings.capture_enabled
+
+
+def test_an_object_store_url_without_its_fsspec_backend_is_refused_at_start(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here")
+    monkeypatch.setenv("CAPTURE_URI", "s3://bucket/capture")
+    with pytest.raises(ValidationError, match="s3fs"):
+        Settings()
 
 
 def test_serving_limits_default_to_the_policy_file(monkeypatch, tmp_path):
