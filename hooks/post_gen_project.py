@@ -17,10 +17,13 @@ CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 PROJECT = Path.cwd()
 
 
-def select_locks(python_version: str) -> None:
-    """Keep the hashed locks resolved for the chosen Python; drop the others."""
+def select_locks(python_version: str, detector: str) -> None:
+    """Keep the hashed locks resolved for the chosen Python and detector; drop the others.
+
+    With the scipy detector, alibi-detect (Business Source License) is not even installed.
+    """
     locks = PROJECT / "requirements"
-    chosen = locks / f"py{python_version}"
+    chosen = locks / f"py{python_version}-{detector}"
     for lock in chosen.glob("*.txt"):
         shutil.move(str(lock), locks / lock.name)
     for folder in locks.glob("py3.*"):
@@ -58,7 +61,7 @@ def git_init(author: str, email: str) -> None:
 
 
 def main() -> None:
-    select_locks(CONTEXT["python_version"])
+    select_locks(CONTEXT["python_version"], CONTEXT["drift_detector"])
     if CONTEXT["license"] == "Proprietary":
         (PROJECT / "LICENSE").unlink()
     if CONTEXT["data_source"] == "file":

@@ -15,9 +15,10 @@ TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
 # GitHub Actions expressions are the one legitimate double-brace in a baked project.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
-# `}}` alone also closes nested dict literals in Python and JSON; a leftover Jinja
-# expression shows as `{{` or as ` }}` with its customary space.
-JINJA_LEFTOVER = re.compile(r"\{\{|\s\}\}|\{%|%\}|\{#")
+# `}}` alone also closes nested dict literals, and `%}` ends f-string formats like
+# `{share:.1%}`; a leftover Jinja tag still shows by its opening `{{`, `{%` or `{#`,
+# or as ` }}` with its customary space.
+JINJA_LEFTOVER = re.compile(r"\{\{|\s\}\}|\{%|\{#")
 
 
 def choice_options() -> dict[str, list[str]]:

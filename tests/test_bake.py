@@ -29,7 +29,7 @@ def expected_files(context: dict[str, str]) -> set[str]:
             continue
         parts = relative.parts
         if parts[0] == "requirements" and parts[1].startswith("py3."):
-            if parts[1] != f"py{context['python_version']}":
+            if parts[1] != f"py{context['python_version']}-{context['drift_detector']}":
                 continue
             relative = Path("requirements", *parts[2:])
         if str(relative) == "LICENSE" and context["license"] == "Proprietary":

@@ -104,9 +104,11 @@ def write_capture(root: Path, rows: int, seed: int, drift: float, streams: int, 
 
 
 def timed(results: dict[str, float], name: str, action):
-    started = time.perf_counter()
+    """Wall seconds, and CPU seconds of this process (all threads), which other load does not inflate."""
+    started, cpu = time.perf_counter(), time.process_time()
     value = action()
     results[name] = time.perf_counter() - started
+    results[f"{name} (CPU s)"] = time.process_time() - cpu
     print(f"  {name:<34} {results[name]:7.2f} s", flush=True)
     return value
 

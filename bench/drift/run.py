@@ -68,10 +68,12 @@ def report(result: dict) -> None:
     seconds = result["seconds"]
     baseline = seconds["read window (baseline)"]
     print(f"\nDrift check on {result['rows']:,} captured rows, {result['cores']} cores:")
-    print(f"  {'step':<34} {'seconds':>8} {'x read':>8}")
+    cpu_baseline = seconds["read window (baseline) (CPU s)"]
+    print(f"  {'step':<34} {'wall s':>8} {'x read':>8} {'CPU s':>8} {'x read':>8}")
     for name, value in seconds.items():
         if not name.endswith("(CPU s)"):
-            print(f"  {name:<34} {value:8.2f} {value / baseline:8.2f}")
+            cpu = seconds[f"{name} (CPU s)"]
+            print(f"  {name:<34} {value:8.2f} {value / baseline:8.2f} {cpu:8.2f} {cpu / cpu_baseline:8.2f}")
     for backend in ("scipy", "alibi"):
         total = seconds[f"full check, {backend} backend"]
         cpu = seconds[f"full check, {backend} backend (CPU s)"]
