@@ -3,6 +3,11 @@
 The Makefile targets ``data``, ``validate`` and ``contract`` call this, and so does CI. Exit
 codes are part of the interface: 0 success, 1 the data failed validation, 2 the request
 could not be carried out (bad arguments, missing file or snapshot, an invalid contract).
+
+``data`` honours a retraining request committed in the checkout (governance/retraining/ by
+default, as monitoring/monitoring.yaml's retraining.request_dir says): it then rebuilds the
+request's snapshot instead of reading the configured source, so a retraining pull request's
+CI trains on the new production data, and main after the merge keeps building that snapshot.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from data_pipelines.contract import Contract, ContractError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_CONFIG = Path(__file__).with_name("source.yaml")
+DEFAULT_REQUEST_DIR = "governance/retraining"
 OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_ROWS = 10000
 SNAPSHOT_FILES = ("data.parquet", "manifest.json")
@@ -92,11 +98,43 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def request_dir(root: Path | None = None) -> Path:
+    """The folder a committed retraining request lives in (monitoring.yaml, else the default).
+
+    monitoring.yaml is read as a plain file: this domain imports no other.
+    """
+    root = root or PROJECT_ROOT
+    settings = root / "monitoring" / "monitoring.yaml"
+    configured = (_raw_yaml(settings).get("retraining") or {}) if settings.is_file() else {}
+    return root / str(configured.get("request_dir") or DEFAULT_REQUEST_DIR)
+
+
+def _request(args: argparse.Namespace) -> Path | None:
+    """The retraining request `data` should honour, or None to use the configured source."""
+    from data_pipelines import snapshot
+
+    if args.ignore_request:
+        return None
+    if args.request:
+        return Path(args.request)
+    folder = request_dir()
+    if not snapshot.has_request(folder):
+        return None
+    if args.input or args.rows or args.seed is not None:
+        progress(f"a retraining request is in {_shown(folder)}; --input/--rows/--seed ask for other data")
+        return None
+    return folder
+
+
 def command_data(args: argparse.Namespace) -> int:
-    """Build a snapshot from the configured source (or --input) and point `latest` at it."""
+    """Build a snapshot from the configured source (or --input, or a retraining request) and point
+    `latest` at it."""
     from data_pipelines import snapshot
 
     contract = load_contract(args.contract)
+    request = _request(args)
+    if request is not None:
+        return _data_from_request(request, contract, args.snapshots or snapshot.SNAPSHOTS)
     frame, source = _source_frame(args, read_source())
     frame = snapshot.conform(frame, contract)
     frame, dropped = snapshot.select_contract_columns(frame, contract)
@@ -109,6 +147,29 @@ def command_data(args: argparse.Namespace) -> int:
         )
     started = time.monotonic()
     folder = snapshot.create(frame, source, contract=contract, root=args.snapshots or snapshot.SNAPSHOTS)
+    _report(folder, started)
+    return OK
+
+
+def _data_from_request(request: Path, contract: Contract, root: str | Path) -> int:
+    """Rebuild the retraining request's snapshot (hash-checked) instead of reading the source."""
+    from data_pipelines import snapshot
+
+    wanted = snapshot.read_request(request)["snapshot_id"]
+    progress(
+        f"using the retraining request's snapshot {wanted} ({_shown(request / snapshot.REQUEST_DATA)}); "
+        "the configured source is not read while a request is in the checkout (--ignore-request reads it)"
+    )
+    started = time.monotonic()
+    folder = snapshot.from_request(request, contract=contract, root=root)
+    _report(folder, started)
+    print(f"    request:     {_shown(request)} (retraining request, content hash verified)")
+    return OK
+
+
+def _report(folder: Path, started: float) -> None:
+    from data_pipelines import snapshot
+
     _, manifest = snapshot.load(folder)
     window = manifest["time_window"]
     progress(
@@ -120,7 +181,6 @@ def command_data(args: argparse.Namespace) -> int:
         print(f"    time window: {window['start']} .. {window['end']}")
     else:
         print("    time window: unknown (the data has no event_time column)")
-    return OK
 
 
 def command_validate(args: argparse.Namespace) -> int:
@@ -242,6 +302,16 @@ def parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--seed", type=_natural, help="example source: generator seed (default from source.yaml)"
+    )
+    data.add_argument(
+        "--request",
+        help=f"rebuild the snapshot of the retraining request in this folder "
+        f"(default: {DEFAULT_REQUEST_DIR}/ when it holds one)",
+    )
+    data.add_argument(
+        "--ignore-request",
+        action="store_true",
+        help="build from the configured source even when a retraining request is in the checkout",
     )
     validate = commands.add_parser("validate", help=command_validate.__doc__)
     validate.add_argument(

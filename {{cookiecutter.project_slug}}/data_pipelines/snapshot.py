@@ -12,6 +12,10 @@ edited after the fact is caught when the snapshot is loaded.
 
 Reading user files lives here too, because ingestion is where a CSV's guessed types are
 turned back into the contract's (``conform``); validation reads files the same way.
+
+So does rebuilding a snapshot from a committed retraining request (``from_request``): the
+drift monitor commits the new snapshot's Parquet file and manifest to git, and ``make data``
+on that branch (and on main after the merge) rebuilds exactly that snapshot, or refuses.
 """
 
 from __future__ import annotations
@@ -247,11 +251,14 @@ def create(
     *,
     contract: Contract | None = None,
     root: Path | str = SNAPSHOTS,
+    created_at: str | None = None,
 ) -> Path:
     """Write ``frame`` as a snapshot and point ``latest`` at it; return the snapshot folder.
 
     Creating the same data twice returns the existing snapshot untouched (its manifest
     keeps the first ``created_at``), so re-running ``make data`` is free and stable.
+    ``created_at`` recreates a snapshot made elsewhere with its original manifest (training
+    derives the model version's timestamp from it).
     """
     contract = contract or load_contract()
     root = Path(root)
@@ -275,7 +282,7 @@ def create(
             "source": source,
             "time_window": _time_window(data),
             "contract_sha256": contract.digest or None,
-            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         staging = Path(tempfile.mkdtemp(prefix=f".{snapshot_id}-", dir=root))
         try:
@@ -356,3 +363,94 @@ def load(
             f"{str(manifest.get('sha256'))[:ID_LENGTH]}: the data changed after the snapshot was made"
         )
     return frame, manifest
+
+
+# --- retraining requests --------------------------------------------------------------------------
+
+REQUEST_MANIFEST = "snapshot-manifest.json"  # the snapshot's manifest, as the drift run wrote it
+REQUEST_DATA = "snapshot.parquet"  # the snapshot's data.parquet, byte for byte
+# What a retraining request trains on, and why (stated in each request.json and the README).
+RETRAINING_SET = (
+    "the labelled rows of the captured production window alone: the candidate's held-out split is "
+    "current production data that neither the champion nor the candidate was trained on, so the "
+    "champion re-scored on it is compared like for like (mixing in the champion's training rows "
+    "would put rows it was fitted on into the test split)"
+)
+
+
+def has_request(request_dir: Path | str) -> bool:
+    """Whether a folder holds a retraining request's snapshot (either of its two files)."""
+    folder = Path(request_dir)
+    return (folder / REQUEST_MANIFEST).is_file() or (folder / REQUEST_DATA).is_file()
+
+
+def read_request(request_dir: Path | str) -> dict[str, Any]:
+    """The manifest of a retraining request's snapshot, after checking both files are there."""
+    folder = Path(request_dir)
+    manifest_path = folder / REQUEST_MANIFEST
+    for path in (manifest_path, folder / REQUEST_DATA):
+        if not path.is_file():
+            raise SnapshotError(
+                f"retraining request {folder}: {path.name} is missing, so the request's snapshot cannot be "
+                "rebuilt; restore the file from the request's commit, run `make retrain-pr` again, or "
+                "pass --ignore-request to build from the configured source"
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        raise SnapshotError(f"retraining request {manifest_path}: not readable JSON ({error})") from None
+    wanted = manifest.get("sha256") if isinstance(manifest, dict) else None
+    if not isinstance(wanted, str) or len(wanted) != 64:
+        raise SnapshotError(
+            f"retraining request {manifest_path}: field 'sha256' must be 64 hex digits (got {wanted!r})"
+        )
+    if manifest.get("snapshot_id") != wanted[:ID_LENGTH]:
+        raise SnapshotError(
+            f"retraining request {manifest_path}: field 'snapshot_id' {manifest.get('snapshot_id')!r} is "
+            f"not the first {ID_LENGTH} digits of its sha256 {wanted!r}"
+        )
+    return manifest
+
+
+def from_request(
+    request_dir: Path | str, *, contract: Contract | None = None, root: Path | str = SNAPSHOTS
+) -> Path:
+    """Rebuild the snapshot a committed retraining request names; refuse anything else.
+
+    The request folder holds the snapshot's manifest and its Parquet file. The rows must hash
+    to the manifest's sha256 (a file edited, truncated or swapped after the request was made
+    is refused), and the contract must be the one the rows were validated under. The rebuilt
+    snapshot keeps the manifest's source and created_at, so it is the requested snapshot in
+    every respect, on any machine, on every run.
+    """
+    contract = contract or load_contract()
+    folder = Path(request_dir)
+    manifest = read_request(folder)
+    snapshot_id, wanted = manifest["snapshot_id"], manifest["sha256"]
+    made_under = manifest.get("contract_sha256")
+    if made_under and contract.digest and made_under != contract.digest:
+        raise SnapshotError(
+            f"retraining request {folder}: snapshot {snapshot_id} was validated under data contract "
+            f"{made_under[:ID_LENGTH]}, the current contract is {contract.digest[:ID_LENGTH]}: run the drift "
+            "check again under this contract, or pass --ignore-request"
+        )
+    try:
+        frame = read_table(folder / REQUEST_DATA)
+    except UnreadableBatch as error:
+        raise SnapshotError(
+            f"retraining request {folder}: {error.message}; refusing to train on it"
+        ) from None
+    actual = content_hash(canonical(frame, contract))
+    if actual != wanted:
+        raise SnapshotError(
+            f"retraining request {folder}: {REQUEST_DATA} hashes to {actual[:ID_LENGTH]} "
+            f"(sha256 {actual}), but the request names snapshot {snapshot_id} (sha256 {wanted}): the file "
+            "changed after the request was made; refusing to train on it"
+        )
+    return create(
+        frame,
+        manifest.get("source") or {"kind": "retraining_request", "path": str(folder)},
+        contract=contract,
+        root=root,
+        created_at=manifest.get("created_at"),
+    )

@@ -7,26 +7,44 @@ is created. The API address, repository and token come from the variables GitHub
 sets (GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN), so GitHub Enterprise, act and a
 local stand-in of the API in tests all work unchanged. Without a token nothing is sent: the
 callers write what they would have done to a dry-run file instead.
+
+Every bot (this module's callers and the retraining PR in monitoring/retrain_pr.py) builds its
+client here, so all of them get the same behaviour towards GitHub: retries with backoff on 5xx
+answers and rate limits (PyGithub's GithubRetry honours Retry-After and the rate-limit reset),
+and a sentence that says what to fix when GitHub answers 401, 403 or 404 (`explain`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from github import Auth, Github, GithubException
+from github import Auth, Github, GithubException, GithubRetry, RateLimitExceededException
 from github.PullRequest import PullRequest
 from github.Repository import Repository
+from requests.exceptions import RequestException
 
 DEFAULT_API_URL = "https://api.github.com"
 REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
+RETRY_STATUSES = [*range(500, 600), 429]  # GithubRetry adds the 403s that are rate limits itself
+WRITE_PERMISSIONS = "`permissions: {contents: write, pull-requests: write}`"
 
 
 class GitHubConfigError(ValueError):
     """A GitHub setting is missing or malformed; the message names the variable and the value."""
+
+
+class GitHubError(RuntimeError):
+    """GitHub refused a call, or could not be reached after the retries; the message says what to fix."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -57,13 +75,88 @@ def target_from_env(environ: Mapping[str, str] | None = None) -> GitHubTarget | 
     return GitHubTarget(api_url=api_url, repository=repository, token=token)
 
 
-def open_repository(target: GitHubTarget, *, fast: bool = False) -> Repository:
-    """The repository object; `fast` drops PyGithub's pauses and retries (for a local stand-in)."""
-    options = (
-        {"seconds_between_requests": None, "seconds_between_writes": None, "retry": None} if fast else {}
+def client(
+    target: GitHubTarget,
+    *,
+    retries: int = 5,
+    backoff: float = 1.0,
+    timeout: int = 30,
+    throttle: bool = True,
+) -> Github:
+    """PyGithub with GithubRetry: backoff on 5xx and 429, waits on rate-limit 403s (Retry-After/reset).
+
+    `throttle` keeps PyGithub's pauses between requests and between writes, which GitHub asks
+    bots for to stay clear of secondary rate limits; a local stand-in of the API needs none.
+    """
+    retry = GithubRetry(
+        total=retries,
+        backoff_factor=backoff,
+        status_forcelist=RETRY_STATUSES,
+        secondary_rate_wait=max(backoff * 10, 1),
+        max_rate_limit_wait=15 * 60,
     )
-    client = Github(base_url=target.api_url, auth=Auth.Token(target.token), timeout=30, **options)
-    return client.get_repo(target.repository)
+    pauses = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
+    return Github(
+        base_url=target.api_url.rstrip("/"),
+        auth=Auth.Token(target.token),
+        retry=retry,
+        timeout=timeout,
+        **pauses,
+    )
+
+
+def open_repository(
+    target: GitHubTarget, *, fast: bool = False, permissions: str = WRITE_PERMISSIONS
+) -> Repository:
+    """The repository object, through a retrying client; a refusal is raised as a clear GitHubError.
+
+    `fast` drops PyGithub's pauses and shortens the backoff (for a local stand-in of the API).
+    """
+    github = client(target, backoff=0.05 if fast else 1.0, throttle=not fast)
+    with explained(target, permissions):
+        return github.get_repo(target.repository)
+
+
+def explain(error: Exception, target: GitHubTarget, permissions: str = WRITE_PERMISSIONS) -> GitHubError:
+    """Turn what PyGithub or requests raised into one sentence that names the fix.
+
+    `permissions` is what the calling workflow job needs, quoted in the 403 message.
+    """
+    if isinstance(error, RateLimitExceededException):
+        return GitHubError(
+            f"GitHub rate limit still exceeded after retries ({target.api_url}); run again later", 429
+        )
+    if isinstance(error, GithubException):
+        status = error.status
+        message = error.data.get("message") if isinstance(error.data, dict) else error.data
+        if status == 401:
+            return GitHubError(
+                f"GitHub answered 401 ({message}): GITHUB_TOKEN is missing, expired or revoked", status
+            )
+        if status == 403:
+            return GitHubError(
+                f"GitHub answered 403 ({message}): the token may not write to {target.repository}; the "
+                f"workflow job needs {permissions} and, to open pull requests with the workflow's token, "
+                "the repository setting 'Allow GitHub Actions to create and approve pull requests'",
+                status,
+            )
+        if status == 404:
+            return GitHubError(
+                f"GitHub answered 404 ({message}): repository {target.repository!r} does not exist at "
+                f"{target.api_url} or the token cannot see it (check GITHUB_REPOSITORY and GITHUB_API_URL)",
+                status,
+            )
+        return GitHubError(f"GitHub answered {status}: {json.dumps(error.data, default=str)[:500]}", status)
+    return GitHubError(f"could not reach GitHub at {target.api_url} after retries: {error}")
+
+
+@contextmanager
+def explained(target: GitHubTarget, permissions: str = WRITE_PERMISSIONS) -> Iterator[None]:
+    """Raise a GitHubError (see `explain`) for anything GitHub or the network refused inside."""
+    try:
+        yield
+    except (GithubException, RequestException) as error:
+        raise explain(error, target, permissions) from None
 
 
 def upsert_comment(repository: Repository, number: int, marker: str, body: str) -> str:

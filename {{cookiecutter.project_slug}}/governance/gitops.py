@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from github import GithubException
 
 from governance import github_client, registry
 
@@ -177,16 +176,17 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
         text = f"# {change.title}\n\nbranch `{change.branch}`\n\n{change.body}\n\n## Files\n{listing}\n"
         github_client.write_dry_run(root / dry_run, text)
         return f"no GITHUB_TOKEN: dry run written to {dry_run}"
-    repository = github_client.open_repository(target)
-    pull = github_client.upsert_pull_request(
-        repository,
-        branch=change.branch,
-        base=repository.default_branch,
-        title=change.title,
-        body=change.body,
-        files=files,
-        message=change.title,
-    )
+    repository = github_client.open_repository(target)  # retries on 5xx and rate limits
+    with github_client.explained(target):
+        pull = github_client.upsert_pull_request(
+            repository,
+            branch=change.branch,
+            base=repository.default_branch,
+            title=change.title,
+            body=change.body,
+            files=files,
+            message=change.title,
+        )
     return f"pull request #{pull.number}: {pull.html_url}"
 
 
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except (GitOpsError, registry.RegistryError, github_client.GitHubConfigError) as error:
         print(f"gitops: {error}", file=sys.stderr)
         return 2
-    except GithubException as error:
-        print(f"gitops: GitHub refused the change ({error.status}): {error.data}", file=sys.stderr)
+    except github_client.GitHubError as error:
+        print(f"gitops: GitHub refused the change: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -22,11 +22,13 @@ from typing import Any
 
 import yaml
 from github import GithubException
+from requests.exceptions import RequestException
 
 from governance import github_client
 
 MARKER = "<!-- mlops-pr-report -->"
 OUTPUT = Path("reports/pr-comment.md")
+PERMISSIONS = "`permissions: {pull-requests: write}`"  # what the commenting job needs
 ICONS = {"success": "✅", "failure": "❌", "cancelled": "⏹️", "skipped": "⏭️"}
 JOB_TITLES = {
     "lint-test": "lint + unit tests",
@@ -262,14 +264,19 @@ def main(root: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     if not raw_number.isdigit() or int(raw_number) < 1:
         print(f"pr-comment: PR_NUMBER must be a pull request number, got {raw_number!r}", file=sys.stderr)
         return 2
-    repository = github_client.open_repository(target)
     try:
+        repository = github_client.open_repository(target)  # retries on 5xx and rate limits
         url = github_client.upsert_comment(repository, int(raw_number), MARKER, body)
-    except GithubException as error:
-        if error.status == 403:  # a fork's PR gets a read-only token: the job summary still has it
+    except (GithubException, RequestException) as error:
+        if isinstance(error, GithubException) and error.status == 403:
+            # A fork's PR gets a read-only token: the job summary and the file still have the report.
             print(f"pr-comment: the token may not comment here (403); see the job summary and {OUTPUT}")
             return 0
-        raise
+        print(f"pr-comment: {github_client.explain(error, target, PERMISSIONS)}", file=sys.stderr)
+        return 1
+    except github_client.GitHubError as error:  # open_repository explains its own refusals
+        print(f"pr-comment: {error}", file=sys.stderr)
+        return 1
     print(f"pr-comment: {url}")
     return 0
 

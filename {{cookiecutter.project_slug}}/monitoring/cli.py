@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from monitoring.config import (
 from monitoring.detectors import DriftError
 from monitoring.performance import PerformanceError
 from monitoring.reference import NoReferenceError
-from monitoring.retrain_pr import RetrainPRError
+from monitoring.retrain_pr import MAX_DATA_ENV, MAX_DATA_MB, RetrainPRError
 
 FAILURES = (
     ConfigError,
@@ -47,6 +48,29 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
     return value
+
+
+def _positive_mb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of megabytes (got {text!r})") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 (got {text})")
+    return value
+
+
+def max_data_mb(flag: float | None) -> float:
+    """--max-data-mb, else RETRAIN_MAX_DATA_MB from the environment, else the default."""
+    if flag is not None:
+        return flag
+    raw = os.environ.get(MAX_DATA_ENV, "").strip()
+    if not raw:
+        return MAX_DATA_MB
+    try:
+        return _positive_mb(raw)
+    except argparse.ArgumentTypeError as error:
+        raise ConfigError(f"{MAX_DATA_ENV} {error}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,6 +106,13 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--remote", default="origin", help="git remote to push the branch to")
     pr.add_argument("--retries", type=int, default=5, help="retries on 5xx answers and rate limits")
     pr.add_argument("--backoff", type=float, default=1.0, help="backoff factor in seconds between retries")
+    pr.add_argument(
+        "--max-data-mb",
+        type=_positive_mb,
+        default=None,
+        help="size limit of the snapshot file committed with the request "
+        f"(default: {MAX_DATA_ENV} or {MAX_DATA_MB:g})",
+    )
     return main
 
 
@@ -148,6 +179,8 @@ def retrain_pr(args: argparse.Namespace) -> int:
         request_dir=settings.request_dir.relative_to(root).as_posix(),
         history_path=settings.history,
         history_name=settings.history.relative_to(root).as_posix(),
+        snapshots_root=root / "artifacts" / "snapshots",
+        max_data_mb=max_data_mb(args.max_data_mb),
     )
     try:
         target = None if args.dry_run else target_from_env()

@@ -5,6 +5,13 @@ event_time), validated with the same Great Expectations suite as every other bat
 (`data_pipelines.validation`), and only if that passes written as a content-addressed
 snapshot (`data_pipelines.snapshot.create`). A window that fails is reported with the
 validation's own failure lines and never becomes a snapshot, so it cannot be trained on.
+
+That snapshot is the whole retraining set (`data_pipelines.snapshot.RETRAINING_SET`): the
+labelled window alone, not the champion's training data plus the window. The candidate's
+held-out split is then current production data that neither model was fitted on, so the
+champion re-scored on it is compared like for like; a random split of the union would hold
+out rows the champion was trained on and favour it. The snapshot is content-addressed, so
+the retraining pull request, its CI run and main after the merge all rebuild the same rows.
 """
 
 from __future__ import annotations

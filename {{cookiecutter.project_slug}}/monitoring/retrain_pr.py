@@ -4,11 +4,18 @@ Safe to re-run, like any bot that opens pull requests should be: one fixed branc
 purpose (`retrain/auto`), and an open pull request from that branch is updated (new commit,
 refreshed body, one comment saying what changed) instead of a second one being opened.
 
+The request carries its data: besides the decision, the drift summary and the snapshot's
+manifest, the new snapshot's Parquet file is committed as `<request_dir>/snapshot.parquet`,
+so the pull request's own CI run (`make data`, see data_pipelines/snapshot.py) rebuilds
+exactly that snapshot and retrains on it. The file is size-checked (`--max-data-mb`, default
+50 MB): a git repository is no place for bigger windows.
+
 The commit is built with git plumbing on a temporary index (read-tree, update-index,
 write-tree, commit-tree) and pushed as `<sha>:refs/heads/<branch>`: the user's working tree,
-index and current branch are never touched. The GitHub calls go through PyGithub against
-GITHUB_API_URL (GitHub Enterprise and local stand-ins work too) with retries and backoff on
-5xx answers and rate limits; 401/403/404 stop with a message that says what to fix.
+index and current branch are never touched, and a binary file travels like any other. The
+GitHub calls use the project's one client (governance/github_client.py): GITHUB_API_URL
+(GitHub Enterprise and local stand-ins work too), retries and backoff on 5xx answers and rate
+limits, and 401/403/404 stop with a message that says what to fix.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from data_pipelines import snapshot as snapshots
+from governance import github_client
 from monitoring.report import markdown
 
 COMMIT_IDENTITY = {"name": "drift-monitor", "email": "drift-monitor@users.noreply.github.com"}
 GIT = shutil.which("git")
-RETRY_STATUSES = [*range(500, 600), 429]  # PyGithub's GithubRetry adds 403 rate limits itself
+MAX_DATA_MB = 50.0  # default size limit of the committed snapshot (GitHub warns above 50 MB)
+MAX_DATA_ENV = "RETRAIN_MAX_DATA_MB"
 
 
 class RetrainPRError(RuntimeError):
@@ -46,6 +56,8 @@ class Plan:
     comment: str
     commit_message: str
     files: dict[str, str] = field(default_factory=dict)  # path relative to the repository root -> text
+    # binary files committed as they are: path relative to the repository root -> local file
+    data_files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +73,42 @@ class Outcome:
     message: str = ""
 
 
+def snapshot_file(manifest: dict[str, Any], snapshots_root: Path, max_mb: float = MAX_DATA_MB) -> Path:
+    """The new snapshot's Parquet file, checked against its manifest and the size limit.
+
+    The file is what the pull request's CI trains on, so it must be exactly the snapshot the
+    drift run validated (content hash as in the manifest), and small enough for git.
+    """
+    snapshot_id = str(manifest.get("snapshot_id") or "")
+    try:
+        folder = snapshots.resolve(snapshot_id, root=snapshots_root)
+    except snapshots.SnapshotError as error:
+        raise RetrainPRError(
+            f"the new snapshot {snapshot_id!r} is not here ({error}); run `make drift` in this checkout "
+            "(in CI: hand artifacts/snapshots/ from the drift job to this one)"
+        ) from None
+    path = folder / "data.parquet"
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_mb:
+        raise RetrainPRError(
+            f"snapshot {snapshot_id} is {size_mb:.1f} MB of Parquet, above the {max_mb:g} MB limit for data "
+            f"committed with a retraining request (--max-data-mb or {MAX_DATA_ENV}). A git repository is "
+            "no place for big data (GitHub refuses files over 100 MB): narrow the window (for example "
+            'DRIFT_ARGS="--days 7" or "--last-n 20000"), or keep windows this size in object storage '
+            "(a bucket next to CAPTURE_URI, DVC or Git LFS) and let the request refer to them there"
+        )
+    try:
+        _, stored = snapshots.load(folder)  # also proves the rows still hash to the manifest's sha256
+    except (snapshots.SnapshotError, OSError) as error:
+        raise RetrainPRError(f"the new snapshot {snapshot_id} cannot be committed: {error}") from None
+    if stored.get("sha256") != manifest.get("sha256"):
+        raise RetrainPRError(
+            f"snapshot {snapshot_id}: its manifest in {folder} (sha256 {stored.get('sha256')}) is not "
+            f"the one the drift run recorded (sha256 {manifest.get('sha256')}); run `make drift` again"
+        )
+    return path
+
+
 def make_plan(
     summary: dict[str, Any],
     branch: str,
@@ -68,6 +116,8 @@ def make_plan(
     request_dir: str,
     history_path: Path | None,
     history_name: str,
+    snapshots_root: Path = snapshots.SNAPSHOTS,
+    max_data_mb: float = MAX_DATA_MB,
 ) -> Plan:
     """The request files and the texts of the pull request, from the drift run's JSON summary."""
     decision = summary.get("decision", {})
@@ -79,6 +129,7 @@ def make_plan(
     if not dataset.get("valid") or not dataset.get("manifest"):
         raise RetrainPRError("the drift run produced no valid new snapshot: nothing to retrain on")
     manifest = dataset["manifest"]
+    data_path = snapshot_file(manifest, snapshots_root, max_data_mb)
     model = summary.get("reference", {}).get("model_name") or "the model"
     summary_md = markdown(summary)
     request = {
@@ -87,6 +138,9 @@ def make_plan(
         "snapshot": manifest,
         "window": summary.get("window"),
         "champion": {key: summary.get("reference", {}).get(key) for key in ("model_name", "model_version")},
+        # What `make data` rebuilds on this request's branch (and on main once it is merged).
+        "data_file": snapshots.REQUEST_DATA,
+        "retraining_set": snapshots.RETRAINING_SET,
         "decision": decision,
         "drift": summary.get("drift"),
         "score_drift": summary.get("score_drift"),
@@ -95,8 +149,9 @@ def make_plan(
     files = {
         f"{request_dir}/request.json": json.dumps(request, indent=2, sort_keys=True, default=str) + "\n",
         f"{request_dir}/drift-summary.md": summary_md + "\n",
-        f"{request_dir}/snapshot-manifest.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        f"{request_dir}/{snapshots.REQUEST_MANIFEST}": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
     }
+    data_files = {f"{request_dir}/{snapshots.REQUEST_DATA}": str(data_path)}
     history = history_path.read_text(encoding="utf-8") if history_path and history_path.exists() else ""
     record = summary.get("history_record")
     if record:
@@ -110,8 +165,11 @@ def make_plan(
     snapshot = manifest.get("snapshot_id")
     body = (
         f"The scheduled drift check asks to retrain {model} on snapshot `{snapshot}`.\n\n"
-        f"This pull request's CI retrains on that snapshot and compares the candidate with the champion "
-        f"under `governance/policy.yaml`; merge only if the gates pass.\n\n{summary_md}\n\n"
+        f"The snapshot's data is committed as `{request_dir}/{snapshots.REQUEST_DATA}` "
+        f"({manifest.get('rows')} labelled production rows, sha256 `{manifest.get('sha256')}`): "
+        f"`make data` rebuilds exactly that snapshot, so this pull request's CI retrains on it and "
+        f"compares the candidate with the champion under `governance/policy.yaml`; merge only if the "
+        f"gates pass.\n\n{summary_md}\n\n"
         f"<sub>Opened by `python -m monitoring.cli retrain-pr`; re-runs update this pull request.</sub>\n"
     )
     return Plan(
@@ -123,6 +181,7 @@ def make_plan(
         commit_message=f"Request retraining on snapshot {snapshot}\n\n"
         + "\n".join(decision.get("reasons", [])),
         files=files,
+        data_files=data_files,
     )
 
 
@@ -131,7 +190,9 @@ def write_dry_run(plan: Plan, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     as_json, as_md = out_dir / "retrain_pr.json", out_dir / "retrain_pr.md"
     as_json.write_text(json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n")
-    listing = "\n".join(f"- `{path}` ({len(text)} bytes)" for path, text in sorted(plan.files.items()))
+    sizes = {path: len(text.encode()) for path, text in plan.files.items()}
+    sizes.update({path: Path(local).stat().st_size for path, local in plan.data_files.items()})
+    listing = "\n".join(f"- `{path}` ({size} bytes)" for path, size in sorted(sizes.items()))
     as_md.write_text(
         f"# {plan.title}\n\nBranch `{plan.branch}` into `{plan.base or '(default branch)'}`\n\n"
         f"## Files\n\n{listing}\n\n## Body\n\n{plan.body}"
@@ -203,13 +264,21 @@ class Git:
         self.run("fetch", "--quiet", "--no-tags", self.remote, f"refs/heads/{branch}")
         return listing.split()[0]
 
-    def commit(self, parent: str, files: dict[str, str], message: str) -> str:
-        """A commit of parent's tree plus files, without touching the working tree or the index."""
+    def commit(
+        self, parent: str, files: dict[str, str], message: str, data_files: dict[str, str] | None = None
+    ) -> str:
+        """A commit of parent's tree plus files (text) and data_files (local files, byte for byte),
+        without touching the working tree or the index."""
         with tempfile.TemporaryDirectory() as folder:
             env = {**self.env, "GIT_INDEX_FILE": str(Path(folder) / "index")}
             self.run("read-tree", parent, env=env)
-            for path, text in sorted(files.items()):
-                blob = self.run("hash-object", "-w", "--stdin", stdin=text)
+            blobs = {
+                path: self.run("hash-object", "-w", "--stdin", stdin=text) for path, text in files.items()
+            }
+            for path, local in (data_files or {}).items():
+                # --no-filters: the bytes as they are (no line-ending or attribute conversions)
+                blobs[path] = self.run("hash-object", "-w", "--no-filters", "--", str(Path(local).resolve()))
+            for path, blob in sorted(blobs.items()):
                 self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
             tree = self.run("write-tree", env=env)
         return self.run("commit-tree", tree, "-p", parent, "-m", message)
@@ -221,56 +290,6 @@ class Git:
 
 
 # -- GitHub ---------------------------------------------------------------------------------
-def _github_error(error: Exception, repository: str, api_url: str) -> RetrainPRError:
-    from github import GithubException, RateLimitExceededException
-
-    if isinstance(error, RateLimitExceededException):
-        return RetrainPRError(f"GitHub rate limit still exceeded after retries ({api_url}); run again later")
-    if isinstance(error, GithubException):
-        status = error.status
-        message = error.data.get("message") if isinstance(error.data, dict) else error.data
-        if status == 401:
-            return RetrainPRError(
-                f"GitHub answered 401 ({message}): GITHUB_TOKEN is missing, expired or revoked"
-            )
-        if status == 403:
-            return RetrainPRError(
-                f"GitHub answered 403 ({message}): the token may not write to {repository}; the workflow "
-                "needs `permissions: {contents: write, pull-requests: write}` and the repository setting "
-                "'Allow GitHub Actions to create and approve pull requests'"
-            )
-        if status == 404:
-            return RetrainPRError(
-                f"GitHub answered 404 ({message}): repository {repository!r} does not exist at {api_url} "
-                "or the token cannot see it (check GITHUB_REPOSITORY and GITHUB_API_URL)"
-            )
-        return RetrainPRError(f"GitHub answered {status}: {json.dumps(error.data)[:500]}")
-    return RetrainPRError(f"could not reach GitHub at {api_url} after retries: {error}")
-
-
-def github_client(
-    api_url: str, token: str, retries: int = 5, backoff: float = 1.0, timeout: int = 30, throttle: bool = True
-) -> Any:
-    """PyGithub with GithubRetry: backoff on 5xx and 429, waits on rate-limit 403s (Retry-After/reset).
-
-    `throttle` keeps PyGithub's pauses between requests and writes, which GitHub asks bots for
-    to avoid secondary rate limits; a local stand-in of the API does not need them.
-    """
-    from github import Auth, Github, GithubRetry
-
-    retry = GithubRetry(
-        total=retries,
-        backoff_factor=backoff,
-        status_forcelist=RETRY_STATUSES,
-        secondary_rate_wait=max(backoff * 10, 1),
-        max_rate_limit_wait=15 * 60,
-    )
-    pauses = {} if throttle else {"seconds_between_requests": None, "seconds_between_writes": None}
-    return Github(
-        base_url=api_url.rstrip("/"), auth=Auth.Token(token), retry=retry, timeout=timeout, **pauses
-    )
-
-
 def open_or_update(
     plan: Plan,
     git: Git,
@@ -282,49 +301,48 @@ def open_or_update(
     throttle: bool = True,
 ) -> Outcome:
     """Push the request commit and open the pull request, or update the open one (never a second)."""
-    from github import GithubException
-    from requests.exceptions import RequestException
-
-    client = github_client(api_url, token, retries=retries, backoff=backoff, throttle=throttle)
+    target = github_client.GitHubTarget(api_url=api_url.rstrip("/"), repository=repository, token=token)
+    client = github_client.client(target, retries=retries, backoff=backoff, throttle=throttle)
     try:
-        repo = client.get_repo(repository)
-        base = plan.base or repo.default_branch
-        owner = repository.split("/")[0]
-        existing = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
-        if existing:
-            pull = existing[0]
-            parent = git.remote_tip(plan.branch)
-            if parent is None:
-                raise RetrainPRError(
-                    f"pull request #{pull.number} is open but branch {plan.branch} is not on the remote"
-                )
-            commit = git.commit(parent, plan.files, plan.commit_message)
-            git.push(commit, plan.branch, force=False)
-            pull.edit(title=plan.title, body=plan.body)
-            pull.create_issue_comment(plan.comment)
-            return Outcome(
-                "updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}"
-            )
-        # No open pull request: start the branch afresh from the base (a closed one's branch is stale).
-        parent = git.remote_tip(base)
-        if parent is None:
-            raise RetrainPRError(f"base branch {base!r} does not exist on remote {git.remote!r}")
-        commit = git.commit(parent, plan.files, plan.commit_message)
-        git.push(commit, plan.branch, force=True)
-        try:
-            pull = repo.create_pull(base=base, head=plan.branch, title=plan.title, body=plan.body)
-        except GithubException as error:
-            # A retried POST whose first attempt did reach GitHub answers 422 "already exists".
-            again = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
-            if error.status != 422 or not again:
-                raise
-            pull = again[0]
-            pull.create_issue_comment(plan.comment)
-            return Outcome(
-                "updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}"
-            )
-        return Outcome("opened", plan.branch, pull.number, pull.html_url, commit, f"opened #{pull.number}")
-    except (GithubException, RequestException) as error:
-        raise _github_error(error, repository, api_url) from None
+        with github_client.explained(target):
+            return _push_and_open(plan, git, client.get_repo(repository), target.owner)
+    except github_client.GitHubError as error:
+        raise RetrainPRError(str(error)) from None
     finally:
         client.close()
+
+
+def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
+    from github import GithubException
+
+    base = plan.base or repo.default_branch
+    existing = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
+    if existing:
+        pull = existing[0]
+        parent = git.remote_tip(plan.branch)
+        if parent is None:
+            raise RetrainPRError(
+                f"pull request #{pull.number} is open but branch {plan.branch} is not on the remote"
+            )
+        commit = git.commit(parent, plan.files, plan.commit_message, plan.data_files)
+        git.push(commit, plan.branch, force=False)
+        pull.edit(title=plan.title, body=plan.body)
+        repo.get_issue(pull.number).create_comment(plan.comment)
+        return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
+    # No open pull request: start the branch afresh from the base (a closed one's branch is stale).
+    parent = git.remote_tip(base)
+    if parent is None:
+        raise RetrainPRError(f"base branch {base!r} does not exist on remote {git.remote!r}")
+    commit = git.commit(parent, plan.files, plan.commit_message, plan.data_files)
+    git.push(commit, plan.branch, force=True)
+    try:
+        pull = repo.create_pull(base=base, head=plan.branch, title=plan.title, body=plan.body)
+    except GithubException as error:
+        # A retried POST whose first attempt did reach GitHub answers 422 "already exists".
+        again = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
+        if error.status != 422 or not again:
+            raise
+        pull = again[0]
+        repo.get_issue(pull.number).create_comment(plan.comment)
+        return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
+    return Outcome("opened", plan.branch, pull.number, pull.html_url, commit, f"opened #{pull.number}")

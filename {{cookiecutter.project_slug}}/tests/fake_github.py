@@ -196,6 +196,7 @@ class FakeGitHub:
             "head": {"ref": pull["head"], "label": f"{self.repository.split('/')[0]}:{pull['head']}"},
             "base": {"ref": pull["base"]},
             "url": f"{base}/repos/{self.repository}/pulls/{pull['number']}",
+            "issue_url": f"{base}/repos/{self.repository}/issues/{pull['number']}",
             "html_url": f"{base}/{self.repository}/pull/{pull['number']}",
         }
 

@@ -8,12 +8,15 @@ and write a dry-run file instead.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from github import GithubException
+from werkzeug.wrappers import Request, Response
 
 from governance import github_client, gitops, pr_comment, registry
 from tests.fake_github import FakeGitHub
@@ -82,6 +85,59 @@ def test_a_malformed_setting_is_named(variables, named):
 def test_the_api_address_defaults_to_github():
     target = github_client.target_from_env({"GITHUB_TOKEN": "t", "GITHUB_REPOSITORY": "a/b"})
     assert target.api_url == github_client.DEFAULT_API_URL
+
+
+# --- the one client: retries and clear refusals, for every bot -----------------------------------
+
+
+def answer_first(fake: FakeGitHub, *statuses: int) -> None:
+    """Make the stand-in answer the next requests with these statuses, then serve normally."""
+    pending, handle = list(statuses), fake.handle
+
+    def failing(request: Request) -> Response:
+        if pending:
+            status = pending.pop(0)
+            fake.requests.append((request.method, request.path))
+            message = {401: "Bad credentials", 404: "Not Found"}.get(status, "Server Error")
+            return Response(json.dumps({"message": message}), status=status, content_type="application/json")
+        return handle(request)
+
+    fake.handle = failing
+
+
+TARGET = github_client.GitHubTarget("https://ghe.example/api/v3", "acme/loans", "t")
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, r"401 \(Bad credentials\): GITHUB_TOKEN is missing, expired or revoked"),
+        (403, r"403 .*may not write to acme/loans.*pull-requests: write"),
+        (404, r"404 .*'acme/loans' does not exist at https://ghe.example/api/v3"),
+        (500, r"GitHub answered 500"),
+    ],
+)
+def test_each_refusal_is_explained_with_what_to_fix(status, expected):
+    error = github_client.explain(GithubException(status, {"message": "Bad credentials"}), TARGET)
+    assert isinstance(error, github_client.GitHubError) and error.status == status
+    assert re.search(expected, str(error)), str(error)
+
+
+def test_the_comment_bot_retries_a_502_and_explains_a_401(tmp_path, fake_api, capsys):
+    root = pipeline_outputs(tmp_path)
+    environ = {
+        "GITHUB_TOKEN": "t",
+        "GITHUB_REPOSITORY": fake_api.repository,
+        "GITHUB_API_URL": github_client.target_from_env().api_url,
+        "PR_NUMBER": "7",
+    }
+    answer_first(fake_api, 502, 502)
+    assert pr_comment.main(root, environ) == 0
+    assert len(fake_api.comments[7]) == 1
+    assert fake_api.requests[:3] == [("GET", "/repos/acme/loan-default-model")] * 3  # two 502s, then served
+    answer_first(fake_api, 401)
+    assert pr_comment.main(root, environ) == 1
+    assert "GITHUB_TOKEN is missing, expired or revoked" in capsys.readouterr().err
 
 
 # --- the PR comment -----------------------------------------------------------------------------
@@ -279,6 +335,15 @@ def test_the_gitops_pr_is_opened_once_and_updated_on_rerun(repo, fake_api):
     assert pull["head"] == "gitops/staging" and pull["title"] == "Deploy v3 to staging"
     pinned = yaml.safe_load(fake_api.file("gitops/staging", "deploy/overlays/staging/kustomization.yaml"))
     assert pinned["images"][0]["digest"] == DIGEST_A
+
+
+def test_the_gitops_bot_names_a_missing_repository(repo, fake_api, capsys, monkeypatch):
+    monkeypatch.setattr(gitops, "ROOT", repo)
+    answer_first(fake_api, 404)
+    assert gitops.main(["promote", "--version", "v2"]) == 1
+    error = capsys.readouterr().err
+    assert "GitHub answered 404" in error and "'acme/loan-default-model' does not exist" in error
+    assert fake_api.open_pulls() == []
 
 
 def test_without_a_token_the_gitops_pr_is_a_dry_run_file(repo, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
+from data_pipelines import snapshot
+from data_pipelines.example import example_contract, generate
 from monitoring import retrain_pr
 from monitoring.retrain_pr import Git, RetrainPRError, make_plan, open_or_update, write_dry_run
 
@@ -17,6 +20,7 @@ OWNER, NAME, BRANCH = "acme", "loans", "retrain/auto"
 TOKEN = "test-token-not-a-secret"  # noqa: S105 - what the stand-in API accepts
 WRONG_TOKEN = "revoked-token"  # noqa: S105
 REPOSITORY = f"{OWNER}/{NAME}"
+CONTRACT = example_contract()
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -39,7 +43,23 @@ def repo(tmp_path: Path) -> Path:
     return work
 
 
-def summary(snapshot: str = "abc123def456") -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A snapshot root with two small snapshots, standing in for what `make drift` built."""
+    root = tmp_path_factory.mktemp("snapshots")
+    for seed in (1, 2):
+        snapshot.create(generate(60, seed=seed), {"kind": "test", "seed": seed}, contract=CONTRACT, root=root)
+    return root
+
+
+def manifests(store: Path) -> list[dict[str, Any]]:
+    """The two snapshots' manifests, in a fixed order (by seed)."""
+    found = [json.loads(path.read_text()) for path in store.glob("*/manifest.json")]
+    return sorted(found, key=lambda manifest: manifest["source"]["seed"])
+
+
+def summary(manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    manifest = manifest or {"snapshot_id": "abc123def456", "rows": 2000, "sha256": "f" * 64}
     return {
         "run_at": "2024-05-06T06:00:00+00:00",
         "detector": "scipy",
@@ -53,12 +73,21 @@ def summary(snapshot: str = "abc123def456") -> dict[str, Any]:
             "checks": [],
             "notes": [],
         },
-        "dataset": {"valid": True, "manifest": {"snapshot_id": snapshot, "rows": 2000, "sha256": "f" * 64}},
+        "dataset": {"valid": True, "manifest": manifest},
     }
 
 
-def plan_for(snapshot: str = "abc123def456"):
-    return make_plan(summary(snapshot), BRANCH, None, "governance/retraining", None, "history.jsonl")
+def plan_for(store: Path, which: int = 0, max_data_mb: float = 50.0):
+    return make_plan(
+        summary(manifests(store)[which]),
+        BRANCH,
+        None,
+        "governance/retraining",
+        None,
+        "history.jsonl",
+        snapshots_root=store,
+        max_data_mb=max_data_mb,
+    )
 
 
 class FakeGitHub:
@@ -81,6 +110,9 @@ class FakeGitHub:
         )
         server.expect_request(f"/repos/{OWNER}/{NAME}/pulls/1", method="PATCH").respond_with_handler(
             self.edit_pull
+        )
+        server.expect_request(f"/repos/{OWNER}/{NAME}/issues/1", method="GET").respond_with_handler(
+            self.issue
         )
         server.expect_request(f"/repos/{OWNER}/{NAME}/issues/1/comments", method="POST").respond_with_handler(
             self.comment
@@ -159,6 +191,16 @@ class FakeGitHub:
         )
         return self._json(self.pulls[0])
 
+    def issue(self, request: Request) -> Response:
+        return self._gate(request) or self._json(
+            {
+                "number": 1,
+                "state": "open",
+                "url": f"{self.base}/repos/{REPOSITORY}/issues/1",
+                "html_url": f"https://github.example/{REPOSITORY}/pull/1",
+            }
+        )
+
     def comment(self, request: Request) -> Response:
         gate = self._gate(request)
         if gate:
@@ -179,27 +221,45 @@ def github(httpserver, repo: Path) -> FakeGitHub:
     return FakeGitHub(httpserver, repo.parent / "origin.git")
 
 
-def run_bot(github: FakeGitHub, repo: Path, token: str = TOKEN, snapshot: str = "abc123def456"):
+def run_bot(github: FakeGitHub, repo: Path, store: Path, token: str = TOKEN, which: int = 0):
     return open_or_update(
-        plan_for(snapshot), Git(repo), github.base, REPOSITORY, token, retries=3, backoff=0.01, throttle=False
+        plan_for(store, which),
+        Git(repo),
+        github.base,
+        REPOSITORY,
+        token,
+        retries=3,
+        backoff=0.01,
+        throttle=False,
     )
 
 
-def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo):
-    first = run_bot(github, repo)
+def committed_bytes(origin: Path, path: str) -> bytes:
+    return subprocess.run(
+        ["git", "show", f"{BRANCH}:{path}"], cwd=origin, check=True, capture_output=True
+    ).stdout
+
+
+def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo, store):
+    first_id, second_id = (manifest["snapshot_id"] for manifest in manifests(store))
+    first = run_bot(github, repo, store)
     assert first.action == "opened" and first.number == 1
     origin = repo.parent / "origin.git"
     assert git(origin, "rev-parse", BRANCH) == first.commit
     files = git(origin, "ls-tree", "-r", "--name-only", BRANCH).splitlines()
     assert "governance/retraining/request.json" in files and "README.md" in files
     request = json.loads(git(origin, "show", f"{BRANCH}:governance/retraining/request.json"))
-    assert request["snapshot"]["snapshot_id"] == "abc123def456"
+    assert request["snapshot"]["snapshot_id"] == first_id
+    assert request["data_file"] == "snapshot.parquet" and "window" in request["retraining_set"]
 
-    second = run_bot(github, repo, snapshot="fedcba987654")
+    second = run_bot(github, repo, store, which=1)
     assert second.action == "updated" and second.number == 1
     assert len(github.pulls) == 1, "a second run must not open a duplicate pull request"
-    assert len(github.comments) == 1 and "fedcba987654" in github.comments[0]["body"]
-    assert "fedcba987654" in github.pulls[0]["body"]
+    assert len(github.comments) == 1 and second_id in github.comments[0]["body"]
+    assert second_id in github.pulls[0]["body"]
+    # the branch now carries the second snapshot's data, byte for byte
+    data = committed_bytes(origin, "governance/retraining/snapshot.parquet")
+    assert data == (store / second_id / "data.parquet").read_bytes()
     # the update is a new commit on top of the branch (a fast-forward, history kept)
     assert git(origin, "rev-parse", f"{BRANCH}~1") == first.commit
     assert git(origin, "rev-parse", BRANCH) == second.commit
@@ -211,33 +271,33 @@ def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo)
     assert git(repo, "status", "--porcelain") == ""
 
 
-def test_it_retries_on_502_and_then_succeeds(github, repo):
+def test_it_retries_on_502_and_then_succeeds(github, repo, store):
     github.fail = [502, 502]
-    outcome = run_bot(github, repo)
+    outcome = run_bot(github, repo, store)
     assert outcome.action == "opened"
     repo_calls = [entry for entry in github.log if entry[1] == f"/repos/{REPOSITORY}"]
     assert len(repo_calls) == 3  # two 502 answers, then the real one
 
 
-def test_it_gives_up_clearly_when_5xx_persists(github, repo):
+def test_it_gives_up_clearly_when_5xx_persists(github, repo, store):
     github.fail = [502] * 10
     with pytest.raises(RetrainPRError, match="after retries"):
-        run_bot(github, repo)
+        run_bot(github, repo, store)
     assert not github.pulls
 
 
-def test_it_fails_clearly_on_401(github, repo):
+def test_it_fails_clearly_on_401(github, repo, store):
     with pytest.raises(RetrainPRError, match=r"401 .*GITHUB_TOKEN is missing, expired or revoked"):
-        run_bot(github, repo, token=WRONG_TOKEN)
+        run_bot(github, repo, store, token=WRONG_TOKEN)
     assert not github.pulls
     assert not git(repo.parent / "origin.git", "branch", "--list", BRANCH), "nothing may be pushed on 401"
 
 
-def test_it_names_the_repository_on_404(httpserver, repo):
+def test_it_names_the_repository_on_404(httpserver, repo, store):
     httpserver.expect_request(f"/repos/{REPOSITORY}").respond_with_json({"message": "Not Found"}, status=404)
     with pytest.raises(RetrainPRError, match=rf"404 .*{REPOSITORY}"):
         open_or_update(
-            plan_for(),
+            plan_for(store),
             Git(repo),
             httpserver.url_for(""),
             REPOSITORY,
@@ -248,13 +308,13 @@ def test_it_names_the_repository_on_404(httpserver, repo):
         )
 
 
-def test_it_explains_a_403_without_rate_limit(httpserver, repo):
+def test_it_explains_a_403_without_rate_limit(httpserver, repo, store):
     httpserver.expect_request(f"/repos/{REPOSITORY}").respond_with_json(
         {"message": "Resource not accessible by integration"}, status=403
     )
     with pytest.raises(RetrainPRError, match=r"403 .*pull-requests: write"):
         open_or_update(
-            plan_for(),
+            plan_for(store),
             Git(repo),
             httpserver.url_for(""),
             REPOSITORY,
@@ -265,13 +325,36 @@ def test_it_explains_a_403_without_rate_limit(httpserver, repo):
         )
 
 
-def test_a_dry_run_writes_the_would_be_pull_request(tmp_path):
-    plan = plan_for()
+def test_a_dry_run_writes_the_would_be_pull_request(tmp_path, store):
+    plan = plan_for(store)
     as_json, as_md = write_dry_run(plan, tmp_path)
     written = json.loads(as_json.read_text())
     assert written["branch"] == BRANCH and written["title"] == plan.title
     assert "governance/retraining/request.json" in written["files"]
-    assert "abc123def456" in as_md.read_text()
+    snapshot_id = manifests(store)[0]["snapshot_id"]
+    assert written["data_files"] == {
+        "governance/retraining/snapshot.parquet": str(store / snapshot_id / "data.parquet")
+    }
+    assert snapshot_id in as_md.read_text() and "governance/retraining/snapshot.parquet" in as_md.read_text()
+
+
+def test_a_snapshot_above_the_size_limit_is_refused_with_a_way_out(store):
+    with pytest.raises(RetrainPRError, match=r"above the 0\.001 MB limit.*object storage"):
+        plan_for(store, max_data_mb=0.001)
+
+
+def test_a_snapshot_that_changed_since_the_drift_run_is_not_committed(tmp_path, store):
+    copy = tmp_path / "snapshots"
+    shutil.copytree(store, copy)
+    manifest = manifests(store)[0]
+    path = copy / manifest["snapshot_id"] / "data.parquet"
+    frame = snapshot.read_table(path)
+    frame.loc[0, "income"] = frame.loc[0, "income"] + 1
+    frame.to_parquet(path, index=False)
+    with pytest.raises(RetrainPRError, match="the data changed after the snapshot was made"):
+        make_plan(summary(manifest), BRANCH, None, "r", None, "h", snapshots_root=copy)
+    with pytest.raises(RetrainPRError, match="run `make drift` in this checkout"):
+        make_plan(summary(manifest), BRANCH, None, "r", None, "h", snapshots_root=tmp_path / "empty")
 
 
 def test_it_refuses_a_plan_without_a_retrain_decision_or_valid_data():
