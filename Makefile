@@ -12,6 +12,7 @@ BIN := $(VENV)/bin
 export UV := $(abspath $(BIN)/uv)
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
@@ -40,8 +41,8 @@ lint: install ## ruff on the template's own code (hooks, tests, scripts)
 	$(BIN)/ruff format --check hooks tests scripts bench
 
 .PHONY: bench
-bench: install ## every benchmark in bench/, side by side with its baseline
-	@echo "make bench: not implemented yet (the benchmarks land with the serving, monitoring and demo issues)" >&2; exit 2
+bench: install ## every benchmark in bench/, side by side with its baseline (BENCH_ARGS="--only serve,image")
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 requirements/template.txt: requirements/template.in ## re-resolve the template's tool lock
 	$(UV) pip compile $< --python-version 3.11 --python-platform x86_64-manylinux_2_28 \

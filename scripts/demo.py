@@ -14,9 +14,13 @@ Every run starts from a fresh bake, a fresh `origin` and fresh stand-ins, so run
 twice gives the same result and never a second pull request.
 """
 
+# Commands are argument lists of fixed programs (make, git, docker, the project's Python), never
+# a shell; /tmp is the container's own tmpfs.
+
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,9 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import demo_engine  # noqa: E402 -- the scripts folder is not a package
-from demo_report import Evidence, Step, index_page, table  # noqa: E402
-from demo_standins import GitHubStandIn, RegistryStandIn, StandInError, stop_process  # noqa: E402
+import demo_engine
+from demo_report import Evidence, Step, index_page, table
+from demo_standins import GitHubStandIn, RegistryStandIn, StandInError, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "demo"
@@ -51,16 +55,14 @@ TRAFFIC = (  # (phase, rows, seed, covariate drift): production-like first, then
     ("drifted", 1500, 202, 0.8),
 )
 FEEDBACK_SHARE = 0.5  # outcomes known for half of the scored loans
-JOB_END = re.compile(r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M)
+JOB_END = re.compile(
+    r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M
+)
 PR_MARKER = "<!-- mlops-pr-report -->"
 
 
 class DemoError(RuntimeError):
     """A step failed; the message says what was expected, what happened and where the log is."""
-
-
-def say(message: str) -> None:
-    print(f"      {message}", flush=True)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Demo:
     traffic: dict[str, dict] = field(default_factory=dict)
     pull: int = 0
     current_log: Path | None = None
+    last_code: int = 0
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -99,27 +102,40 @@ class Demo:
         env.update(extra)
         return env
 
-    def run(self, command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 3600) -> str:  # fmt: skip
-        """Run a command with its output appended to the step's log; raise DemoError on failure."""
+    def run(
+        self,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        check: bool = True,
+    ) -> str:
+        """Run a command, its output appended live to the step's log; returns that output.
+
+        With check, a failing command raises DemoError with the end of its output.
+        """
         log = self.current_log
         assert log is not None
+        lines: list[str] = []
         with log.open("a") as handle:
             handle.write(f"\n$ {' '.join(command)}\n")
             handle.flush()
             started = time.perf_counter()
-            try:
-                result = subprocess.run(
-                    command, cwd=cwd or self.project, env=env or self.make_env(), stdout=handle,
-                    stderr=subprocess.STDOUT, timeout=timeout, check=False,
-                )  # fmt: skip
-            except subprocess.TimeoutExpired:
-                raise DemoError(f"`{' '.join(command)}` did not finish within {timeout:.0f} s (log: {log})") from None
-            handle.write(f"[exit {result.returncode} after {time.perf_counter() - started:.1f} s]\n")
-        if result.returncode != 0:
-            tail = "\n".join(log.read_text().splitlines()[-30:])
-            raise DemoError(f"`{' '.join(command)}` failed with exit code {result.returncode} (log: {log}):\n{tail}")
-        return log.read_text()
+            process = subprocess.Popen(
+                command, cwd=cwd or self.project, env=env or self.make_env(), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, errors="replace",
+            )  # fmt: skip
+            assert process.stdout is not None
+            for line in process.stdout:
+                handle.write(line)
+                handle.flush()
+                lines.append(line)
+            code = process.wait()
+            handle.write(f"[exit {code} after {time.perf_counter() - started:.1f} s]\n")
+        self.last_code = code
+        if check and code != 0:
+            tail = "".join(lines[-30:]).rstrip()
+            raise DemoError(f"`{' '.join(command)}` failed with exit code {code} (log: {log}):\n{tail}")
+        return "".join(lines)
 
     def make(self, *targets: str, env: dict[str, str] | None = None, **variables: str) -> str:
         command = ["make", *targets, *(f"{key}={value}" for key, value in variables.items())]
@@ -134,13 +150,49 @@ class Demo:
             raise DemoError(f"git {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout.strip()
 
-    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def docker(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["docker", *args], env=self.make_env(), capture_output=True, text=True, timeout=timeout, check=False
+            ["docker", *args],
+            env=self.make_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
-            raise DemoError(f"docker {' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise DemoError(
+                f"docker {' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
+
+    def act(self, command: list[str], workflow: str, env: dict[str, str]) -> dict[str, str]:
+        """Run a workflow under act; every job must succeed. Returns job -> outcome.
+
+        On failure the message carries the last lines of each failed job (act interleaves
+        the jobs' output), which is where the reason is.
+        """
+        output = self.run(command, env=env, check=False)
+        outcomes = {match["job"].strip(): match["outcome"] for match in JOB_END.finditer(output)}
+        failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
+        if self.last_code == 0 and outcomes and not failed:
+            return outcomes
+        if not failed:
+            tail = "".join(output.splitlines(keepends=True)[-25:]).rstrip()
+            raise DemoError(
+                f"{workflow} under act exited {self.last_code} (log: {self.current_log}):\n{tail}"
+            )
+        parts = []
+        for job in failed:
+            own = [
+                line for line in output.splitlines() if re.match(rf"^\[[^/\]]+/{re.escape(job)}\s*\]", line)
+            ]
+            parts.append(f"--- {job} ---\n" + "\n".join(own[-15:]))
+        raise DemoError(
+            f"{workflow} under act: job(s) {', '.join(failed)} failed (log: {self.current_log}):\n"
+            + "\n".join(parts)
+        )
 
     def read_json(self, path: Path) -> dict:
         try:
@@ -153,9 +205,11 @@ class Demo:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.server is not None and self.server.poll() is not None:
-                raise DemoError(f"the service exited with code {self.server.returncode} (log: {self.current_log})")
+                raise DemoError(
+                    f"the service exited with code {self.server.returncode} (log: {self.current_log})"
+                )
             try:
-                with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 -- loopback
+                with urllib.request.urlopen(url, timeout=2) as answer:
                     if answer.status == 200:
                         return
             except (OSError, urllib.error.URLError):
@@ -163,11 +217,8 @@ class Demo:
             time.sleep(0.5)
         raise DemoError(f"the service did not become ready at {url} within {seconds:.0f} s")
 
-    # -- steps -----------------------------------------------------------------------------
-    def scaffold(self) -> str:
-        """Bake the defaults; give the project a local bare repository as `origin`."""
-        from cookiecutter.main import cookiecutter
-
+    def reset(self) -> None:
+        """A fresh build folder: nothing of an earlier run (project, origin, capture) survives."""
         if self.build.exists():
             try:
                 shutil.rmtree(self.build)
@@ -177,11 +228,18 @@ class Demo:
                     f"under {self.capture} belong to uid {CONTAINER_UID.split(':')[0]}: remove them as root "
                     "(sudo rm -rf build/demo), then run make demo again"
                 ) from None
-        self.build.mkdir(parents=True)
-        (self.build / "logs").mkdir()
+        (self.build / "logs").mkdir(parents=True)
+
+    # -- steps -----------------------------------------------------------------------------
+    def scaffold(self) -> str:
+        """Bake the defaults; give the project a local bare repository as `origin`."""
+        from cookiecutter.main import cookiecutter
+
         self.project = Path(cookiecutter(str(ROOT), no_input=True, output_dir=str(self.build)))
         if not (self.project / ".git").is_dir():
-            raise DemoError("the bake made no git repository (git_init=yes is the default): is git installed?")
+            raise DemoError(
+                "the bake made no git repository (git_init=yes is the default): is git installed?"
+            )
         self.origin = self.build / "origin.git"
         self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.origin), cwd=self.build)
         self.git("remote", "add", "origin", str(self.origin))
@@ -246,10 +304,10 @@ class Demo:
         metrics = self.read_json(folder / "metrics.json")
         parity = self.read_json(folder / "parity.json")
         gates = self.read_json(folder / "gates.json")
-        gate_list = gates.get("gates", gates) if isinstance(gates, dict) else gates
-        passed = sum(1 for gate in gate_list if isinstance(gate, dict) and gate.get("passed"))
+        gate_list = gates["gates"]
+        passed = sum(1 for gate in gate_list if gate.get("passed"))
         self.evidence.facts["first model"] = folder.name
-        auc = metrics.get("roc_auc", metrics.get("metrics", {}).get("roc_auc"))
+        auc = metrics["metrics"]["roc_auc"]
         return (
             f"{folder.name}: roc_auc {auc:.3f}, {passed}/{len(gate_list)} gates, "
             f"ONNX parity {parity.get('max_abs_diff', float('nan')):.1e}"
@@ -266,7 +324,11 @@ class Demo:
         # promote.yml pull request after review; the demo records it directly so that the
         # drift check and the retraining PR have a champion to compare with.
         self.run(
-            [self.python, "-c", f"from governance import registry; registry.set_stage({version!r}, 'production')"]
+            [
+                self.python,
+                "-c",
+                f"from governance import registry; registry.set_stage({version!r}, 'production')",
+            ]
         )
         self.git("add", "governance")
         self.git("commit", "--quiet", "-m", f"Register {version} as the first production model")
@@ -281,18 +343,20 @@ class Demo:
         name, tag = self.image.rsplit(":", 1)
         output = self.make("image", "image-test", IMAGE=name, TAG=tag)
         size = self.docker("image", "inspect", self.image, "--format", "{{.Size}}").stdout.strip()
-        checks = len(re.findall(r"^\s*(?:PASS|ok)\b", output, re.M | re.I))
+        checks = len(re.findall(r"^\s+ok\s", output, re.M))
         self.evidence.facts["serving image"] = self.image
         return f"{self.image}, {int(size) / 1e6:.0f} MB, image-test passed ({checks} checks)"
 
     def serve(self) -> str:
         self.capture.mkdir(parents=True, exist_ok=True)
-        self.port = demo_engine_free_port()
+        self.port = free_port()
         if self.image:
             # uid 10001 writes the capture into a host folder through a bind mount, the root
             # filesystem stays read-only (as in Kubernetes), /tmp is a tmpfs.
             self.capture.chmod(0o777)
-            self.container = f"demo-{self.project.name}-serve"
+            # Named after the build folder too, so two demos (e.g. the test suite's) never collide.
+            suffix = hashlib.sha256(str(self.build).encode()).hexdigest()[:8]
+            self.container = f"demo-{self.project.name}-{suffix}"
             self.docker("rm", "--force", self.container, check=False)
             self.docker(
                 "run", "--detach", "--name", self.container, "--read-only", "--tmpfs", "/tmp",
@@ -306,7 +370,10 @@ class Demo:
                 logs = self.docker("logs", self.container, check=False)
                 self.log_text(logs.stdout + logs.stderr)
                 raise
-            return f"container {self.container} ({self.image}) on 127.0.0.1:{self.port}, read-only root, uid 10001"
+            return (
+                f"container {self.container} ({self.image}) on 127.0.0.1:{self.port}, "
+                "read-only root, uid 10001"
+            )
         log = self.current_log.open("a") if self.current_log else subprocess.DEVNULL
         self.server = subprocess.Popen(
             ["make", "serve"], cwd=self.project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -319,14 +386,16 @@ class Demo:
         script = str(ROOT / "scripts" / "demo_traffic.py")
         for phase, rows, seed, drift in TRAFFIC:
             output = self.run(
-                [self.python, script, "--url", f"http://127.0.0.1:{self.port}", "--project", str(self.project),
-                 "--rows", str(rows), "--seed", str(seed), "--covariate-drift", str(drift),
-                 "--feedback-share", str(FEEDBACK_SHARE)]
+                [self.python, script, "--url", f"http://127.0.0.1:{self.port}",
+                 "--project", str(self.project), "--rows", str(rows), "--seed", str(seed),
+                 "--covariate-drift", str(drift), "--feedback-share", str(FEEDBACK_SHARE)]
             )  # fmt: skip
-            self.traffic[phase] = json.loads(output.strip().splitlines()[-2])
+            self.traffic[phase] = json.loads(output.strip().splitlines()[-1])
         rows = sum(item["rows"] for item in self.traffic.values())
         labels = sum(item["labelled"] for item in self.traffic.values())
-        shares = ", ".join(f"{p} {i['predicted_positive_share']:.0%} predicted default" for p, i in self.traffic.items())
+        shares = ", ".join(
+            f"{p} {i['predicted_positive_share']:.0%} predicted default" for p, i in self.traffic.items()
+        )
         return f"{rows} rows scored, {labels} labels fed back via /feedback ({shares})"
 
     def stop(self) -> str:
@@ -359,7 +428,9 @@ class Demo:
                 f"but the service acknowledged {sent} and {labelled}"
             )
         self.evidence.links["Capture store (JSON lines, partitioned by date)"] = self.capture
-        return f"{how}; every acknowledged row is in the capture: {predictions} predictions, {feedback} labels"
+        return (
+            f"{how}; every acknowledged row is in the capture: {predictions} predictions, {feedback} labels"
+        )
 
     def drift(self) -> str:
         self.make("drift", env=self.make_env(CAPTURE_URI=str(self.capture)))
@@ -367,20 +438,27 @@ class Demo:
         summary = self.read_json(reports / "drift.json")
         decision = summary.get("decision", {})
         self.evidence.links["Drift report (HTML)"] = reports / "report.html"
-        self.evidence.inline["Drift summary (the retraining PR's body)"] = (reports / "summary.md").read_text()
+        self.evidence.inline["Drift summary (the retraining PR's body)"] = (
+            reports / "summary.md"
+        ).read_text()
         if decision.get("status") != "retrain":
             raise DemoError(
-                f"the drift check decided {decision.get('status')!r}, not 'retrain', on traffic with covariate "
-                f"drift: {decision.get('reasons')}"
+                f"the drift check decided {decision.get('status')!r}, not 'retrain', on traffic with "
+                f"covariate drift: {decision.get('reasons')}"
             )
         dataset = summary.get("dataset") or {}
         snapshot = (dataset.get("manifest") or {}).get("snapshot_id")
         self.evidence.facts["retraining snapshot (from the capture)"] = str(snapshot)
         triggered = [check["name"] for check in decision.get("checks", []) if check.get("triggered")]
-        return f"decision: retrain ({', '.join(triggered)}); new validated snapshot {snapshot} ({dataset.get('rows')} rows)"
+        return (
+            f"decision: retrain ({', '.join(triggered)}); "
+            f"new validated snapshot {snapshot} ({dataset.get('rows')} rows)"
+        )
 
     def retrain_pr(self) -> str:
-        self.github = GitHubStandIn(self.project, self.repository, self.origin, self.build / "github-stand-in")
+        self.github = GitHubStandIn(
+            self.project, self.repository, self.origin, self.build / "github-stand-in"
+        )
         url = self.github.start()
         self.evidence.facts["GitHub REST API"] = f"LOCAL STAND-IN (tests/fake_github.py) at {url}"
         env = self.make_env(**self.github.env())
@@ -399,7 +477,9 @@ class Demo:
             raise DemoError("the retraining branch retrain/auto is not in origin")
         self.evidence.facts["retraining PR"] = f"#{self.pull} from retrain/auto on the stand-in"
         self.evidence.inline[f"Retraining PR #{self.pull} body"] = pulls[0]["body"]
-        return f"PR #{self.pull} opened (branch retrain/auto pushed to origin); a re-run updated it, still 1 PR"
+        return (
+            f"PR #{self.pull} opened (branch retrain/auto pushed to origin); a re-run updated it, still 1 PR"
+        )
 
     def ci(self) -> str:
         """act runs pr.yml on the retraining branch, with the PR's event, against the stand-in."""
@@ -417,18 +497,16 @@ class Demo:
         event["pull_request"]["base"]["ref"] = "main"
         event_file.write_text(json.dumps(event, indent=2) + "\n")
         try:
-            output = self.run(
-                ["make", "ci"], env=self.make_env(CAPTURE_URI=str(self.capture), **self.github.env())
+            outcomes = self.act(
+                ["make", "ci"], "pr.yml", self.make_env(CAPTURE_URI=str(self.capture), **self.github.env())
             )
         finally:
             self.git("checkout", "--quiet", "--", str(event_file.relative_to(self.project)))
-        outcomes = {match["job"].strip(): match["outcome"] for match in JOB_END.finditer(output)}
-        failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
-        if failed or not outcomes:
-            raise DemoError(f"pr.yml under act: jobs not green: {failed or 'none ran'} (log: {self.current_log})")
         comments = [c for c in self.github.comments(self.pull) if PR_MARKER in c["body"]]
         if len(comments) != 1:
-            raise DemoError(f"expected one CI results comment on PR #{self.pull} at the stand-in, found {len(comments)}")
+            raise DemoError(
+                f"expected one CI results comment on PR #{self.pull} at the stand-in, found {len(comments)}"
+            )
         comment = self.build / "pr-comment.md"
         comment.write_text(comments[0]["body"])
         self.evidence.links[f"PR comment on #{self.pull} (as stored by the GitHub stand-in)"] = comment
@@ -443,11 +521,14 @@ class Demo:
         self.evidence.facts["retrained candidate (CI)"] = f"{candidate} on snapshot {trained}"
         if trained != wanted:
             raise DemoError(
-                f"pr.yml trained the candidate on snapshot {trained}, not on the retraining snapshot {wanted} "
-                "that this PR requests (governance/retraining/request.json): the PR's data job does not yet "
-                "rebuild the requested snapshot, so CI did not retrain on the new data"
+                f"pr.yml trained the candidate on snapshot {trained}, not on the retraining snapshot "
+                f"{wanted} that this PR requests (governance/retraining/request.json): the PR's data job "
+                "does not yet rebuild the requested snapshot, so CI did not retrain on the new data"
             )
-        return f"{len(outcomes)} jobs green; candidate {candidate} trained on {trained}; comment posted on #{self.pull}"
+        return (
+            f"{len(outcomes)} jobs green; candidate {candidate} trained on {trained}; "
+            f"comment posted on #{self.pull}"
+        )
 
     def merge(self) -> str:
         assert self.github is not None
@@ -462,7 +543,9 @@ class Demo:
         """act runs cd.yml for the push to main: image pushed to the registry stand-in, GitOps PR."""
         assert self.github is not None
         if not self.engine or not self.engine.available:
-            raise DemoError("cd.yml builds and pushes the image: it needs a container engine, and none answers")
+            raise DemoError(
+                "cd.yml builds and pushes the image: it needs a container engine, and none answers"
+            )
         self.registry = RegistryStandIn(self.build / "registry-stand-in")
         host = self.registry.start(self.log_text)
         self.evidence.facts["container registry"] = f"LOCAL STAND-IN (Debian's docker-registry) at {host}"
@@ -470,17 +553,16 @@ class Demo:
         extra = {**self.github.env(), "IMAGE": f"{host}/{repository}"}
         if self.engine.kind == "podman":
             extra.update(self.registry.podman_env(), DOCKER="podman")
-        self.run(
-            [self.python, ".github/act/run_act.py", "push", ".github/workflows/cd.yml"], env=self.make_env(**extra)
+        self.act(
+            [self.python, ".github/act/run_act.py", "push", ".github/workflows/cd.yml"],
+            "cd.yml",
+            self.make_env(**extra),
         )
-        output = self.current_log.read_text() if self.current_log else ""
-        outcomes = {match["job"].strip(): match["outcome"] for match in JOB_END.finditer(output)}
-        failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
-        if failed or not outcomes:
-            raise DemoError(f"cd.yml under act: jobs not green: {failed or 'none ran'} (log: {self.current_log})")
         gitops = [p for p in self.github.pulls("open") if p["head"]["ref"] == "gitops/staging"]
         if len(gitops) != 1:
-            raise DemoError(f"expected one open GitOps PR from gitops/staging on the stand-in, found {len(gitops)}")
+            raise DemoError(
+                f"expected one open GitOps PR from gitops/staging on the stand-in, found {len(gitops)}"
+            )
         overlay = self.github.file("gitops/staging", "deploy/overlays/staging/kustomization.yaml")
         digest = re.search(r"digest:\s*(sha256:[0-9a-f]{64})", overlay or "")
         if not digest:
@@ -495,7 +577,8 @@ class Demo:
         self.evidence.links[f"Staging overlay in GitOps PR #{gitops[0]['number']}"] = saved
         self.evidence.inline[f"GitOps PR #{gitops[0]['number']} body"] = gitops[0]["body"]
         self.evidence.facts["staging digest (GitOps)"] = digest.group(1)
-        return f"image pushed to the registry stand-in; GitOps PR #{gitops[0]['number']} pins {digest.group(1)[:19]}…"
+        number = gitops[0]["number"]
+        return f"image pushed to the registry stand-in; GitOps PR #{number} pins {digest.group(1)[:19]}…"
 
     def close(self) -> None:
         """Stop whatever this run started, even after a failure."""
@@ -507,15 +590,13 @@ class Demo:
                 stand_in.stop()
 
 
-def demo_engine_free_port() -> int:
-    from demo_standins import free_port
-
-    return free_port()
-
-
 PLAN: list[tuple[str, str, Callable[[Demo], str]]] = [
     ("scaffold", "cookiecutter defaults, git init, local bare origin", Demo.scaffold),
-    ("container engine", "docker info, or podman's Docker API (scripts/container-engine.sh)", Demo.find_engine),
+    (
+        "container engine",
+        "docker info, or podman's Docker API (scripts/container-engine.sh)",
+        Demo.find_engine,
+    ),
     ("install", "make install", Demo.install),
     ("lint", "make lint", Demo.lint),
     ("test", "make test (-m 'not slow')", Demo.test),
@@ -541,8 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-going", action="store_true", help="run the remaining steps after a failure (still exits 1)"
     )
+    parser.add_argument(
+        "--until",
+        choices=[name for name, _, _ in PLAN],
+        help="stop after this step (a documented subset of the lifecycle, e.g. for quick re-runs)",
+    )
     args = parser.parse_args(argv)
-    env = {key: value for key, value in os.environ.items() if key not in DROPPED_ENV and not key.startswith("GITHUB_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in DROPPED_ENV and not key.startswith("GITHUB_")
+    }
     env["GX_ANALYTICS_ENABLED"] = "false"
     demo = Demo(build=args.out.resolve(), env=env)
     steps = [Step(name, what) for name, what, _ in PLAN]
@@ -550,25 +640,29 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so close() runs on `kill`
     try:
+        demo.reset()
         for number, ((name, _, action), step) in enumerate(zip(PLAN, steps, strict=True), start=1):
             if failed and not args.keep_going:
                 break
             print(f"[{number:2}/{len(PLAN)}] {name}: {step.what} ...", flush=True)
-            logs = demo.build / "logs"
-            step.log = logs / f"{number:02}-{name.replace(' ', '-')}.log" if logs.is_dir() or number > 1 else None
-            demo.current_log = step.log or (ROOT / "build" / "demo-scaffold.log")
-            demo.current_log.parent.mkdir(parents=True, exist_ok=True)
+            step.log = demo.current_log = demo.build / "logs" / f"{number:02}-{name.replace(' ', '-')}.log"
             clock = time.perf_counter()
             try:
                 step.note = action(demo)
                 step.status = "ok"
             except (DemoError, StandInError, OSError, subprocess.SubprocessError) as error:
                 step.status, step.note, failed = "FAILED", str(error), True
-            except Exception as error:  # an unexpected bug in the demo itself: still report the step
+            except Exception as error:  # a bug in the demo itself: still report the step, then stop
                 step.status, step.note, failed = "FAILED", f"{type(error).__name__}: {error}", True
             step.seconds = time.perf_counter() - clock
             first = step.note.splitlines()[0] if step.note else ""
             print(f"      {step.status} in {step.seconds:.1f} s: {first}", flush=True)
+            if name == args.until:
+                print(f"      stopping after '{name}' as asked (--until)", flush=True)
+                break
+    except DemoError as error:
+        print(f"make demo: {error}", file=sys.stderr)
+        return 1
     finally:
         demo.close()
     total = time.perf_counter() - started
@@ -579,9 +673,12 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "ok": not failed,
+                    "until": args.until,
                     "seconds": round(total, 1),
-                    "steps": [{"name": s.name, "status": s.status, "seconds": round(s.seconds, 1), "note": s.note}
-                              for s in steps],
+                    "steps": [
+                        {"name": s.name, "status": s.status, "seconds": round(s.seconds, 1), "note": s.note}
+                        for s in steps
+                    ],
                     "facts": demo.evidence.facts,
                     "links": {title: str(path) for title, path in demo.evidence.links.items()},
                 },
@@ -596,7 +693,9 @@ def main(argv: list[str] | None = None) -> int:
         broken = next(step for step in steps if step.status == "FAILED")
         print(f"\nmake demo FAILED at step '{broken.name}':\n{broken.note}", file=sys.stderr)
         return 1
-    print(f"\nEvery step green in {total:.0f} s. The project: cd {demo.project} && make help")
+    done = [step for step in steps if step.status == "ok"]
+    scope = "Every step" if len(done) == len(steps) else f"Steps 1-{len(done)} (--until {args.until})"
+    print(f"\n{scope} green in {total:.0f} s. The project: cd {demo.project} && make help")
     return 0
 
 

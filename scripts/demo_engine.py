@@ -7,6 +7,8 @@ base image built from Debian packages, because no registry can be reached there.
 engine can be had at all, the demo says so and serves the model as a process instead.
 """
 
+# docker, bash and the template's scripts are run with argument lists, never through a shell.
+
 from __future__ import annotations
 
 import os
@@ -57,7 +59,7 @@ def _is_podman(env: dict[str, str]) -> bool:
 
 def _set_up_podman(root: Path, env: dict[str, str], log) -> dict[str, str]:
     """Run scripts/container-engine.sh (idempotent); returns the variables it exports."""
-    log(f"no Docker engine answers: setting up podman's Docker API with {root / 'scripts/container-engine.sh'}")
+    log(f"no Docker engine answers: setting up podman's Docker API ({root / 'scripts'}/container-engine.sh)")
     result = _run(["bash", str(root / "scripts" / "container-engine.sh")], env, timeout=900)
     log(result.stderr.strip())
     if result.returncode != 0:

@@ -13,6 +13,8 @@ meets a pull request or an image of the first. They are stand-ins, never GitHub 
 registry: the demo names them that way in every message.
 """
 
+# Fixed programs (the project's Python, the registry, apt-get) with argument lists, never a shell.
+
 from __future__ import annotations
 
 import json
@@ -27,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-TOKEN = "demo-stand-in-token"  # the stand-in accepts any token; this one is never a real secret
+TOKEN = "demo-stand-in-token"
 
 
 class StandInError(RuntimeError):
@@ -40,17 +42,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def _request(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(  # noqa: S310 -- loopback URLs of the demo's own stand-ins
+    request = urllib.request.Request(
         url, data=data, method=method, headers={"content-type": "application/json", **(headers or {})}
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as answer:
             raw = answer.read()
             return answer.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:  # not listening (yet), reset, timeout
+        return 0, str(error)
 
 
 def stop_process(process: subprocess.Popen | None, seconds: float = 10) -> None:
@@ -230,16 +236,23 @@ class RegistryStandIn:
         """podman refuses plain-HTTP registries unless told: a registries.conf just for the demo.
 
         Passed through CONTAINERS_REGISTRIES_CONF (and the login file through
-        REGISTRY_AUTH_FILE), so nothing on the machine is reconfigured.
+        REGISTRY_AUTH_FILE), so nothing on the machine is reconfigured. The push goes through
+        the podman CLI (DOCKER=podman), which reads them; podman's API service, which the
+        docker CLI talks to, only reads the machine's registries.conf when it starts.
         """
         conf = self.folder / "registries.conf"
         conf.write_text(
             "# Written by make demo: its local registry stand-in speaks plain HTTP on loopback.\n"
             f'[[registry]]\nlocation = "{self.host}"\ninsecure = true\n'
         )
+        auth = self.folder / "auth.json"
+        if not auth.exists():
+            auth.write_text('{"auths": {}}\n')
         return {
             "CONTAINERS_REGISTRIES_CONF": str(conf),
-            "REGISTRY_AUTH_FILE": str(self.folder / "auth.json"),
+            "REGISTRY_AUTH_FILE": str(auth),
+            # podman's own CLI builds OCI images, which drop HEALTHCHECK; Docker's format keeps it.
+            "BUILDAH_FORMAT": "docker",
         }
 
     def stop(self) -> None:

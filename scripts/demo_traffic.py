@@ -30,11 +30,11 @@ from typing import Any
 
 def post(url: str, body: Any, timeout: float = 30) -> tuple[int, Any]:
     """(status, parsed JSON); HTTP errors are answers, connection errors propagate."""
-    request = urllib.request.Request(  # noqa: S310 -- the URL is the demo's own loopback service
+    request = urllib.request.Request(
         url, data=json.dumps(body).encode(), method="POST", headers={"content-type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as error:
         raw = error.read()
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             positives += int(prediction["label"] == 1)
     predict_seconds = time.perf_counter() - started
 
-    chooser = random.Random(args.seed)  # noqa: S311 -- picks which outcomes arrive, not security
+    chooser = random.Random(args.seed)
     labelled = [item for item in scored if chooser.random() < args.feedback_share]
     for first in range(0, len(labelled), 200):
         items = [

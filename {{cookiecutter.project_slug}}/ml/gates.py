@@ -28,6 +28,8 @@ from ml.features import onnx_inputs
 POLICY_PATH = Path(__file__).resolve().parents[1] / "governance" / "policy.yaml"
 LATENCY_RUNS = 200
 LATENCY_WARMUP = 20
+REGRESSION_FALLBACKS = ("fail", "registered_metric")
+FETCH_HINT = "fetch the champion's model with `make champion` before `make train`"
 
 
 class PolicyError(ValueError):
@@ -44,6 +46,7 @@ class Policy:
     opset: int
     parity_tolerance: float
     max_single_row_latency_ms: float
+    regression_fallback: str = "fail"
     path: str = str(POLICY_PATH)
 
 
@@ -63,11 +66,16 @@ class Gate:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The champion's primary metric, and how it was obtained."""
+    """The champion's primary metric, and how it was obtained.
+
+    `comparable` is False when the figure was not measured on the candidate's test split (the
+    champion's registered metric): a drop against it may be data drift, not a worse model.
+    """
 
     version: str
     value: float
     basis: str
+    comparable: bool = True
 
 
 def _number(raw: dict, section: str, key: str, low: float, high: float) -> float:
@@ -98,6 +106,12 @@ def load_policy(path: Path | str = POLICY_PATH) -> Policy:
         raise PolicyError(
             f"policy 'bias.metric' must be one of {sorted(GROUP_METRICS)} (got {bias_metric!r})"
         )
+    fallback = (raw.get("model") or {}).get("regression_fallback", "fail")
+    if fallback not in REGRESSION_FALLBACKS:
+        raise PolicyError(
+            f"policy 'model.regression_fallback' must be one of {list(REGRESSION_FALLBACKS)} "
+            f"(got {fallback!r})"
+        )
     opset = (raw.get("onnx") or {}).get("opset")
     if not isinstance(opset, int) or isinstance(opset, bool) or not 9 <= opset <= 21:
         raise PolicyError(f"policy 'onnx.opset' must be an integer from 9 to 21 (got {opset!r})")
@@ -110,6 +124,7 @@ def load_policy(path: Path | str = POLICY_PATH) -> Policy:
         opset=opset,
         parity_tolerance=_number(raw, "onnx", "parity_tolerance", 1e-12, 1.0),
         max_single_row_latency_ms=_number(raw, "onnx", "max_single_row_latency_ms", 1e-6, 60_000.0),
+        regression_fallback=fallback,
         path=str(path),
     )
 
@@ -140,21 +155,36 @@ def champion_baseline(
 
     Scores from different test splits are not comparable, so when the champion's ONNX file
     is here (sha256 as registered) and was built for the current contract, it is re-scored
-    on exactly the rows the candidate was scored on. Otherwise its registered figure is used.
+    on exactly the rows the candidate was scored on. Otherwise its registered figure comes back
+    marked not comparable, and `check` applies the policy's `model.regression_fallback`.
     """
     if champion is None:
         return None
     version = str(champion["version"])
     registered = float(champion["metrics"][metric])
     artifact = root / champion["artifact"]["path"]
-    if champion.get("contract_sha256") != contract.digest or not artifact.is_file():
+    if champion.get("contract_sha256") != contract.digest:
         return Baseline(
-            version, registered, "registered metric (its artifact or contract is not available here)"
+            version,
+            registered,
+            "registered metric on its own test split (it was built for another data contract)",
+            comparable=False,
+        )
+    if not artifact.is_file():
+        return Baseline(
+            version,
+            registered,
+            f"registered metric on its own test split ({champion['artifact']['path']} is not here)",
+            comparable=False,
         )
     content = artifact.read_bytes()
     if hashlib.sha256(content).hexdigest() != champion["artifact"]["sha256"]:
         return Baseline(
-            version, registered, "registered metric (the local artifact does not match its sha256)"
+            version,
+            registered,
+            f"registered metric on its own test split ({champion['artifact']['path']} does not match "
+            "its registered sha256)",
+            comparable=False,
         )
     runner = session(content)
     labels, proba = predict(runner, frame, contract)
@@ -283,6 +313,21 @@ def check(
                 None,
                 "model.max_regression_vs_champion",
                 f"{policy.primary_metric} could not be computed",
+            )
+        )
+    elif not baseline.comparable and policy.regression_fallback == "fail":
+        gates.append(
+            Gate(
+                "regression_vs_champion",
+                False,
+                None,
+                policy.max_regression_vs_champion,
+                None,
+                "model.regression_fallback",
+                f"not comparable: champion {baseline.version}'s {policy.primary_metric} "
+                f"{baseline.value:.4f} is its {baseline.basis}, not a score on this candidate's test "
+                f"split; {FETCH_HINT} (or set model.regression_fallback: registered_metric to accept "
+                "a comparison across test splits)",
             )
         )
     else:

@@ -8,6 +8,11 @@ so score drift compares like with like.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,8 @@ import pandas as pd
 from data_pipelines.contract import Contract
 
 ROOT = Path(__file__).resolve().parents[1]
+GIT_TIMEOUT_S = 60
+REBUILD_TIMEOUT_S = 600
 
 
 class NoReferenceError(LookupError):
@@ -118,7 +125,12 @@ class Reference:
 
 
 def load_reference(champion: Champion | None, override: str | None = None, root: Path = ROOT) -> Reference:
-    """The champion's training snapshot (or an explicitly named one) as the feature reference."""
+    """The champion's training snapshot (or an explicitly named one) as the feature reference.
+
+    Snapshots are not in git, and on main after a retraining merge `make data` builds the
+    request's snapshot, not necessarily the one the champion was trained on. So a missing
+    champion snapshot is rebuilt (see `restore_snapshot`) before giving up.
+    """
     from data_pipelines import snapshot
 
     requested = override or (champion.snapshot_id if champion else None)
@@ -127,14 +139,169 @@ def load_reference(champion: Champion | None, override: str | None = None, root:
             "no reference data: the registry holds no model (run `make data train register`) "
             "and no --reference snapshot was given"
         )
+    snapshots = root / "artifacts" / "snapshots"
+    tried: list[str] = []
+    if override is None and not (snapshots / requested).is_dir():
+        tried = restore_snapshot(requested, root)
     try:
-        frame, manifest = snapshot.load(requested, root=root / "artifacts" / "snapshots")
+        frame, manifest = snapshot.load(requested, root=snapshots)
     except (FileNotFoundError, LookupError, ValueError) as error:
+        if tried:
+            raise NoReferenceError(
+                f"reference snapshot {requested!r} (the training data of champion "
+                f"{champion.version if champion else '?'}) is not in {snapshots} and could not be rebuilt:\n"
+                + "".join(f"  - {line}\n" for line in tried)
+                + f"Restore artifacts/snapshots/{requested}/ from where that model was trained (the CI "
+                "run's uploaded artifacts), or pass --reference <snapshot> to compare with another one"
+            ) from None
         raise NoReferenceError(
             f"reference snapshot {requested!r} cannot be loaded ({error}); snapshots are not in git: "
             "rebuild it with `make data` (same input, same id) or pass --reference"
         ) from None
     return Reference(frame, str(manifest.get("snapshot_id", requested)), manifest, champion)
+
+
+def restore_snapshot(snapshot_id: str, root: Path = ROOT) -> list[str]:
+    """Rebuild a missing snapshot into artifacts/snapshots/; returns what was tried when it fails.
+
+    Snapshots are content-addressed, so a rebuild either yields exactly `snapshot_id` or is
+    discarded. Tried in order: (1) the configured source, ignoring any retraining request in
+    the checkout; (2) every retraining request git history holds that names the snapshot, from
+    its committed Parquet file. Each build goes to a temporary folder, so `latest` and the
+    snapshots already here are never touched.
+    """
+    tried: list[str] = []
+    _progress(f"reference snapshot {snapshot_id} is not here: rebuilding it from the configured source")
+    outcome = _rebuild(snapshot_id, root, ["--ignore-request"])
+    if outcome is None:
+        return []
+    tried.append(f"`python -m data_pipelines.cli data --ignore-request`: {outcome}")
+    commits, reason = _request_commits(snapshot_id, root)
+    if not commits:
+        tried.append(reason)
+        return tried
+    for commit, folder in commits:
+        _progress(f"rebuilding {snapshot_id} from the retraining request committed in {commit[:12]}")
+        with tempfile.TemporaryDirectory(prefix="reference-request-") as temporary:
+            exported = _export_request(root, commit, folder, Path(temporary))
+            if isinstance(exported, str):
+                tried.append(f"request in commit {commit[:12]}: {exported}")
+                continue
+            outcome = _rebuild(snapshot_id, root, ["--request", str(exported)])
+        if outcome is None:
+            return []
+        tried.append(f"request in commit {commit[:12]} (`data --request`): {outcome}")
+    return tried
+
+
+def _progress(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def _rebuild(snapshot_id: str, root: Path, arguments: list[str]) -> str | None:
+    """Run `data_pipelines.cli data` into a temporary root; None when it produced `snapshot_id`."""
+    snapshots = root / "artifacts" / "snapshots"
+    with tempfile.TemporaryDirectory(prefix="reference-rebuild-") as temporary:
+        command = [sys.executable, "-m", "data_pipelines.cli", "data", *arguments, "--snapshots", temporary]
+        try:
+            result = subprocess.run(  # noqa: S603 - argument list, no shell
+                command, cwd=root, capture_output=True, text=True, timeout=REBUILD_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"could not run ({error})"
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            return f"failed ({lines[-1] if lines else f'exit code {result.returncode}'})"
+        built = Path(temporary) / snapshot_id
+        if not (built / "manifest.json").is_file():
+            others = sorted(path.name for path in Path(temporary).iterdir() if path.is_dir())
+            return f"yields snapshot {', '.join(others) or 'none'}, not {snapshot_id}"
+        snapshots.mkdir(parents=True, exist_ok=True)
+        if not (snapshots / snapshot_id).exists():
+            shutil.move(str(built), snapshots / snapshot_id)
+    _progress(f"rebuilt reference snapshot {snapshot_id} into {snapshots / snapshot_id}")
+    return None
+
+
+def _git(root: Path, *arguments: str, text: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603 - argument list, no shell
+        ["git", *arguments],  # noqa: S607 - git from PATH
+        cwd=root,
+        capture_output=True,
+        text=text,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _request_commits(snapshot_id: str, root: Path) -> tuple[list[tuple[str, str]], str]:
+    """Commits (newest first) whose retraining request names `snapshot_id`, with the request folder."""
+    from data_pipelines import snapshot
+    from data_pipelines.cli import request_dir
+
+    folder = request_dir(root).resolve().relative_to(root.resolve()).as_posix()
+    try:
+        listed = _git(
+            root,
+            "log",
+            "--format=%H",
+            "--",
+            f"{folder}/request.json",
+            f"{folder}/{snapshot.REQUEST_MANIFEST}",
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return [], f"git history: git could not run ({error})"
+    if listed.returncode != 0:
+        lines = listed.stderr.strip().splitlines()
+        return [], f"git history: not available ({lines[-1] if lines else 'git log failed'})"
+    found = []
+    for commit in listed.stdout.split():
+        if _names_snapshot(root, commit, folder, snapshot_id):
+            found.append((commit, folder))
+    if not found:
+        shallow = _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+        return [], (
+            f"git history: no commit's {folder}/request.json names snapshot {snapshot_id}"
+            + (
+                " (this clone is shallow: check out with full history, e.g. fetch-depth: 0)"
+                if shallow
+                else ""
+            )
+        )
+    return found, ""
+
+
+def _names_snapshot(root: Path, commit: str, folder: str, snapshot_id: str) -> bool:
+    from data_pipelines import snapshot
+
+    for name, key in (
+        ("request.json", ("snapshot", "snapshot_id")),
+        (snapshot.REQUEST_MANIFEST, ("snapshot_id",)),
+    ):
+        shown = _git(root, "show", f"{commit}:{folder}/{name}")
+        if shown.returncode != 0:
+            continue
+        try:
+            value: Any = json.loads(shown.stdout)
+            for part in key:
+                value = value.get(part) if isinstance(value, dict) else None
+        except ValueError:
+            continue
+        if value == snapshot_id:
+            return True
+    return False
+
+
+def _export_request(root: Path, commit: str, folder: str, target: Path) -> Path | str:
+    """The request's snapshot files as committed in `commit`, written under `target` (or why not)."""
+    from data_pipelines import snapshot
+
+    for name in (snapshot.REQUEST_MANIFEST, snapshot.REQUEST_DATA):
+        shown = _git(root, "show", f"{commit}:{folder}/{name}", text=False)
+        if shown.returncode != 0:
+            return f"{folder}/{name} is not in that commit"
+        (target / name).write_bytes(shown.stdout)
+    return target
 
 
 def reference_scores(

@@ -2,6 +2,7 @@
 failing gate stops `train` (exit 1) and `register` without touching the registry."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -79,6 +80,19 @@ def test_regression_versus_the_champion_is_bounded():
     assert gate.margin == pytest.approx(-allowed)
 
 
+def test_a_registered_metric_from_another_test_split_is_not_compared_unless_the_policy_allows_it():
+    elsewhere = Baseline("v1", 0.81, "registered metric on its own test split", comparable=False)
+    gate = by_name(check(POLICY, METRICS, BIAS, PARITY, 0.05, elsewhere))["regression_vs_champion"]
+    assert POLICY.regression_fallback == "fail"
+    assert not gate.passed and gate.value is None
+    assert gate.requirement == "model.regression_fallback"
+    assert "not comparable" in gate.message and "make champion" in gate.message
+    lenient = replace(POLICY, regression_fallback="registered_metric")
+    gate = by_name(check(lenient, METRICS, BIAS, PARITY, 0.05, elsewhere))["regression_vs_champion"]
+    assert gate.passed and gate.value == pytest.approx(0.01)
+    assert "registered metric on its own test split" in gate.message
+
+
 def test_single_row_latency_is_measured_with_onnxruntime():
     model = trained("logistic_regression")
     latency = single_row_latency_ms(session(model.content), model.frame, contract())
@@ -94,6 +108,7 @@ def test_single_row_latency_is_measured_with_onnxruntime():
         ("bias", "max_gap", -0.1),
         ("onnx", "opset", "17"),
         ("onnx", "parity_tolerance", 0),
+        ("model", "regression_fallback", "ignore"),
     ],
 )
 def test_it_rejects_a_policy_the_gates_could_misread(tmp_path, section, key, value):
@@ -137,3 +152,16 @@ def test_a_candidate_is_compared_with_the_champion_on_the_same_rows(tmp_path_fac
     assert gates["champion"]["basis"].startswith("re-scored")
     regression = next(gate for gate in gates["gates"] if gate["name"] == "regression_vs_champion")
     assert regression["passed"] and regression["value"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_without_the_champions_file_train_refuses_a_cross_split_comparison(tmp_path_factory, capsys):
+    root, version = copy_workspace(tmp_path_factory, "champion-file-missing")
+    assert cli.main(["register", "--root", str(root)]) == 0
+    registry.set_stage(version, "production", root / "governance" / "registry.yaml")
+    (root / "artifacts" / "models" / version / "model.onnx").unlink()  # as in a CI checkout
+    assert cli.main(["train", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "gate 'regression_vs_champion' failed" in err
+    assert "not comparable" in err and "make champion" in err
+    gates = json.loads((root / "artifacts" / "models" / version / "gates.json").read_text())
+    assert gates["champion"]["comparable"] is False

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from data_pipelines import cli, snapshot
 from data_pipelines.contract import load as load_contract
-from data_pipelines.example import generate
+from data_pipelines.example import EXAMPLE_CONTRACT, generate
 from monitoring.retrain_pr import make_plan
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,10 @@ def requested(tmp_path_factory) -> tuple[Path, dict]:
     checkout = base / "checkout"
     shutil.copytree(
         PROJECT / "data_pipelines", checkout / "data_pipelines", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    # The example's own contract, so the test also runs where the project's contract is still a draft.
+    (checkout / "data_pipelines" / "contract.yaml").write_text(
+        yaml.safe_dump(EXAMPLE_CONTRACT, sort_keys=False)
     )
     (checkout / "monitoring").mkdir()
     shutil.copy(PROJECT / "monitoring" / "monitoring.yaml", checkout / "monitoring" / "monitoring.yaml")
@@ -110,11 +115,13 @@ def test_explicit_source_flags_bypass_the_request(requested, tmp_path, monkeypat
     checkout, manifest = requested
     monkeypatch.setattr(cli, "PROJECT_ROOT", checkout)
     contract = str(checkout / "data_pipelines" / "contract.yaml")
-    common = ["--contract", contract, "--snapshots", str(tmp_path)]
-    assert cli.main(["data", "--rows", "40", *common]) == 0
-    assert (tmp_path / "latest").read_text().strip() != manifest["snapshot_id"]
+    common = ["--contract", contract, "--snapshots", str(tmp_path / "snapshots")]
+    own_file = tmp_path / "own.csv"
+    generate(40, seed=3).to_csv(own_file, index=False)
+    assert cli.main(["data", "--input", str(own_file), *common]) == 0
+    assert (tmp_path / "snapshots" / "latest").read_text().strip() != manifest["snapshot_id"]
     assert cli.main(["data", *common]) == 0
-    assert (tmp_path / "latest").read_text().strip() == manifest["snapshot_id"]
+    assert (tmp_path / "snapshots" / "latest").read_text().strip() == manifest["snapshot_id"]
 
 
 def tamper(path: Path) -> None:

@@ -1,0 +1,166 @@
+"""`make champion`: the production model is copied out of the image the production overlay pins,
+and installed only when its sha256 is the registered one. A stub `docker` on PATH stands in
+for the engine and records every call."""
+
+import hashlib
+import shutil
+import stat
+
+import pytest
+import yaml
+
+from governance import champion
+from tests.ml_support import PROJECT
+
+DIGEST = "sha256:" + "d" * 64
+IMAGE = "registry.example/loan-default-model"
+MODEL = b"the champion's ONNX bytes"
+STUB = """#!/bin/sh
+echo "$*" >> "$STUB_LOG"
+case "$1" in
+  image) exit "${STUB_INSPECT_RC:-1}" ;;
+  pull) [ "${STUB_PULL_RC:-0}" = 0 ] && exit 0; echo "denied: permission_denied: read_package" >&2; exit 1 ;;
+  create) echo "c0ffee" ;;
+  cp) cp "$STUB_MODEL" "$3" ;;
+  rm) ;;
+  *) exit 64 ;;
+esac
+"""
+
+
+def entry(sha256, stage="production", image_digest=None):
+    record = {
+        "version": "20240131000000-abcdef12",
+        "model_name": "loan_default_model",
+        "model_family": "logistic_regression",
+        "stage": stage,
+        "artifact": {"path": "artifacts/models/20240131000000-abcdef12/model.onnx", "sha256": sha256},
+        "data": {"snapshot_id": "0123456789ab", "sha256": "a" * 64},
+        "contract_sha256": "b" * 64,
+        "code_commit": "c" * 40,
+        "metrics": {"roc_auc": 0.81},
+        "bias": {},
+        "gates": {"primary_metric": {"passed": True}},
+        "parity": {"max_abs_diff": 1e-7, "labels_equal": True},
+        "created_at": "2024-01-31T00:00:00Z",
+        "updated_at": "2024-01-31T00:00:00Z",
+    }
+    if image_digest:
+        record["image"] = {"digest": image_digest}
+    return record
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project with a production entry, an overlay pinning DIGEST, and the stub engine on PATH."""
+    root = tmp_path / "project"
+    (root / "governance").mkdir(parents=True)
+    overlay = root / champion.OVERLAY
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text(yaml.safe_dump({"images": [{"name": "app", "newName": IMAGE, "digest": DIGEST}]}))
+    write_registry(root, [entry(hashlib.sha256(MODEL).hexdigest())])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "docker"
+    stub.write_text(STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    image_model = tmp_path / "image-model.onnx"
+    image_model.write_bytes(MODEL)
+    log = tmp_path / "docker.log"
+    log.touch()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("STUB_LOG", str(log))
+    monkeypatch.setenv("STUB_MODEL", str(image_model))
+    return root, log, image_model
+
+
+def write_registry(root, models):
+    (root / "governance" / "registry.yaml").write_text(yaml.safe_dump({"version": 1, "models": models}))
+
+
+def calls(log):
+    return log.read_text().splitlines()
+
+
+def landed(root):
+    return root / "artifacts" / "models" / "20240131000000-abcdef12" / "model.onnx"
+
+
+def test_the_model_lands_from_the_pinned_image_with_its_sha_verified(project, capsys):
+    root, log, _ = project
+    assert champion.main(["--root", str(root)]) == 0
+    assert landed(root).read_bytes() == MODEL
+    reference = f"{IMAGE}@{DIGEST}"
+    assert calls(log) == [
+        f"image inspect {reference}",
+        f"pull {reference}",
+        f"create {reference}",
+        f"cp c0ffee:{champion.MODEL_IN_IMAGE} {calls(log)[3].split()[-1]}",
+        "rm c0ffee",
+    ]
+    assert "sha256" in capsys.readouterr().out
+    assert [path.name for path in landed(root).parent.iterdir()] == ["model.onnx"]  # no staging left
+
+
+def test_a_local_image_is_not_pulled_and_a_verified_file_is_not_fetched_again(project, monkeypatch):
+    root, log, _ = project
+    monkeypatch.setenv("STUB_INSPECT_RC", "0")
+    assert champion.main(["--root", str(root)]) == 0
+    assert not any(call.startswith("pull") for call in calls(log))
+    log.write_text("")
+    assert champion.main(["--root", str(root)]) == 0
+    assert calls(log) == []
+
+
+def test_an_image_holding_another_model_is_refused(project, capsys):
+    root, log, image_model = project
+    image_model.write_bytes(b"some other model")
+    assert champion.main(["--root", str(root)]) == champion.REFUSED
+    err = capsys.readouterr().err
+    assert "refused" in err and hashlib.sha256(MODEL).hexdigest() in err
+    assert not landed(root).exists()
+    assert calls(log)[-1] == "rm c0ffee"  # the container is removed either way
+    # --optional never waives an integrity failure
+    assert champion.main(["--root", str(root), "--optional"]) == champion.REFUSED
+
+
+def test_the_placeholder_digest_means_no_champion_yet(project, capsys):
+    root, log, _ = project
+    shutil.copy(PROJECT / champion.OVERLAY, root / champion.OVERLAY)  # the project's own overlay
+    assert champion.main(["--root", str(root)]) == 0
+    assert "no champion deployed yet" in capsys.readouterr().out
+    assert calls(log) == []
+
+
+def test_no_production_entry_means_no_champion_yet(project, capsys):
+    root, log, _ = project
+    write_registry(root, [entry(hashlib.sha256(MODEL).hexdigest(), stage="staging")])
+    assert champion.main(["--root", str(root)]) == 0
+    assert "no production entry" in capsys.readouterr().out
+    assert calls(log) == []
+
+
+def test_a_denied_pull_fails_with_how_to_log_in_unless_optional(project, monkeypatch, capsys):
+    root, _, _ = project
+    monkeypatch.setenv("STUB_PULL_RC", "1")
+    assert champion.main(["--root", str(root)]) == champion.UNAVAILABLE
+    err = capsys.readouterr().err
+    assert "permission_denied" in err and "make registry-login" in err
+    assert champion.main(["--root", str(root), "--optional"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "regression_fallback" in err
+    assert not landed(root).exists()
+
+
+def test_without_an_engine_it_says_so(project, capsys):
+    root, _, _ = project
+    assert champion.main(["--root", str(root), "--docker", "no-such-engine"]) == champion.UNAVAILABLE
+    assert "no container engine" in capsys.readouterr().err
+
+
+def test_an_overlay_and_registry_that_disagree_are_refused(project, capsys):
+    root, log, _ = project
+    write_registry(root, [entry(hashlib.sha256(MODEL).hexdigest(), image_digest="sha256:" + "e" * 64)])
+    assert champion.main(["--root", str(root)]) == champion.UNAVAILABLE
+    assert "disagree" in capsys.readouterr().err
+    assert calls(log) == []
