@@ -14,6 +14,7 @@ import yaml
 
 from data_pipelines.contract import Contract, ContractError
 from data_pipelines.contract import load as load_contract
+from governance.files import format_number as fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS_DIR = ROOT / "governance" / "model_cards"
@@ -27,16 +28,6 @@ DEFAULT_LIMITATIONS = [
     "Trained and evaluated on one dataset snapshot; performance on other populations is unknown.",
     "Bias is measured only for the sensitive attribute in the data contract, at one threshold (0.5).",
 ]
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _source(value: Any) -> str | None:
@@ -54,7 +45,7 @@ def _window(value: Any) -> str | None:
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
@@ -111,7 +102,7 @@ def render(entry: dict[str, Any], policy_path: Path = POLICY_PATH, contract_path
             ["Snapshot", data["snapshot_id"]],
             ["Snapshot sha256", data["sha256"]],
             ["Source", _source(data.get("source"))],
-            ["Rows (train / test)", f"{_fmt(data.get('train_rows'))} / {_fmt(data.get('test_rows'))}"],
+            ["Rows (train / test)", f"{fmt(data.get('train_rows'))} / {fmt(data.get('test_rows'))}"],
             ["Time window", _window(data.get("time_window"))],
             ["Data contract sha256", entry["contract_sha256"]],
         ],
@@ -126,7 +117,7 @@ def render(entry: dict[str, Any], policy_path: Path = POLICY_PATH, contract_path
                     f.name,
                     f.kind,
                     f.nullable,
-                    ", ".join(f.categories) if f.categories else f"{_fmt(f.min)} to {_fmt(f.max)}",
+                    ", ".join(f.categories) if f.categories else f"{fmt(f.min)} to {fmt(f.max)}",
                 ]
                 for f in contract.features
             ],
@@ -140,9 +131,9 @@ def render(entry: dict[str, Any], policy_path: Path = POLICY_PATH, contract_path
     else:
         lines.append(
             f"Sensitive attribute `{bias['sensitive_attribute']}` (not a model input). Gated metric: "
-            f"`{bias['metric']}`, largest gap between groups {_fmt(bias.get('largest_gap'))}; demographic "
-            f"parity difference {_fmt(bias.get('demographic_parity_difference'))}; equalized odds "
-            f"difference {_fmt(bias.get('equalized_odds_difference'))}."
+            f"`{bias['metric']}`, largest gap between groups {fmt(bias.get('largest_gap'))}; demographic "
+            f"parity difference {fmt(bias.get('demographic_parity_difference'))}; equalized odds "
+            f"difference {fmt(bias.get('equalized_odds_difference'))}."
         )
         by_group = bias.get("by_group") or {}
         names = sorted({name for row in by_group.values() for name in row})
@@ -163,8 +154,8 @@ def render(entry: dict[str, Any], policy_path: Path = POLICY_PATH, contract_path
     parity = entry["parity"]
     lines += [
         "",
-        f"ONNX parity on the test split: max |p_onnx - p_sklearn| = {_fmt(parity['max_abs_diff'])}, "
-        f"labels identical: {_fmt(parity['labels_equal'])}.",
+        f"ONNX parity on the test split: max |p_onnx - p_sklearn| = {fmt(parity['max_abs_diff'])}, "
+        f"labels identical: {fmt(parity['labels_equal'])}.",
         "",
         "## Limitations",
         "",

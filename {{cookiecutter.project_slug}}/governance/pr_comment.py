@@ -25,6 +25,7 @@ from github import GithubException
 from requests.exceptions import RequestException
 
 from governance import github_client
+from governance.files import format_number as fmt
 
 MARKER = "<!-- mlops-pr-report -->"
 OUTPUT = Path("reports/pr-comment.md")
@@ -44,16 +45,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def number(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def latest_model_dir(models: Path) -> Path | None:
@@ -109,11 +100,11 @@ def validation_section(folder: Path) -> list[str]:
         failures = result.get("failures") or []
         icon = "✅" if result.get("success") else "❌"
         lines.append(
-            f"- {icon} `{result.get('name', path.stem)}`: {number(result.get('rows'))} rows, "
+            f"- {icon} `{result.get('name', path.stem)}`: {fmt(result.get('rows'))} rows, "
             f"{len(failures)} failed expectation(s). Data Docs: the `data-docs` artifact."
         )
         for failure in failures[:10]:
-            described = ", ".join(f"{key} {number(value)}" for key, value in failure.items())
+            described = ", ".join(f"{key} {fmt(value)}" for key, value in failure.items())
             lines.append(f"  - {described}")
     return [*lines, ""]
 
@@ -127,9 +118,9 @@ def metrics_section(metrics: Mapping[str, Any], champion_entry: Mapping[str, Any
     lines = ["### Metrics", "", f"| metric | candidate | {title} | change |", "|---|---|---|---|"]
     for name, value in candidate.items():
         if name in best:
-            lines.append(f"| {name} | {number(value)} | {number(best[name])} | {value - best[name]:+.4f} |")
+            lines.append(f"| {name} | {fmt(value)} | {fmt(best[name])} | {value - best[name]:+.4f} |")
         else:
-            lines.append(f"| {name} | {number(value)} | — | — |")
+            lines.append(f"| {name} | {fmt(value)} | — | — |")
     if champion_entry is None:
         lines += ["", "No champion in production yet: the candidate is held to the policy alone."]
     bias = metrics.get("bias") or {}
@@ -137,8 +128,8 @@ def metrics_section(metrics: Mapping[str, Any], champion_entry: Mapping[str, Any
         lines += [
             "",
             f"Bias across `{bias['sensitive_attribute']}`: largest {bias.get('metric', 'metric')} gap "
-            f"{number(bias.get('largest_gap'))}; gaps "
-            + ", ".join(f"{k} {number(v)}" for k, v in numeric_items(bias.get("gaps")).items()),
+            f"{fmt(bias.get('largest_gap'))}; gaps "
+            + ", ".join(f"{k} {fmt(v)}" for k, v in numeric_items(bias.get("gaps")).items()),
         ]
     return [*lines, ""]
 
@@ -157,7 +148,7 @@ def gates_section(gates: Any) -> list[str]:
     if isinstance(baseline, Mapping):
         lines += [
             "",
-            f"Champion `{baseline.get('version')}` scores {number(baseline.get('value'))} "
+            f"Champion `{baseline.get('version')}` scores {fmt(baseline.get('value'))} "
             f"({baseline.get('basis')}).",
         ]
     return [*lines, ""]
@@ -170,9 +161,9 @@ def parity_section(parity: Any) -> list[str]:
     return [
         "### ONNX parity",
         "",
-        f"{icon} max |p_onnx - p_sklearn| {number(parity['max_abs_diff'])} (tolerance "
-        f"{number(parity.get('tolerance'))}) on {number(parity.get('rows'))} rows; "
-        f"labels equal: {number(parity.get('labels_equal'))}.",
+        f"{icon} max |p_onnx - p_sklearn| {fmt(parity['max_abs_diff'])} (tolerance "
+        f"{fmt(parity.get('tolerance'))}) on {fmt(parity.get('rows'))} rows; "
+        f"labels equal: {fmt(parity.get('labels_equal'))}.",
         "",
     ]
 

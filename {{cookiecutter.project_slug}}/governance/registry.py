@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from governance.files import read_yaml_mapping
+
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY_PATH = ROOT / "governance" / "registry.yaml"
 SCHEMA_VERSION = 1
@@ -201,13 +203,7 @@ def verify_artifact(entry: dict[str, Any], root: Path) -> None:
 
 
 def load(path: Path | str = REGISTRY_PATH) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise RegistryError(f"registry file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise RegistryError(f"registry file {path} is not valid YAML: {error}") from None
+    raw = read_yaml_mapping(path, RegistryError, "registry file")
     validate(raw)
     return raw
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-import yaml
 
 from data_pipelines.contract import Contract
+from governance.files import read_yaml_mapping
 from ml.evaluate import GROUP_METRICS, HIGHER_IS_BETTER, task_metrics
 from ml.export import predict, session
 from ml.features import onnx_inputs
@@ -87,15 +87,7 @@ def _number(raw: dict, section: str, key: str, low: float, high: float) -> float
 
 def load_policy(path: Path | str = POLICY_PATH) -> Policy:
     """Read the requirements, refusing a policy the gates could misread."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise PolicyError(f"policy file {path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise PolicyError(f"policy file {path} must be a mapping (got {type(raw).__name__})")
+    raw = read_yaml_mapping(path, PolicyError, "policy file")
     primary = (raw.get("model") or {}).get("primary_metric")
     if primary not in HIGHER_IS_BETTER:
         raise PolicyError(

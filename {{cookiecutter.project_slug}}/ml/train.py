@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.base import ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -21,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from data_pipelines.contract import Contract
+from governance.files import read_yaml_mapping
 from ml.features import DataError, model_frame, preprocessor
 
 PARAMS_PATH = Path(__file__).with_name("params.yaml")
@@ -58,15 +58,7 @@ class Split:
 
 def load_params(path: Path | str = PARAMS_PATH) -> Params:
     """Read and check the training parameters before any work starts."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"training parameters file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path} must be a mapping (got {type(raw).__name__})")
+    raw = read_yaml_mapping(path, ParamsError, "training parameters file")
     family = raw.get("model_family")
     if family not in FAMILIES:
         raise ParamsError(f"params 'model_family' must be one of {sorted(FAMILIES)} (got {family!r})")

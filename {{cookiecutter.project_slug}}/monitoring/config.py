@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from governance.files import read_yaml_mapping
 from monitoring.detectors import BACKENDS, CORRECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +58,7 @@ class Settings:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must be a mapping (got {type(raw).__name__})")
-    return raw
+    return read_yaml_mapping(path, ConfigError, "file")
 
 
 def _get(raw: dict[str, Any], dotted: str, source: Path, default: Any = ...) -> Any:
