@@ -132,6 +132,7 @@ def serve_rows(output: str) -> list[dict]:
                 "baseline": "scikit-learn + pandas in FastAPI, same server settings",
                 "baseline_value": theirs[rows]["rps"],
                 "ratio": ours[rows]["rps"] / theirs[rows]["rps"],
+                "meaning": "x the throughput",
                 "unit": "req/s",
             }
         )
@@ -142,6 +143,7 @@ def serve_rows(output: str) -> list[dict]:
                 "baseline": "the same baseline's p99",
                 "baseline_value": theirs[rows]["p99_ms"],
                 "ratio": theirs[rows]["p99_ms"] / ours[rows]["p99_ms"],
+                "meaning": "x lower",
                 "unit": "ms",
             }
         )
@@ -152,6 +154,7 @@ def serve_rows(output: str) -> list[dict]:
                 "baseline": "the same baseline's CPU per request",
                 "baseline_value": theirs[rows]["cpu_ms"],
                 "ratio": theirs[rows]["cpu_ms"] / ours[rows]["cpu_ms"],
+                "meaning": "x less CPU",
                 "unit": "ms",
             }
         )
@@ -168,6 +171,7 @@ def image_rows() -> list[dict]:
             "baseline": "scikit-learn + pandas + joblib image, same base and build",
             "baseline_value": theirs,
             "ratio": theirs / ours,
+            "meaning": "x smaller",
             "unit": "MB",
         },
         {
@@ -176,6 +180,7 @@ def image_rows() -> list[dict]:
             "baseline": "what the scikit-learn image adds",
             "baseline_value": theirs - base,
             "ratio": (theirs - base) / (ours - base),
+            "meaning": "x less added",
             "unit": "MB",
         },
     ]
@@ -192,6 +197,7 @@ def drift_rows(rows: int) -> list[dict]:
             "baseline": "reading the window alone (parse JSON lines, join labels)",
             "baseline_value": baseline,
             "ratio": seconds[f"full check, {backend} backend"] / baseline,
+            "meaning": "x the read time",
             "unit": "s",
         }
         for backend in ("scipy", "alibi")
@@ -213,6 +219,7 @@ def act_rows() -> list[dict]:
                 "baseline": "the same make targets run directly, no act",
                 "baseline_value": direct,
                 "ratio": run_result["seconds"] / direct,
+                "meaning": "x the direct time",
                 "unit": "s",
             }
         )
@@ -231,7 +238,8 @@ def render(rows: list[dict], header: str) -> str:
         value = f"{row['value']:,.0f} {unit}" if row["value"] >= 100 else f"{row['value']:.2f} {unit}"
         base = row["baseline_value"]
         base_text = f"{base:,.0f} {unit}" if base >= 100 else f"{base:.2f} {unit}"
-        lines.append(f"| {row['figure']} | {value} | {row['baseline']} | {base_text} | {row['ratio']:.2f}x |")
+        ratio = f"{row['ratio']:.2f}{row['meaning']}"
+        lines.append(f"| {row['figure']} | {value} | {row['baseline']} | {base_text} | {ratio} |")
     return "\n".join(lines)
 
 
