@@ -6,11 +6,14 @@ import csv
 import json
 import random
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
 # GitHub Actions expressions are the one legitimate double-brace in a baked project.
@@ -19,6 +22,17 @@ GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
 # `{share:.1%}`; a leftover Jinja tag still shows by its opening `{{`, `{%` or `{#`,
 # or as ` }}` with its customary space.
 JINJA_LEFTOVER = re.compile(r"\{\{|\s\}\}|\{%|\{#")
+
+
+def tool(name: str) -> str:
+    """A tool from the template's lock (next to this interpreter), else from PATH; fail loudly."""
+    beside = BIN / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: it is in requirements/template.txt, run `make install`")
+    return found
 
 
 def choice_options() -> dict[str, list[str]]:

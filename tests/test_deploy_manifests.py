@@ -9,29 +9,18 @@ endpoints, the "restricted" pod security settings, an image pinned by digest.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, tool
 from cookiecutter.main import cookiecutter
 
 BIN = Path(sys.executable).parent
 ENVIRONMENTS = ("staging", "production")
 DIGEST_IMAGE = re.compile(r"^(?P<name>[a-z0-9./:-]+)@sha256:[0-9a-f]{64}$")
-
-
-def tool(name: str) -> str:
-    beside = BIN / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: it is in requirements/template.txt, run `make install`")
-    return found
 
 
 @pytest.fixture(scope="module")

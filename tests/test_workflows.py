@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, tool
 from cookiecutter.main import cookiecutter
 
 BIN = Path(sys.executable).parent
@@ -27,17 +27,6 @@ USES = re.compile(r"""^\s*(?:-\s+)?uses:\s*["']?(?P<ref>[^\s"'#]+)["']?(?P<rest>
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^\s*#\s*v\d+\.\d+\.\d+\b")
 PROJECT_WORKFLOWS = ("pr.yml", "cd.yml", "promote.yml", "drift.yml")
-
-
-def tool(name: str) -> str:
-    """A tool from the template's lock (next to this interpreter), else from PATH; fail loudly."""
-    beside = BIN / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: it is in requirements/template.txt, run `make install`")
-    return found
 
 
 def run(
