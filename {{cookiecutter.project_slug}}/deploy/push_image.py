@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def docker(binary: str, *args: str) -> str:
 
 def pushed_digest(image: str, push_output: str, inspect: dict) -> str:
     """The registry digest: from the image's RepoDigests for this repository, else the push output."""
+    found = DIGEST.findall(
+        push_output
+    )  # the digest the registry answered comes first: a local one may differ
+    if found:
+        return found[-1]
     for entry in inspect.get("RepoDigests") or []:
         name, _, digest = entry.partition("@")
         if name == image and DIGEST.fullmatch(digest):
@@ -62,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     reference = f"{args.image}:{args.tag}"
     try:
         print(f"==> {args.docker} push {reference}", flush=True)
-        output = docker(args.docker, "push", reference)
+        if (
+            Path(args.docker).name == "podman"
+        ):  # podman reports the registry's digest only through --digestfile
+            with tempfile.TemporaryDirectory() as folder:
+                digest_file = Path(folder) / "digest"
+                output = docker(args.docker, "push", "--digestfile", str(digest_file), reference)
+                output += "\n" + digest_file.read_text()
+        else:
+            output = docker(args.docker, "push", reference)
         (inspect,) = json.loads(docker(args.docker, "image", "inspect", reference))
         digest = pushed_digest(args.image, output, inspect)
     except PushError as error:
