@@ -13,6 +13,7 @@ export UV := $(abspath $(BIN)/uv)
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help
 help: ## list the targets
@@ -28,8 +29,8 @@ $(VENV)/.installed: requirements/template.txt
 install: $(VENV)/.installed ## create .venv with cookiecutter, pytest-cookies, uv and ruff
 
 .PHONY: demo
-demo: install ## scaffold the defaults into build/demo/ and run the project's lifecycle
-	$(BIN)/python scripts/demo.py
+demo: install ## scaffold the defaults into build/demo/ and run the project's lifecycle (DEMO_ARGS="--until drift")
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 .PHONY: test
 test: install ## the whole test suite: bake, validate prompts, run baked projects' lint and tests

@@ -109,12 +109,25 @@ def validation_section(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
-def metrics_section(metrics: Mapping[str, Any], champion_entry: Mapping[str, Any] | None) -> list[str]:
+def metrics_section(
+    metrics: Mapping[str, Any], champion_entry: Mapping[str, Any] | None, baseline: Any = None
+) -> list[str]:
+    """Candidate against champion, metric by metric, on the basis the regression gate used.
+
+    When `make train` re-scored the champion on the candidate's test split (gates.json's
+    `champion`), those figures are the column; otherwise the champion's registered ones, from
+    its own test split, and the column says so.
+    """
     candidate = numeric_items(metrics.get("metrics"))
     if not candidate:
         return []
-    best = numeric_items((champion_entry or {}).get("metrics"))
-    title = f"champion `{champion_entry['version']}`" if champion_entry else "champion"
+    rescored = isinstance(baseline, Mapping) and baseline.get("comparable") and baseline.get("metrics")
+    best = numeric_items(baseline["metrics"] if rescored else (champion_entry or {}).get("metrics"))
+    if champion_entry is None:
+        title = "champion"
+    else:
+        basis = "on this test split" if rescored else "registered, its own test split"
+        title = f"champion `{champion_entry['version']}` ({basis})"
     lines = ["### Metrics", "", f"| metric | candidate | {title} | change |", "|---|---|---|---|"]
     for name, value in candidate.items():
         if name in best:
@@ -215,8 +228,10 @@ def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "")
     else:
         lines += [f"Candidate `{model_dir.name}`.", ""]
         metrics = read_json(model_dir / "metrics.json") or {}
-        lines += metrics_section(metrics, champion(root / "governance" / "registry.yaml"))
-        lines += gates_section(read_json(model_dir / "gates.json"))
+        gates = read_json(model_dir / "gates.json")
+        baseline = gates.get("champion") if isinstance(gates, Mapping) else None
+        lines += metrics_section(metrics, champion(root / "governance" / "registry.yaml"), baseline)
+        lines += gates_section(gates)
         lines += parity_section(read_json(model_dir / "parity.json"))
     return "\n".join(lines).rstrip() + "\n"
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,15 @@ class Baseline:
 
     `comparable` is False when the figure was not measured on the candidate's test split (the
     champion's registered metric): a drop against it may be data drift, not a worse model.
+    `metrics` holds every metric on the same basis, so the PR comment's table compares like
+    with like, as the gate does.
     """
 
     version: str
     value: float
     basis: str
     comparable: bool = True
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _number(raw: dict, section: str, key: str, low: float, high: float) -> float:
@@ -135,6 +138,15 @@ def single_row_latency_ms(runner: ort.InferenceSession, frame: pd.DataFrame, con
     return statistics.median(timings) * 1000.0
 
 
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics (None where undefined, e.g. AUC on one class, is left out)."""
+    return {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def champion_baseline(
     champion: dict[str, Any] | None,
     root: Path,
@@ -154,6 +166,7 @@ def champion_baseline(
         return None
     version = str(champion["version"])
     registered = float(champion["metrics"][metric])
+    recorded = _numbers(champion["metrics"])
     artifact = root / champion["artifact"]["path"]
     if champion.get("contract_sha256") != contract.digest:
         return Baseline(
@@ -161,6 +174,7 @@ def champion_baseline(
             registered,
             "registered metric on its own test split (it was built for another data contract)",
             comparable=False,
+            metrics=recorded,
         )
     if not artifact.is_file():
         return Baseline(
@@ -168,6 +182,7 @@ def champion_baseline(
             registered,
             f"registered metric on its own test split ({champion['artifact']['path']} is not here)",
             comparable=False,
+            metrics=recorded,
         )
     content = artifact.read_bytes()
     if hashlib.sha256(content).hexdigest() != champion["artifact"]["sha256"]:
@@ -177,6 +192,7 @@ def champion_baseline(
             f"registered metric on its own test split ({champion['artifact']['path']} does not match "
             "its registered sha256)",
             comparable=False,
+            metrics=recorded,
         )
     runner = session(content)
     labels, proba = predict(runner, frame, contract)
@@ -187,7 +203,12 @@ def champion_baseline(
         (labels == positive).astype(np.int64),
         proba[:, classes.index(positive)],
     )
-    return Baseline(version, float(scores[metric]), "re-scored on this candidate's test split")
+    return Baseline(
+        version,
+        float(scores[metric]),
+        "re-scored on this candidate's test split",
+        metrics=_numbers(scores),
+    )
 
 
 def _at_least(name: str, value: float | None, threshold: float, requirement: str, what: str) -> Gate:

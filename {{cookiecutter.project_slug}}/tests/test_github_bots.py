@@ -143,8 +143,12 @@ def test_the_comment_bot_retries_a_502_and_explains_a_401(tmp_path, fake_api, ca
 # --- the PR comment -----------------------------------------------------------------------------
 
 
-def pipeline_outputs(root: Path, champion_auc: float | None = 0.80) -> Path:
-    """The files a PR run leaves behind: a candidate model's evidence and the registry."""
+def pipeline_outputs(root: Path, champion_auc: float | None = 0.80, rescored: dict | None = None) -> Path:
+    """The files a PR run leaves behind: a candidate model's evidence and the registry.
+
+    rescored: the champion's metrics on the candidate's test split, as `make train` records
+    them in gates.json when it could re-score the champion's ONNX file.
+    """
     model = root / "artifacts" / "models" / "20260102000000-abcdef12"
     model.mkdir(parents=True)
     (root / "artifacts" / "models" / "latest").write_text(model.name + "\n")
@@ -152,7 +156,15 @@ def pipeline_outputs(root: Path, champion_auc: float | None = 0.80) -> Path:
     gates = {
         "passed": True,
         "policy": "governance/policy.yaml",
-        "champion": None,
+        "champion": None
+        if rescored is None
+        else {
+            "version": "20251201000000-00000000",
+            "value": rescored["roc_auc"],
+            "comparable": True,
+            "basis": "re-scored on this candidate's test split",
+            "metrics": rescored,
+        },
         "gates": [{"name": "primary_metric", "passed": True, "message": "roc_auc 0.83 | fine"}],
     }
     parity = {"max_abs_diff": 2e-7, "labels_equal": True, "tolerance": 0.001, "rows": 10, "passed": True}
@@ -171,11 +183,19 @@ def test_the_report_compares_the_candidate_with_the_champion(tmp_path):
     body = pr_comment.build_report(pipeline_outputs(tmp_path), {"train": {"result": "success"}})
     assert body.startswith(pr_comment.MARKER)
     assert "| roc_auc | 0.83 | 0.8 | +0.0300 |" in body
-    assert "champion `20251201000000-00000000`" in body
+    assert "champion `20251201000000-00000000` (registered, its own test split)" in body
     assert "| primary_metric | ✅ | roc_auc 0.83 \\| fine |" in body
     assert "max |p_onnx - p_sklearn| 2e-07 (tolerance 0.001)" in body
     assert "❌ `eec4fc0e5cf9`: 10 rows, 1 failed expectation(s)" in body and "column age" in body
     assert "| train + gates + ONNX + parity | ✅ success |" in body
+
+
+def test_the_metrics_table_uses_the_champion_re_scored_on_the_candidates_test_split(tmp_path):
+    """The table must agree with the regression gate, which compares on the same rows."""
+    outputs = pipeline_outputs(tmp_path, champion_auc=0.80, rescored={"roc_auc": 0.76, "accuracy": 0.79})
+    body = pr_comment.build_report(outputs, {})
+    assert "champion `20251201000000-00000000` (on this test split)" in body
+    assert "| roc_auc | 0.83 | 0.76 | +0.0700 |" in body and "| accuracy | 0.81 | 0.79 | +0.0200 |" in body
 
 
 def test_the_report_says_when_there_is_no_champion_or_no_model(tmp_path):
