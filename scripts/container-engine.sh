@@ -14,15 +14,16 @@
 #
 # Settings (environment):
 #   PODMAN_SOCKET     socket path (default /run/podman/podman.sock)
-#   CONTAINERS_CONF   where to write podman's containers.conf (default build/containers/containers.conf
-#                     under the template root)
+#   CONTAINERS_CONF   where to write podman's containers.conf (default
+#                     ~/.config/mlops-template/containers.conf: outside any checkout, because
+#                     the service outlives this script and reads the file again later)
 #   ENGINE_WAIT_S     seconds to wait for the socket (default 60)
 set -euo pipefail
 
 started=$(date +%s)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 socket=${PODMAN_SOCKET:-/run/podman/podman.sock}
-conf=${CONTAINERS_CONF:-$root/build/containers/containers.conf}
+conf=${CONTAINERS_CONF:-${XDG_CONFIG_HOME:-$HOME/.config}/mlops-template/containers.conf}
 wait_s=${ENGINE_WAIT_S:-60}
 log_dir=$root/build/containers
 
@@ -39,11 +40,32 @@ if command -v docker >/dev/null 2>&1 && engine_answers "${DOCKER_HOST:-}"; then
   [ -n "${DOCKER_HOST:-}" ] && echo "export DOCKER_HOST=$DOCKER_HOST"
   exit 0
 fi
+service_conf() {  # "PID CONF" of each podman service on $socket, CONF as it was started with
+  local dir
+  for dir in /proc/[0-9]*; do
+    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -q "podman system service .*$socket" || continue
+    echo "${dir#/proc/} $(tr '\0' '\n' <"$dir/environ" 2>/dev/null | sed -n 's/^CONTAINERS_CONF=//p')"
+  done
+}
 if [ -S "$socket" ] && command -v docker >/dev/null 2>&1 && engine_answers "unix://$socket"; then
-  took "podman service already answers on $socket"
-  echo "export DOCKER_HOST=unix://$socket"
-  [ -f "$conf" ] && echo "export CONTAINERS_CONF=$conf"
-  exit 0
+  # podman reads containers.conf again for each container: a service whose file was deleted
+  # (it lived in a removed checkout) answers `docker info` but cannot start containers here.
+  stale=()
+  while read -r pid used; do
+    if [ -n "$used" ] && [ ! -f "$used" ]; then stale+=("$pid"); else conf=${used:-$conf}; fi
+  done < <(service_conf)
+  if [ ${#stale[@]} -eq 0 ]; then
+    took "podman service already answers on $socket"
+    echo "export DOCKER_HOST=unix://$socket"
+    [ -f "$conf" ] && echo "export CONTAINERS_CONF=$conf"
+    exit 0
+  fi
+  say "restarting the podman service (pid ${stale[*]}): the containers.conf it started with is gone"
+  kill "${stale[@]}" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    [ -z "$(service_conf)" ] && break
+    sleep 0.5
+  done
 fi
 
 # 2. Packages: podman + runc (crun rejects hybrid cgroups), debootstrap for scripts/base-image.sh.
