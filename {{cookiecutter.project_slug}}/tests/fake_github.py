@@ -39,6 +39,9 @@ class FakeGitHub:
     pulls: list[dict[str, Any]] = field(default_factory=list)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # Pull requests are numbered 1, 2, ... per repository like GitHub's issues; comment ids
+    # and commit digests come from a separate counter, so they never skip a PR number.
+    _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -235,7 +238,7 @@ class FakeGitHub:
         if any(p["head"] == body["head"] and p["state"] == "open" for p in self.pulls):
             return {"message": f"A pull request already exists for {body['head']}."}, 422
         pull = {
-            "number": next(self._ids),
+            "number": next(self._numbers),
             "title": body["title"],
             "body": body.get("body", ""),
             "state": "open",
