@@ -71,6 +71,22 @@ class UnreadableBatch(ValueError):
 # --- reading files ------------------------------------------------------------------------------
 
 
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, read with pyarrow's file reader, not its dataset scanner.
+
+    Why not `pd.read_parquet`: it scans through pyarrow's dataset API, whose worker threads
+    can still be winding down when a short command exits right after the read; Arrow then
+    aborts the process ("terminate called without an active exception", apache/arrow#39862)
+    and a command whose work was done exits non-zero (seen here in `data --request`, in 3 of
+    about 100 runs of tests/test_reference.py). The file reader gives the same frame, pandas
+    metadata and dtypes included.
+    """
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        return parquet.read().to_pandas()
+
+
 def read_table(path: Path | str) -> pd.DataFrame:
     """Read a CSV or Parquet file, turning every way it can be unreadable into one clear sentence."""
     path = Path(path)
@@ -85,7 +101,7 @@ def read_table(path: Path | str) -> pd.DataFrame:
         head = stream.read(4096)
     if kind == "parquet":
         try:
-            return pd.read_parquet(path)
+            return read_parquet(path)
         except Exception as error:  # pyarrow raises several unrelated types for a bad file
             what = _binary_kind(head)
             hint = f" (its content is {what})" if what and what != "a Parquet file" else ""
@@ -355,7 +371,7 @@ def load(
     """Return a snapshot's rows and manifest, after checking the rows still match the hash."""
     folder = resolve(id_or_path, root)
     manifest = json.loads((folder / "manifest.json").read_text())
-    frame = pd.read_parquet(folder / "data.parquet")
+    frame = read_parquet(folder / "data.parquet")
     actual = content_hash(frame)
     if actual != manifest.get("sha256"):
         raise SnapshotError(
