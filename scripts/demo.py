@@ -81,6 +81,7 @@ class Demo:
     registry: RegistryStandIn | None = None
     registry_env: dict[str, str] = field(default_factory=dict)
     champion_digest: str = ""
+    pushed_repository: str = ""  # the image's repository in the registry stand-in (make image-push)
     stale_registry: str = ""  # the previous run's registry stand-in, whose image tags are removed
     server: subprocess.Popen | None = None
     container: str = ""
@@ -229,9 +230,7 @@ class Demo:
         """A fresh build folder: nothing of an earlier run (project, origin, capture) survives."""
         previous = self.build / "summary.json"
         if previous.is_file():
-            facts = json.loads(previous.read_text()).get("facts", {})
-            found = re.search(r"LOCAL STAND-IN at (\S+)", facts.get("container registry", ""))
-            self.stale_registry = found.group(1) if found else ""
+            self.stale_registry = json.loads(previous.read_text()).get("registry_host") or ""
         if self.build.exists():
             try:
                 shutil.rmtree(self.build)
@@ -389,8 +388,8 @@ class Demo:
         version = self.evidence.facts["first model"]
         self.make("image-push")
         record = self.read_json(self.project / "artifacts" / "image.json")
-        repository = record["image"].split("/", 1)[1]
-        if not self.registry.has_manifest(repository, record["digest"]):
+        self.pushed_repository = record["image"].split("/", 1)[1]
+        if not self.registry.has_manifest(self.pushed_repository, record["digest"]):
             raise DemoError(
                 f"make image-push recorded digest {record['digest']} for {record['image']}, but the registry "
                 "stand-in holds no manifest with that digest: the recorded digest is not the pushed one "
@@ -608,10 +607,10 @@ class Demo:
             raise DemoError(
                 "cd.yml builds and pushes the image: it needs a container engine, and none answers"
             )
-        if self.registry is None:
-            raise DemoError("cd.yml pushes the image: the registry stand-in is not running")
-        image = self.read_json(self.project / "artifacts" / "image.json")["image"]
-        repository = image.split("/", 1)[1]
+        if self.registry is None or not self.pushed_repository:
+            raise DemoError(
+                "cd.yml pushes to the registry stand-in: it needs that stand-in and the deploy step's push"
+            )
         extra = self.github.env()
         self.act(
             [self.python, ".github/act/run_act.py", "push", ".github/workflows/cd.yml"],
@@ -627,7 +626,7 @@ class Demo:
         digest = re.search(r"digest:\s*(sha256:[0-9a-f]{64})", overlay or "")
         if not digest:
             raise DemoError("the GitOps PR does not pin an image digest in deploy/overlays/staging")
-        if not self.registry.has_manifest(repository, digest.group(1)):
+        if not self.registry.has_manifest(self.pushed_repository, digest.group(1)):
             raise DemoError(
                 f"the staging overlay pins {digest.group(1)}, which the registry stand-in does not hold: "
                 "the recorded digest is not the pushed one"
@@ -743,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
                         for s in steps
                     ],
                     "facts": demo.evidence.facts,
+                    "registry_host": demo.registry.host if demo.registry else "",
                     "links": {title: str(path) for title, path in demo.evidence.links.items()},
                 },
                 indent=2,

@@ -17,17 +17,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import BIN, ROOT
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 JOB_END = re.compile(
     r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M
 )

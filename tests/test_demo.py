@@ -24,11 +24,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import BIN, ROOT
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
 
 
 def run_demo(out: Path, *extra: str) -> tuple[int, str, dict]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ import yaml
 from conftest import ROOT, tool
 from cookiecutter.main import cookiecutter
 
-BIN = Path(sys.executable).parent
 ENVIRONMENTS = ("staging", "production")
 DIGEST_IMAGE = re.compile(r"^(?P<name>[a-z0-9./:-]+)@sha256:[0-9a-f]{64}$")
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tool
+from conftest import BIN, ROOT, tool
 from cookiecutter.main import cookiecutter
 
-BIN = Path(sys.executable).parent
 TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 USES = re.compile(r"""^\s*(?:-\s+)?uses:\s*["']?(?P<ref>[^\s"'#]+)["']?(?P<rest>.*)$""")
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")

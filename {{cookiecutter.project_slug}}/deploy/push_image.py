@@ -38,19 +38,14 @@ def docker(binary: str, *args: str) -> str:
 
 
 def pushed_digest(image: str, push_output: str, inspect: dict) -> str:
-    """The registry digest: from the image's RepoDigests for this repository, else the push output."""
-    found = DIGEST.findall(
-        push_output
-    )  # the digest the registry answered comes first: a local one may differ
+    """The registry digest: the one the push reported (a local digest may differ), else RepoDigests."""
+    found = DIGEST.findall(push_output)
     if found:
         return found[-1]
     for entry in inspect.get("RepoDigests") or []:
         name, _, digest = entry.partition("@")
         if name == image and DIGEST.fullmatch(digest):
             return digest
-    found = DIGEST.findall(push_output)
-    if found:
-        return found[-1]
     raise PushError(f"no digest for {image} in `docker push` output or RepoDigests")
 
 
@@ -68,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = f"{args.image}:{args.tag}"
     try:
         print(f"==> {args.docker} push {reference}", flush=True)
-        if (
-            Path(args.docker).name == "podman"
-        ):  # podman reports the registry's digest only through --digestfile
+        if Path(args.docker).name == "podman":  # it reports the registry's digest only in --digestfile
             with tempfile.TemporaryDirectory() as folder:
                 digest_file = Path(folder) / "digest"
                 output = docker(args.docker, "push", "--digestfile", str(digest_file), reference)
