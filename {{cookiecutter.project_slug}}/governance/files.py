@@ -7,6 +7,7 @@ one sentence naming the file, in the caller's own error type, instead of a trace
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,12 @@ def format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def numeric_items(mapping: Mapping[str, Any] | None) -> dict[str, float]:
+    """The entries that are numbers (None, text and booleans left out): metrics to compare."""
+    return {
+        key: value
+        for key, value in (mapping or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }

@@ -26,6 +26,7 @@ from requests.exceptions import RequestException
 
 from governance import github_client
 from governance.files import format_number as fmt
+from governance.files import numeric_items
 
 MARKER = "<!-- mlops-pr-report -->"
 OUTPUT = Path("reports/pr-comment.md")
@@ -65,14 +66,6 @@ def champion(registry_path: Path) -> dict | None:
         return None
     production = [entry for entry in registry.get("models") or [] if entry.get("stage") == "production"]
     return production[-1] if production else None
-
-
-def numeric_items(mapping: Mapping[str, Any] | None) -> dict[str, float]:
-    return {
-        key: value
-        for key, value in (mapping or {}).items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
 
 
 def checks_section(job_results: Mapping[str, Any]) -> list[str]:

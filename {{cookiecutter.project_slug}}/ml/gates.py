@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from data_pipelines.contract import Contract
-from governance.files import read_yaml_mapping
+from governance.files import numeric_items, read_yaml_mapping
 from ml.evaluate import GROUP_METRICS, HIGHER_IS_BETTER, task_metrics
 from ml.export import predict, session
 from ml.features import onnx_inputs
@@ -138,15 +138,6 @@ def single_row_latency_ms(runner: ort.InferenceSession, frame: pd.DataFrame, con
     return statistics.median(timings) * 1000.0
 
 
-def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    """The numeric metrics (None where undefined, e.g. AUC on one class, is left out)."""
-    return {
-        name: float(value)
-        for name, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
-
-
 def champion_baseline(
     champion: dict[str, Any] | None,
     root: Path,
@@ -166,7 +157,7 @@ def champion_baseline(
         return None
     version = str(champion["version"])
     registered = float(champion["metrics"][metric])
-    recorded = _numbers(champion["metrics"])
+    recorded = numeric_items(champion["metrics"])
     artifact = root / champion["artifact"]["path"]
     if champion.get("contract_sha256") != contract.digest:
         return Baseline(
@@ -207,7 +198,7 @@ def champion_baseline(
         version,
         float(scores[metric]),
         "re-scored on this candidate's test split",
-        metrics=_numbers(scores),
+        metrics=numeric_items(scores),
     )
 
 
