@@ -66,7 +66,9 @@ def main() -> None:
         (PROJECT / "LICENSE").unlink()
     if CONTEXT["data_source"] == "file":
         bring_user_data(CONTEXT["data_path"], CONTEXT.get("_output_dir") or ".")
-    if CONTEXT["git_init"] == "yes":
+    # cruft renders the template again (into temporary folders) to compute an update; it sets
+    # `_commit`, and a repository created there would turn its diff into a diff of .git itself.
+    if CONTEXT["git_init"] == "yes" and not CONTEXT.get("_commit"):
         git_init(CONTEXT["author_name"], CONTEXT["author_email"])
 
 

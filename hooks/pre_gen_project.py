@@ -29,8 +29,6 @@ EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 GITHUB_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 REGISTRY = re.compile(r"^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
-SLUG_RULE = "must be lowercase letters and digits in words joined by single hyphens, e.g. loan-default-model"
-REGISTRY_RULE = "must be a lowercase registry host with optional :port and /namespace, e.g. ghcr.io/my-org"
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MARKUP = re.compile(r"\x7b[\x7b%#]")  # an opening brace by its code, so this file stays valid Jinja
 

@@ -518,7 +518,7 @@ class Demo:
             self.project, self.repository, self.origin, self.build / "github-stand-in"
         )
         url = self.github.start()
-        self.evidence.facts["GitHub REST API"] = f"LOCAL STAND-IN (tests/fake_github.py) at {url}"
+        self.evidence.facts["GitHub REST API"] = f"LOCAL STAND-IN (tests/support/github_standin.py) at {url}"
         env = self.make_env(**self.github.env())
         self.make("retrain-pr", env=env)
         opened = [pull for pull in self.github.pulls("open") if pull["head"]["ref"] == "retrain/auto"]

@@ -1,7 +1,7 @@
 """Local stand-ins for the two services a real project reaches over the network.
 
-- **GitHub's REST API**: the generated project's own test double (`tests/fake_github.py`,
-  `python -m tests.fake_github`), served on a loopback port. Its git side is the demo's
+- **GitHub's REST API**: the generated project's own test double (`tests/support/github_standin.py`,
+  `python -m tests.support.github_standin`), served on a loopback port. Its git side is the demo's
   local bare repository (`origin`): the retraining bot pushes its branch there, and the
   stand-in accepts pull requests for branches found in it. It keeps its state in memory
   and mirrors it to a JSON file after every request, which the demo reads back.
@@ -75,7 +75,7 @@ def stop_process(process: subprocess.Popen | None, seconds: float = 10) -> None:
 
 
 class GitHubStandIn:
-    """`python -m tests.fake_github` of the generated project, for one repository."""
+    """`python -m tests.support.github_standin` of the generated project, for one repository."""
 
     def __init__(self, project: Path, repository: str, origin: Path, folder: Path) -> None:
         self.project, self.repository, self.origin = project, repository, origin
@@ -89,7 +89,7 @@ class GitHubStandIn:
         self.folder.mkdir(parents=True, exist_ok=True)
         python = self.project / ".venv" / "bin" / "python"
         command = [
-            str(python), "-m", "tests.fake_github", "--repository", self.repository,
+            str(python), "-m", "tests.support.github_standin", "--repository", self.repository,
             "--state", str(self.state_path), "--git-dir", str(self.origin),
         ]  # fmt: skip
         log = self.log_path.open("w")

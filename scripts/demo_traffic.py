@@ -57,8 +57,8 @@ def plain(value: Any) -> Any:
 def records_and_labels(
     rows: int, seed: int, covariate_drift: float, concept_drift: float
 ) -> tuple[list[dict], list[int]]:
-    from data_pipelines.contract import load
     from data_pipelines.example import generate
+    from governance.core.contract import load
 
     contract = load()
     frame = generate(rows, seed=seed, covariate_drift=covariate_drift, concept_drift=concept_drift)

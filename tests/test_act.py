@@ -119,8 +119,8 @@ def test_make_ci_runs_every_pull_request_job_green(project, engine, tmp_path):
 CAPTURE_SCRIPT = """
 import sys
 from pathlib import Path
-from data_pipelines.contract import load
-from tests.drift_fixtures import example, fake_scores, inject, write_capture
+from governance.core.contract import load
+from tests.support.drift import example, fake_scores, inject, write_capture
 
 frame = inject(example(3000, seed=7))
 write_capture(Path(sys.argv[1]), frame, load(), fake_scores(frame))
@@ -167,7 +167,7 @@ def github_stand_in(project, registered, tmp_path):
     state = tmp_path / "github-state.json"
     options = ["--repository", "acme/model", "--state", str(state), "--git-dir", str(origin)]
     server = subprocess.Popen(
-        [str(project / ".venv" / "bin" / "python"), "-m", "tests.fake_github", *options],
+        [str(project / ".venv" / "bin" / "python"), "-m", "tests.support.github_standin", *options],
         cwd=project,
         stdout=subprocess.PIPE,
         text=True,

@@ -4,7 +4,7 @@ Called by bench/drift/run.py. Steps, each timed on its own:
   read      monitoring.capture.read_window over the whole capture store (the baseline: I/O + parse)
   scipy     the per-feature tests with the scipy backend (fit on the reference + check)
   alibi     the same with alibi-detect's TabularDrift (its import timed apart)
-  full      `python -m monitoring.cli drift` in a fresh process, as `make drift` runs it (imports,
+  full      `mlops drift` in a fresh process, as `make drift` runs it (imports,
             read, both kinds of drift, performance, bias, decision, new snapshot + validation
             when it says retrain, reports), per backend
 """
@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 from data_pipelines import example
-from data_pipelines.contract import load
+from governance.core import policy as policy_file
+from governance.core.capture import feedback_line, prediction_line
+from governance.core.contract import load
+from governance.core.paths import PATHS
 from monitoring import reference
 from monitoring.capture import read_window
-from monitoring.config import load_policy, load_settings
 from monitoring.detectors import make_detector
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
@@ -44,10 +46,11 @@ def write_capture(root: Path, rows: int, seed: int, drift: float, streams: int, 
     """Capture files as serving writes them (predictions by day, one file per stream), feedback included."""
     contract = load()
     frame = example.generate(rows, seed=seed, covariate_drift=drift, start=START)
-    champion, _ = reference.champion()
+    champion, _ = reference.champion(PATHS)
+    model = reference.model_path(PATHS, champion) if champion else None
     scores = (
-        reference.model_scores(champion.model_path, frame, contract)
-        if champion and champion.model_path.is_file()
+        reference.model_scores(model, frame, contract)
+        if model and model.is_file()
         else np.random.default_rng(seed).random(rows)
     )
     names = contract.feature_names
@@ -66,32 +69,28 @@ def write_capture(root: Path, rows: int, seed: int, drift: float, streams: int, 
         request, row = f"{stream}-{index // (10 * streams)}", (index // streams) % 10
         score = float(scores[index])
         line = dumps(
-            {
-                "kind": "prediction",
-                "prediction_id": f"{request}:{row}",
-                "request_id": request,
-                "row": row,
-                "timestamp": moment.isoformat(timespec="microseconds"),
-                "model_name": "bench",
-                "model_version": "bench",
-                "features": {name: clean(columns[name][index]) for name in names},
-                "sensitive": {sensitive: groups[index]} if sensitive else {},
-                "label": int(score >= 0.5),
-                "scores": [1.0 - score, score],
-            }
+            prediction_line(
+                request_id=request,
+                row=row,
+                timestamp=moment.isoformat(timespec="microseconds"),
+                model_name="bench",
+                model_version="bench",
+                features={name: clean(columns[name][index]) for name in names},
+                sensitive={sensitive: groups[index]} if sensitive else {},
+                label=int(score >= 0.5),
+                scores=[1.0 - score, score],
+            )
         )
         files.setdefault(root / f"date={moment.date()}" / f"{stream}.jsonl", []).append(line)
         if has_label[index]:
             later = moment + timedelta(hours=30)
             feedback = dumps(
-                {
-                    "kind": "feedback",
-                    "request_id": request,
-                    "row": row,
-                    "prediction_id": f"{request}:{row}",
-                    "label": truth[index],
-                    "timestamp": later.isoformat(timespec="microseconds"),
-                }
+                feedback_line(
+                    request_id=request,
+                    row=row,
+                    label=truth[index],
+                    timestamp=later.isoformat(timespec="microseconds"),
+                )
             )
             files.setdefault(root / f"date={later.date()}" / f"{stream}.jsonl", []).append(feedback)
     size = 0
@@ -120,22 +119,23 @@ def main() -> int:
     args = parser.parse_args()
     capture = args.out / "capture"
     results: dict[str, float] = {}
-    contract, policy = load(), load_policy()
-    settings = load_settings()
+    contract, policy = load(), policy_file.load()
     if not capture.exists():
         print(f"generating {args.rows} captured rows (not timed) ...", flush=True)
         started = time.perf_counter()
         size = write_capture(capture, args.rows, seed=11, drift=0.5, streams=8, labelled=0.3)
         print(f"  {size:.0f} MB of JSON lines in {time.perf_counter() - started:.0f} s", flush=True)
-    champion, _ = reference.champion()
-    ref = reference.load_reference(champion)
+    champion, _ = reference.champion(PATHS)
+    ref = reference.load_reference(PATHS, champion)
     print(f"reference: snapshot {ref.snapshot_id} ({len(ref.frame)} rows); timings:", flush=True)
     window = timed(results, "read window (baseline)", lambda: read_window(str(capture), contract=contract))
     rows = len(window)
 
     def tests(backend: str) -> object:
         return (
-            make_detector(backend, contract, policy.p_value, policy.correction).fit(ref.frame).check(window)
+            make_detector(backend, contract, policy.drift.p_value, policy.drift.correction)
+            .fit(ref.frame)
+            .check(window)
         )
 
     timed(results, "feature drift, scipy backend", lambda: tests("scipy"))
@@ -145,7 +145,7 @@ def main() -> int:
     for backend in ("scipy", "alibi"):
         # A fresh process, as `make drift` runs it: interpreter start and every import are included.
         command = [
-            sys.executable, "-m", "monitoring.cli", "drift", "--capture-uri", str(capture),
+            sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(capture),
             "--since", "1970-01-01T00:00:00+00:00", "--detector", backend, "--no-history",
         ]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -155,7 +155,7 @@ def main() -> int:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         results[f"full check, {backend} backend (CPU s)"] = cpu
         print(f"  {'  of which CPU time':<34} {cpu:7.2f} s", flush=True)
-        summary = json.loads((settings.reports / "drift.json").read_text())
+        summary = json.loads((PATHS.drift_reports / "drift.json").read_text())
         outcome[backend] = {
             "status": summary["decision"]["status"],
             "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, create_model
 
 sys.path.insert(0, os.environ["BENCH_PROJECT"])
 
-from data_pipelines.contract import load
+from governance.core.contract import load
 
 CONTRACT = load()
 MODEL = joblib.load(os.environ["BENCH_MODEL"])

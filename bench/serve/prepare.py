@@ -23,8 +23,8 @@ def main() -> None:
     sys.path.insert(0, str(Path.cwd()))
 
     import joblib
-    from data_pipelines.contract import load
-    from tests.serving_fixtures import export_onnx, fit_pipeline, sample_records, training_frame
+    from governance.core.contract import load
+    from tests.support.serving import export_onnx, fit_pipeline, sample_records, training_frame
 
     contract = load()
     args.out.mkdir(parents=True, exist_ok=True)

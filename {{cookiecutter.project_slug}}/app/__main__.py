@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from app.main import create_app
 from app.settings import Settings
-from data_pipelines.contract import ContractError
+from governance.core.errors import InputError
 
 
 def main() -> int:
@@ -29,6 +29,9 @@ def main() -> int:
         )
         print(f"invalid settings: {problems}", file=sys.stderr)
         return 2
+    except InputError as error:  # the policy file the serving defaults come from (POLICY_PATH)
+        print(f"invalid settings: {'; '.join(str(error).splitlines())}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -36,8 +39,8 @@ def main() -> int:
     )
     try:
         application = create_app(settings)
-    except ContractError as error:
-        print(f"invalid data contract: {error}", file=sys.stderr)
+    except InputError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
         return 2
     uvicorn.run(
         application,

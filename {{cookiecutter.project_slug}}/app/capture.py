@@ -1,8 +1,9 @@
 """Production capture: every scored row and every ground-truth label, append-only.
 
 Layout under CAPTURE_URI (a local folder, or any fsspec URL such as s3://bucket/capture):
-`date=YYYY-MM-DD/<hostname>-<pid>-<start>.jsonl`, one JSON object per line (see
-`record_predictions` and `record_feedback` for the fields). Each process writes only its own
+`date=YYYY-MM-DD/<hostname>-<pid>-<start>.jsonl`, one JSON object per line: a
+`PredictionRecord` or a `FeedbackRecord` (governance/core/capture.py, the schema monitoring
+reads with). Each process writes only its own
 stream, so replicas never contend for a file and nothing is ever rewritten. Readers take
 every `date=*/*.jsonl`: on object stores, which cannot append, each flush of the stream
 becomes its own object `<stream>-<sequence>.jsonl`.
@@ -33,6 +34,8 @@ from typing import Any
 import fsspec
 import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from governance.core.capture import feedback_line, prediction_line
 
 log = logging.getLogger("app.capture")
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -203,39 +206,25 @@ class CaptureStore:
                 stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
                 lines = by_date.setdefault(stamp[:10], [])
                 for index, (features, sensitive) in enumerate(self._rows(rows, len(labels))):
-                    lines.append(
-                        dumps(
-                            {
-                                "kind": "prediction",
-                                "prediction_id": f"{request_id}:{index}",
-                                "request_id": request_id,
-                                "row": index,
-                                "timestamp": stamp,
-                                "model_name": model_name,
-                                "model_version": model_version,
-                                "features": features,
-                                "sensitive": sensitive,
-                                "label": labels[index],
-                                "scores": scores[index],
-                            }
-                        )
+                    line = prediction_line(
+                        request_id=request_id,
+                        row=index,
+                        timestamp=stamp,
+                        model_name=model_name,
+                        model_version=model_version,
+                        features=features,
+                        sensitive=sensitive,
+                        label=labels[index],
+                        scores=scores[index],
                     )
+                    lines.append(dumps(line))
             else:
                 _, timestamp, items = entry
                 stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
                 lines = by_date.setdefault(stamp[:10], [])
                 for request_id, row, label in items:
                     lines.append(
-                        dumps(
-                            {
-                                "kind": "feedback",
-                                "request_id": request_id,
-                                "row": row,
-                                "prediction_id": f"{request_id}:{row}",
-                                "label": label,
-                                "timestamp": stamp,
-                            }
-                        )
+                        dumps(feedback_line(request_id=request_id, row=row, label=label, timestamp=stamp))
                     )
         return {date: b"\n".join(lines) + b"\n" for date, lines in by_date.items() if lines}
 

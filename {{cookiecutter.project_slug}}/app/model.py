@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.encoding import ONNX_INPUT_TYPES, Scorer
 
-OUTPUTS = ("label", "probabilities")
-ONNX_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 OIP_DATATYPES = {"tensor(float)": "FP32", "tensor(string)": "BYTES", "tensor(int64)": "INT64"}
 
 
@@ -54,23 +53,6 @@ def _pointed(pointer: Path) -> Path:
     return pointer.parent / target
 
 
-def cpu_session_options(threads: int) -> ort.SessionOptions:
-    """One session, intra-op threads from the CPU limit, no busy-waiting.
-
-    Spinning worker threads would compete with the event loop for the same few cores
-    while they wait for work; measured here, turning it off made one-row calls faster.
-    """
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
-
-
 @dataclass
 class Model:
     """A loaded model and what the API reports about it."""
@@ -78,15 +60,14 @@ class Model:
     name: str
     version: str
     path: Path
-    session: ort.InferenceSession
+    scorer: Scorer
     metadata: dict[str, str]
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
     def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Labels [N] int64 and class probabilities [N, 2] float32 for one batch."""
-        label, probabilities = self.session.run(OUTPUTS, feeds)
-        return label, probabilities
+        return self.scorer.score(feeds)
 
 
 def load(path: Path, contract: Contract, threads: int, name: str = "", strict: bool = True) -> Model:
@@ -103,11 +84,12 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
     except UnicodeDecodeError:
         raise ModelError(f"model pointer {path} is not a text file naming a version") from None
     try:
-        session = ort.InferenceSession(data, cpu_session_options(threads), providers=["CPUExecutionProvider"])
+        scorer = Scorer(data, threads)
     except Exception as error:  # onnxruntime raises several unrelated types for a bad file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"model {file} cannot be loaded by onnxruntime: {first_line[:300]}") from None
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    session = scorer.session
+    metadata = scorer.metadata
     _check_signature(session, contract, file)
     digest = metadata.get("contract_sha256", "")
     if strict and digest != contract.digest:
@@ -128,7 +110,7 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
         name=served_name,
         version=version,
         path=file,
-        session=session,
+        scorer=scorer,
         metadata=metadata,
         inputs=[_describe(node) for node in session.get_inputs()],
         outputs=[_describe(node) for node in session.get_outputs()],
@@ -150,10 +132,10 @@ def _check_signature(session: ort.InferenceSession, contract: Contract, file: Pa
         )
     for feature in contract.features:
         node = inputs[feature.name]
-        if node.type != ONNX_TYPES[feature.kind]:
+        if node.type != ONNX_INPUT_TYPES[feature.kind]:
             raise ModelError(
                 f"model {file} input {feature.name!r} is {node.type}, the contract says {feature.kind} "
-                f"({ONNX_TYPES[feature.kind]})"
+                f"({ONNX_INPUT_TYPES[feature.kind]})"
             )
         if len(node.shape) != 2 or node.shape[1] != 1:
             raise ModelError(f"model {file} input {feature.name!r} has shape {node.shape}, expected [N, 1]")

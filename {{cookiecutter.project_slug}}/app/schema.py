@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from data_pipelines.contract import Contract, Feature
+from governance.core.contract import Contract, Feature
 
 
 def feature_schema(feature: Feature, reject_unknown: bool) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from app.capture import CaptureStore, CaptureUnavailable, NoCapture
 from app.metrics import Metrics
 from app.settings import Settings
 from app.validation import RequestError, Validator, feedback_items, parse_json
-from data_pipelines.contract import load as load_contract
+from governance.core.contract import load as load_contract
+from governance.core.encoding import OUTPUTS
 
 log = logging.getLogger("app")
 Result = tuple[int, bytes, str | None]
@@ -237,17 +238,17 @@ class Service:
     @staticmethod
     def _requested_outputs(outputs: Any) -> set[str]:
         if outputs is None:
-            return set(model_loader.OUTPUTS)
+            return set(OUTPUTS)
         if type(outputs) is not list or not outputs:
             raise RequestError(400, "outputs", "type", 'must be a non-empty list of {"name": ...}')
         wanted = set()
         for index, item in enumerate(outputs):
-            if type(item) is not dict or item.get("name") not in model_loader.OUTPUTS:
+            if type(item) is not dict or item.get("name") not in OUTPUTS:
                 raise RequestError(
                     400,
                     f"outputs[{index}].name",
                     "unknown_output",
-                    f"must be one of {list(model_loader.OUTPUTS)}",
+                    f"must be one of {list(OUTPUTS)}",
                 )
             wanted.add(item["name"])
         return wanted

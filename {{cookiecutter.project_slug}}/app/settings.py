@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
-import yaml
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from data_pipelines.contract import CONTRACT_PATH
+from governance.core import policy as policy_file
+from governance.core.paths import DEFAULT_CAPTURE_URI, PATHS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_POLICY_PATH = PROJECT_ROOT / "governance" / "policy.yaml"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DISABLED_CAPTURE = ("", "none", "off", "disabled")
 
@@ -99,17 +97,11 @@ class PolicyDefaults(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = Path(os.environ.get("POLICY_PATH", DEFAULT_POLICY_PATH))
+        path = Path(os.environ.get("POLICY_PATH") or PATHS.policy)
         if not path.is_file():
             return {}
-        try:
-            policy = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"POLICY_PATH {path} is not valid YAML: {error}") from None
-        serving = policy.get("serving") if isinstance(policy, dict) else None
-        if not isinstance(serving, dict):
-            return {}
-        return {key: serving[key] for key in self.KEYS if key in serving}
+        serving = policy_file.load(path).serving
+        return {key: getattr(serving, key) for key in self.KEYS}
 
 
 class Settings(BaseSettings):
@@ -124,7 +116,7 @@ class Settings(BaseSettings):
 
     model_path: Path = Path("artifacts/models/latest")
     model_name: str = Field("", description="served name; empty: the model's own metadata")
-    contract_path: Path = CONTRACT_PATH
+    contract_path: Path = PATHS.contract
 
     max_batch_rows: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
@@ -137,7 +129,7 @@ class Settings(BaseSettings):
 
     ort_intra_op_threads: int = Field(0, ge=0, le=256, description="0: the container's CPU limit")
 
-    capture_uri: str = "artifacts/capture"
+    capture_uri: str = DEFAULT_CAPTURE_URI
     capture_flush_rows: int = Field(1000, ge=1, le=1_000_000)
     capture_flush_seconds: float = Field(1.0, gt=0, le=3600)
     capture_max_buffer_rows: int = Field(200_000, ge=1)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from data_pipelines.contract import Contract, Feature
+from governance.core import encoding
+from governance.core.contract import Contract, Feature
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NONE = type(None)
@@ -74,6 +75,7 @@ class Rule:
     high: float
     categories: frozenset[str]
     accept_unknown: bool
+    feature: Feature | None = None  # None: validated, never fed to the model (the sensitive attribute)
 
     @classmethod
     def of(cls, feature: Feature, accept_unknown: bool) -> Rule:
@@ -88,7 +90,18 @@ class Rule:
             high,
             frozenset(feature.categories),
             accept_unknown,
+            feature,
         )
+
+    def encode(self, values: list[Any]) -> np.ndarray:
+        """Checked values as the model input, through the one ONNX feed encoder (governance.core.encoding).
+
+        Seam: training, parity and re-scoring feed the model through the same function, so
+        serving can never encode a value (a null, an int64 column) differently from them.
+        """
+        if self.feature is None:
+            return np.empty((0, 1), dtype=object)
+        return encoding.encode_column(self.feature, values)
 
     def column(self, values: list[Any], where: Callable[[int], str], status: int) -> np.ndarray:
         """The model input [N, 1] for this column, or a RequestError for its first bad value."""
@@ -101,9 +114,9 @@ class Rule:
                     and self.low <= value <= self.high
                     and not (self.integer and kind is float and not value.is_integer())
                 ):
-                    return np.array([[value]], dtype=np.float32)
+                    return self.encode(values)
             elif kind is str and (self.accept_unknown or value in self.categories):
-                return np.array([[value]], dtype=object)
+                return self.encode(values)
         return self.numbers(values, where, status) if self.numeric else self.strings(values, where, status)
 
     def _first(self, values: list[Any], bad: Callable[[Any], bool]) -> int:
@@ -146,7 +159,7 @@ class Rule:
                 raise RequestError(
                     status, where(index), "maximum", f"must be <= {self.high:g} (got {shown(values[index])})"
                 )
-        return np.array(values, dtype=np.float32).reshape(-1, 1)
+        return self.encode(values)
 
     def strings(self, values: list[Any], where: Callable[[int], str], status: int) -> np.ndarray:
         types = set(map(type, values))
@@ -172,7 +185,7 @@ class Rule:
                 "category",
                 f"must be one of {sorted(self.categories)} (got {shown(value)})",
             )
-        return np.array(values, dtype=object).reshape(-1, 1)
+        return self.encode(values)
 
 
 class Validator:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from data_pipelines.contract import Contract, parse
+from governance.core.contract import Contract, parse_contract
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 MEAN_SECONDS_BETWEEN_APPLICATIONS = 240.0  # about 360 applications a day
@@ -109,7 +109,7 @@ def example_contract() -> Contract:
     Its digest hashes the schema itself, so snapshots made against it carry a stable lineage.
     """
     canonical = json.dumps(EXAMPLE_CONTRACT, sort_keys=True, separators=(",", ":")).encode()
-    return parse(EXAMPLE_CONTRACT, digest=hashlib.sha256(canonical).hexdigest())
+    return parse_contract(EXAMPLE_CONTRACT, digest=hashlib.sha256(canonical).hexdigest())
 
 
 def _bounds(name: str) -> tuple[float, float]:

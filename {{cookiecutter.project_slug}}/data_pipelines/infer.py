@@ -14,18 +14,24 @@ import json
 import math
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
-from data_pipelines.snapshot import EVENT_TIME
+from data_pipelines.snapshot import EVENT_TIME, read_table
+from governance.core import progress
+from governance.core.contract import parse_contract
+from governance.core.errors import InputError
+from governance.core.paths import Paths
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # the contract's rule for column names
 MAX_CATEGORIES = 50  # more distinct texts than this looks like an identifier or free text
 WIDEN = 0.05  # numeric bounds are widened by this share of the observed span
 
 
-class InferenceError(ValueError):
+class InferenceError(InputError):
     """The table cannot yield a contract (no such target, a target that is not binary, ...)."""
 
 
@@ -200,3 +206,51 @@ def _bool(value: Any) -> str:
 
 def _dataset_name(name: str) -> str:
     return json.dumps(name) if not NAME.match(name) else name
+
+
+def _declared(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def draft_contract(
+    paths: Paths, data: Path | None = None, target: str | None = None, sensitive: str | None = None
+) -> str:
+    """`make contract`: a draft contract from the given file, else the configured source."""
+    from data_pipelines import source
+
+    config = source.read_config(paths)
+    if data is not None:
+        frame, shown = read_table(data), str(data)
+    elif config.kind == "file":
+        frame, shown = read_table(paths.root / str(config.path)), str(config.path)
+    else:
+        from data_pipelines import example
+
+        frame, shown = example.generate(config.rows, seed=config.seed), "the example data"
+    target = target or config.target_column
+    sensitive = config.sensitive_attribute if sensitive is None else sensitive
+    if not target:
+        raise InferenceError(
+            "no target column: pass --target or set target_column in data_pipelines/source.yaml"
+        )
+    with progress.step(f"inferring a draft contract from {shown} ({len(frame)} rows)"):
+        dataset = str(_declared(paths.contract).get("dataset") or "dataset")
+        text = infer(frame, target, sensitive or None, dataset=dataset, source=shown)
+    parse_contract(yaml.safe_load(text))  # never hand out a draft the loader would reject
+    return text
+
+
+def write_contract(text: str, output: Path, force: bool = False) -> Path:
+    """Write a draft, refusing to overwrite a contract that already declares features."""
+    if output.exists() and not force and _declared(output).get("features"):
+        raise InferenceError(
+            f"{output} already declares features; not overwriting a reviewed contract. Print the draft "
+            "with `mlops contract`, or pass --force (make contract FORCE=1)."
+        )
+    output.write_text(text)
+    progress.note(f"wrote the draft contract to {output}: review it, then commit it")
+    return output

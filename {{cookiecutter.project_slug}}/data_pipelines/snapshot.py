@@ -31,11 +31,12 @@ from typing import Any
 
 import pandas as pd
 
-from data_pipelines.contract import Contract
-from data_pipelines.contract import load as load_contract
+from governance.core.contract import Contract
+from governance.core.contract import load as load_contract
+from governance.core.errors import InputError
+from governance.core.paths import PATHS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOTS = PROJECT_ROOT / "artifacts" / "snapshots"
+SNAPSHOTS = PATHS.snapshots
 EVENT_TIME = "event_time"  # optional column: dates the rows, gives the snapshot its time window
 LATEST = "latest"
 ID_LENGTH = 12
@@ -52,15 +53,11 @@ BINARY_SIGNATURES = {
 }
 
 
-class SnapshotError(ValueError):
+class SnapshotError(InputError):
     """A snapshot is missing, unknown or does not match its manifest."""
 
 
-class InputError(ValueError):
-    """The request itself is wrong (no such file, unsupported type): a usage error."""
-
-
-class UnreadableBatch(ValueError):
+class UnreadableBatch(InputError):
     """The file exists but is not a table at all (empty, binary, a broken CSV)."""
 
     def __init__(self, rule: str, message: str) -> None:
@@ -204,7 +201,8 @@ def select_contract_columns(frame: pd.DataFrame, contract: Contract) -> tuple[pd
 
     A source file often carries more than the model may use (identifiers, free text, the
     sensitive attribute of a project that declares none): a snapshot holds only what the
-    contract declares. Missing contract columns are left missing for validation to report.
+    contract declares. Missing contract columns stay missing: `make data` refuses such data
+    (data_pipelines/ingest.py) and validation names them.
     """
     keep = [*contract.columns, EVENT_TIME]
     dropped = [column for column in frame.columns if column not in keep]

@@ -20,17 +20,19 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from data_pipelines.contract import Contract, Feature
 from data_pipelines.snapshot import EVENT_TIME, UnreadableBatch, conform, read_table
+from governance.core import progress
+from governance.core.contract import Contract, Feature
+from governance.core.paths import PATHS, Paths
+from governance.core.records import ValidationFailure, ValidationReport, write_json
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REPORTS = PROJECT_ROOT / "reports"
+REPORTS = PATHS.reports
 MIN_ROWS = 1
 EXAMPLES = 5  # offending values shown per failed expectation
 
@@ -42,20 +44,13 @@ STRING_TYPES = ["str", "StringDtype"]
 TYPE_LISTS = {"int64": INT_TYPES, "float64": FLOAT_TYPES, "string": STRING_TYPES}
 
 
-@dataclass
-class Failure:
-    """One failed expectation, in words a person can act on."""
+Failure = ValidationFailure  # one failed expectation (the record the PR comment reads too)
 
-    expectation: str
-    column: str | None
-    rule: str
-    detail: str
-    examples: list[Any] = field(default_factory=list)
 
-    def line(self) -> str:
-        where = f"column '{self.column}'" if self.column else "table"
-        shown = f", e.g. {self.examples}" if self.examples else ""
-        return f"  - {where}: {self.expectation} (rule: {self.rule}): {self.detail}{shown}"
+def failed(
+    expectation: str, column: str | None, rule: str, detail: str, examples: list[Any] | None = None
+) -> Failure:
+    return Failure(expectation=expectation, column=column, rule=rule, detail=detail, examples=examples or [])
 
 
 @dataclass
@@ -252,28 +247,28 @@ def _failure(kind: str, kwargs: dict[str, Any], meta: dict[str, Any], item: Any)
     exception = item.exception_info or {}
     if exception.get("raised_exception"):
         message = str(exception.get("exception_message", "")).strip().splitlines()
-        return Failure(kind, column, rule, f"could not be checked: {message[0] if message else 'error'}")
+        return failed(kind, column, rule, f"could not be checked: {message[0] if message else 'error'}")
     if kind == "expect_table_columns_to_match_set":
         mismatched = (result.get("details") or {}).get("mismatched", {})
         parts = [f"{key} {mismatched[key]}" for key in ("missing", "unexpected") if mismatched.get(key)]
-        return Failure(kind, None, rule, "; ".join(parts) or "columns differ")
+        return failed(kind, None, rule, "; ".join(parts) or "columns differ")
     if kind == "expect_column_to_exist":
-        return Failure(kind, column, rule, "the column is missing (renamed or dropped?)")
+        return failed(kind, column, rule, "the column is missing (renamed or dropped?)")
     if kind == "expect_column_distinct_values_to_contain_set":
         observed = [_jsonable(value) for value in result.get("observed_value") or []]
-        return Failure(kind, column, rule, f"observed only {observed}")
+        return failed(kind, column, rule, f"observed only {observed}")
     if "unexpected_count" not in result:
-        return Failure(kind, column, rule, f"observed {_jsonable(result.get('observed_value'))!r}")
+        return failed(kind, column, rule, f"observed {_jsonable(result.get('observed_value'))!r}")
     count, total = result.get("unexpected_count", 0), result.get("element_count", 0)
     if kind == "expect_column_values_to_not_be_null":
         rows = result.get("partial_unexpected_index_list") or []
         shown = f" (rows {rows[:EXAMPLES]})" if rows else ""
-        return Failure(kind, column, rule, f"{count} of {total} rows are missing{shown}")
+        return failed(kind, column, rule, f"{count} of {total} rows are missing{shown}")
     examples = _distinct(result.get("partial_unexpected_list") or [])
     if kind == "expect_column_values_to_be_in_type_list":
         types = sorted({type(value).__name__ for value in examples})
-        return Failure(kind, column, rule, f"{count} of {total} values are {', '.join(types)}", examples)
-    return Failure(kind, column, rule, f"{count} of {total} values break it", examples)
+        return failed(kind, column, rule, f"{count} of {total} values are {', '.join(types)}", examples)
+    return failed(kind, column, rule, f"{count} of {total} values break it", examples)
 
 
 def _distinct(values: list[Any]) -> list[Any]:
@@ -356,7 +351,7 @@ def validate_file(
     try:
         frame = read_table(path)
     except UnreadableBatch as error:
-        failure = Failure("read_table", None, error.rule, error.message)
+        failure = failed("read_table", None, error.rule, error.message)
         outcome = Outcome(name=name, success=False, failures=[failure])
         outcome.result_path = _write_result(outcome, contract, reports, str(path), None)
         return outcome
@@ -366,19 +361,33 @@ def validate_file(
 def _write_result(
     outcome: Outcome, contract: Contract, reports: Path, source: str, result: dict[str, Any] | None
 ) -> Path:
-    target = reports / "validation" / f"{outcome.name}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "name": outcome.name,
-        "source": source,
-        "success": outcome.success,
-        "rows": outcome.rows,
-        "contract_sha256": contract.digest,
-        "failures": [asdict(failure) for failure in outcome.failures],
-        "data_docs": str(outcome.data_docs) if outcome.data_docs else None,
-        "great_expectations": result,
-    }
-    temporary = target.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    temporary.replace(target)
-    return target
+    report = ValidationReport(
+        name=outcome.name,
+        source=source,
+        success=outcome.success,
+        rows=outcome.rows,
+        contract_sha256=contract.digest,
+        failures=tuple(outcome.failures),
+        data_docs=str(outcome.data_docs) if outcome.data_docs else None,
+        great_expectations=json.loads(json.dumps(result, default=str)) if result is not None else None,
+    )
+    return write_json(report, reports / "validation" / f"{outcome.name}.json")
+
+
+SNAPSHOT_FILES = ("data.parquet", "manifest.json")
+
+
+def validate(paths: Paths, data: Path | None = None, reports: Path | None = None) -> Outcome:
+    """`make validate [DATA=...]`: a CSV/Parquet file, a snapshot folder, or the latest snapshot."""
+    from data_pipelines.ingest import contract_of
+    from data_pipelines.snapshot import LATEST, load
+
+    contract = contract_of(paths)
+    reports = reports or paths.reports
+    if data is not None and not data.is_dir() and data.name not in SNAPSHOT_FILES:
+        with progress.step(f"validating {data} against the contract with Great Expectations"):
+            return validate_file(data, contract, reports)
+    frame, manifest = load(data or LATEST, root=paths.snapshots)
+    name = manifest["snapshot_id"]
+    with progress.step(f"validating snapshot {name} ({manifest['rows']} rows) with Great Expectations"):
+        return validate_frame(frame, contract, name, reports, source=f"snapshot {name}")

@@ -22,7 +22,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,9 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_pipelines.contract import Contract, Feature, load
+from governance.core.contract import Contract, Feature, load
+from governance.core.errors import InputError
 
 CONTAINER_PORT = 8080
 EXPECTED_UID = 10001
@@ -132,9 +130,15 @@ class ImageTest:
 
     # -- the image itself --------------------------------------------------------------------
     def inspect_image(self) -> dict[str, Any]:
-        found = self.docker("image", "inspect", self.args.image)
+        try:
+            found = self.docker("image", "inspect", self.args.image)
+        except OSError:
+            raise InputError(
+                f"image-test: no container engine: `{self.args.docker}` is not on PATH "
+                "(DOCKER=<client> names another one)"
+            ) from None
         if found.returncode != 0:
-            raise SystemExit(f"image-test: image {self.args.image} not found: run make image first")
+            raise InputError(f"image-test: image {self.args.image} not found: run `make image` first")
         return json.loads(found.stdout)[0]
 
     def size_within_budget(self, image: dict[str, Any]) -> str:
@@ -173,10 +177,14 @@ class ImageTest:
             args += ["--env", f"MODEL_NAME={self.model_name}"]
         if user:
             args += ["--user", user]
+        self.containers.append(name)  # before the run: a container created but not started is removed too
         started = self.docker(*args, self.args.image)
         if started.returncode != 0:
-            raise SystemExit(f"image-test: docker run failed: {started.stderr.strip()}")
-        self.containers.append(name)
+            raise CheckFailed(f"`{self.args.docker} run` failed: {started.stderr.strip()}")
+
+    def start_and_wait(self, name: str, port: int, user: str | None = None) -> str:
+        self.start(name, port, user)
+        return self.wait_ready(name, f"http://127.0.0.1:{port}")
 
     def wait_ready(self, name: str, base: str) -> str:
         deadline = time.monotonic() + self.args.timeout
@@ -309,9 +317,7 @@ class ImageTest:
 
     def arbitrary_uid(self) -> str:
         name, port = f"{self.name}-uid", free_port()
-        self.start(name, port, user=ARBITRARY_UID)
-        detail = self.wait_ready(name, f"http://127.0.0.1:{port}")
-        return f"--user {ARBITRARY_UID}: {detail}"
+        return f"--user {ARBITRARY_UID}: {self.start_and_wait(name, port, user=ARBITRARY_UID)}"
 
     def cleanup(self) -> None:
         for name in self.containers:
@@ -323,9 +329,8 @@ class ImageTest:
         self.check("image size within budget", lambda: self.size_within_budget(image))
         self.check("the image declares a non-root USER", lambda: self.declares_non_root_user(image))
         try:
-            self.start(self.name, self.port)
             title = f"starts read-only on 127.0.0.1:{self.port}"
-            self.check(title, lambda: self.wait_ready(self.name, self.base))
+            self.check(title, lambda: self.start_and_wait(self.name, self.port))
             if title in self.failures:
                 return self.report()
             self.check("health, readiness and metrics", self.health_endpoints)
@@ -371,10 +376,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return ImageTest(args, load()).run()
+def run(contract: Path | str | None = None, **options: Any) -> int:
+    """`make image-test`: the checks with the given options (the names of parse_args' flags).
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    `contract` is the data contract the image was built with (default: this project's); the
+    requests are made from it. Returns 0 when every check passed, 1 when one failed.
+    """
+    defaults = vars(parse_args(["--image", str(options.get("image", ""))]))
+    return ImageTest(argparse.Namespace(**{**defaults, **options}), load(contract)).run()

@@ -9,14 +9,14 @@ Standard library only; `docker` is any Docker-API client (Docker, or podman's so
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from governance.core.errors import InputError
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -24,12 +24,17 @@ IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0
 VERSION_LABEL = "org.opencontainers.image.version"
 
 
-class PushError(RuntimeError):
+class PushError(InputError):
     """The push failed or its digest could not be determined."""
 
 
 def docker(binary: str, *args: str) -> str:
-    result = subprocess.run([binary, *args], capture_output=True, text=True, check=False)  # noqa: S603
+    try:
+        result = subprocess.run([binary, *args], capture_output=True, text=True, check=False)  # noqa: S603
+    except OSError:
+        raise PushError(
+            f"no container engine: `{binary}` is not on PATH (DOCKER=<client> names another one)"
+        ) from None
     if result.returncode != 0:
         raise PushError(
             f"`{binary} {' '.join(args)}` failed: {result.stderr.strip() or result.stdout.strip()}"
@@ -49,46 +54,33 @@ def pushed_digest(image: str, push_output: str, inspect: dict) -> str:
     raise PushError(f"no digest for {image} in `docker push` output or RepoDigests")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", required=True, help="repository, e.g. ghcr.io/owner/project")
-    parser.add_argument("--tag", required=True, help="tag to push, e.g. the commit sha")
-    parser.add_argument("--docker", default="docker", help="docker-compatible client")
-    parser.add_argument("--output", type=Path, default=Path("artifacts/image.json"))
-    args = parser.parse_args(argv)
-    if not IMAGE.match(args.image):
-        parser.error(f"--image must be a lowercase registry/repository path, got {args.image!r}")
-    if not TAG.match(args.tag):
-        parser.error(f"--tag must be a valid image tag (letters, digits, _ . -), got {args.tag!r}")
-    reference = f"{args.image}:{args.tag}"
-    try:
-        print(f"==> {args.docker} push {reference}", flush=True)
-        if Path(args.docker).name == "podman":  # it reports the registry's digest only in --digestfile
-            with tempfile.TemporaryDirectory() as folder:
-                digest_file = Path(folder) / "digest"
-                output = docker(args.docker, "push", "--digestfile", str(digest_file), reference)
-                output += "\n" + digest_file.read_text()
-        else:
-            output = docker(args.docker, "push", reference)
-        (inspect,) = json.loads(docker(args.docker, "image", "inspect", reference))
-        digest = pushed_digest(args.image, output, inspect)
-    except PushError as error:
-        print(f"image-push: {error}", file=sys.stderr)
-        return 1
+def push(image: str, tag: str, docker_cli: str, output: Path, say=print) -> dict[str, str]:
+    """`make image-push`: push image:tag, then write the record with its registry digest to `output`."""
+    if not IMAGE.match(image):
+        raise PushError(f"--image must be a lowercase registry/repository path, got {image!r}")
+    if not TAG.match(tag):
+        raise PushError(f"--tag must be a valid image tag (letters, digits, _ . -), got {tag!r}")
+    reference = f"{image}:{tag}"
+    say(f"==> {docker_cli} push {reference}")
+    if Path(docker_cli).name == "podman":  # it reports the registry's digest only in --digestfile
+        with tempfile.TemporaryDirectory() as folder:
+            digest_file = Path(folder) / "digest"
+            pushed = docker(docker_cli, "push", "--digestfile", str(digest_file), reference)
+            pushed += "\n" + digest_file.read_text()
+    else:
+        pushed = docker(docker_cli, "push", reference)
+    (inspect,) = json.loads(docker(docker_cli, "image", "inspect", reference))
+    digest = pushed_digest(image, pushed, inspect)
     labels = (inspect.get("Config") or {}).get("Labels") or {}
     record = {
-        "image": args.image,
-        "tag": args.tag,
+        "image": image,
+        "tag": tag,
         "digest": digest,
-        "reference": f"{args.image}@{digest}",
+        "reference": f"{image}@{digest}",
         "model_version": labels.get(VERSION_LABEL, ""),
         "pushed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"==> pushed {record['reference']} (model {record['model_version'] or 'unknown'}) -> {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+    say(f"==> pushed {record['reference']} (model {record['model_version'] or 'unknown'}) -> {output}")
+    return record

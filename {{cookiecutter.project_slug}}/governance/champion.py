@@ -1,4 +1,4 @@
-"""Fetch the champion's ONNX model out of its deployed image: ``python -m governance.champion``.
+"""Fetch the champion's ONNX model out of its deployed image: `make champion`.
 
 In this GitOps design the deployed image is the artifact store: the production overlay pins
 the champion's image by digest and that image holds the model at /app/model/model.onnx.
@@ -8,42 +8,40 @@ Here the model is copied out of exactly the pinned image, checked against the sh
 registry recorded, and put at the entry's artifact path, where the gate re-scores it on the
 candidate's own test split.
 
-Exit codes: 0 the model is in place (or no champion is deployed yet); 1 refused: the image
-does not hold the registered model; 2 the model could not be obtained (no container engine,
-pull denied, a broken registry or overlay). With ``--optional`` an unobtainable model is a
-warning (exit 0) and `make train`'s gate decides under ``model.regression_fallback``.
+A refusal (the image does not hold the registered model) is a failed check (exit 1); a
+model that cannot be obtained (no container engine, pull denied, a broken registry or
+overlay) is an error (exit 2), or with `--optional` a warning, and `make train`'s gate then
+decides under `model.regression_fallback`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from governance import registry
+from governance.core.errors import CheckFailed, InputError
+from governance.core.paths import Paths
+from governance.core.records import IMAGE_DIGEST
 
-ROOT = Path(__file__).resolve().parents[1]
-OVERLAY = Path("deploy/overlays/production/kustomization.yaml")
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 MODEL_IN_IMAGE = "/app/model/model.onnx"
-OK, REFUSED, UNAVAILABLE = 0, 1, 2
 PULL_TIMEOUT_S = 900
 DOCKER_TIMEOUT_S = 120
 
 
-class ChampionError(RuntimeError):
+class ChampionError(InputError):
     """The champion's model cannot be obtained; the message says what failed and what to do."""
 
 
-class ChampionRefused(ChampionError):
+class ChampionRefused(CheckFailed):
     """The image answered, but its model is not the registered one."""
 
 
@@ -62,50 +60,58 @@ class Target:
         return f"{self.image}@{self.digest}"
 
 
+def production_overlay(paths: Paths) -> Path:
+    """The kustomization that pins what production runs."""
+    return paths.overlays / "production" / "kustomization.yaml"
+
+
 def pinned_image(root: Path) -> tuple[str, str]:
     """The image name and digest the production overlay pins (what Argo CD runs)."""
-    path = root / OVERLAY
+    paths = Paths(root)
+    path = production_overlay(paths)
+    shown = paths.relative(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise ChampionError(f"cannot read the production overlay {OVERLAY}: {error}") from None
+        raise ChampionError(f"cannot read the production overlay {shown}: {error}") from None
     images = raw.get("images") if isinstance(raw, dict) else None
     if not isinstance(images, list) or len(images) != 1 or not isinstance(images[0], dict):
-        raise ChampionError(f"{OVERLAY}: field 'images' must hold exactly one image (got {images!r})")
+        raise ChampionError(f"{shown}: field 'images' must hold exactly one image (got {images!r})")
     image = images[0].get("newName") or images[0].get("name")
     digest = images[0].get("digest")
     if not isinstance(image, str) or not image:
-        raise ChampionError(f"{OVERLAY}: field 'images[0].newName' must name the image (got {image!r})")
-    if not isinstance(digest, str) or not registry.IMAGE_DIGEST.match(digest):
-        raise ChampionError(f"{OVERLAY}: field 'images[0].digest' must be sha256:<64 hex> (got {digest!r})")
+        raise ChampionError(f"{shown}: field 'images[0].newName' must name the image (got {image!r})")
+    if not isinstance(digest, str) or not re.match(IMAGE_DIGEST, digest):
+        raise ChampionError(f"{shown}: field 'images[0].digest' must be sha256:<64 hex> (got {digest!r})")
     return image, digest
 
 
 def locate(root: Path) -> tuple[Target | None, str]:
     """The champion to fetch, or None with the reason there is none yet."""
-    entry = registry.champion(root / "governance" / "registry.yaml")
+    paths = Paths(root)
+    entry = registry.load(paths.registry).champion
     if entry is None:
-        return None, "no champion deployed yet: governance/registry.yaml has no production entry"
+        return None, f"no champion deployed yet: {paths.relative(paths.registry)} has no production entry"
     image, digest = pinned_image(root)
     if digest == PLACEHOLDER_DIGEST:
         return None, (
-            f"no champion deployed yet: {OVERLAY} still pins the placeholder digest "
-            f"(registry production entry {entry['version']} has no deployed image)"
+            f"no champion deployed yet: {paths.relative(production_overlay(paths))} still pins the "
+            f"placeholder digest (registry production entry {entry.version} has no deployed image)"
         )
-    registered = (entry.get("image") or {}).get("digest")
+    registered = entry.image.digest if entry.image else None
     if registered and registered != digest:
         raise ChampionError(
-            f"the production overlay pins {digest}, but registry entry {entry['version']} records image "
+            f"the production overlay pins {digest}, but registry entry {entry.version} records image "
             f"{registered}: the desired state and the registry disagree; fix them in one reviewed PR"
         )
-    artifact = Path(entry["artifact"]["path"])
+    artifact = Path(entry.artifact.path)
     resolved = (root / artifact).resolve()
     if artifact.is_absolute() or not resolved.is_relative_to(root.resolve()):
         raise ChampionError(
-            f"registry entry {entry['version']}: field 'artifact.path' must be a path inside the project "
+            f"registry entry {entry.version}: field 'artifact.path' must be a path inside the project "
             f"(got {str(artifact)!r})"
         )
-    return Target(entry["version"], resolved, entry["artifact"]["sha256"], image, digest), ""
+    return Target(entry.version, resolved, entry.artifact.sha256, image, digest), ""
 
 
 def _docker(binary: str, *args: str, timeout: float = DOCKER_TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -171,40 +177,25 @@ def fetch(target: Target, docker: str = "docker", say=print) -> Path:
     return target.artifact
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m governance.champion", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--root", default=str(ROOT), help="project root (default: this checkout)")
-    parser.add_argument("--docker", default="docker", help="docker-compatible client (default: docker)")
-    parser.add_argument(
-        "--optional",
-        action="store_true",
-        help="an unobtainable model is a warning, not an error (the regression gate then decides)",
-    )
-    args = parser.parse_args(argv)
-    root = Path(args.root).resolve()
+def fetch_champion(paths: Paths, docker: str = "docker", optional: bool = False, say=print) -> Path | None:
+    """`make champion`: the champion's model in place, None when no champion is deployed yet.
+
+    With `optional`, a model that cannot be obtained is a warning: `make train` then follows
+    model.regression_fallback in governance/policy.yaml. A refusal is never optional.
+    """
     try:
-        target, reason = locate(root)
+        target, reason = locate(paths.root)
         if target is None:
-            print(reason)
-            return OK
-        fetch(target, args.docker)
-    except ChampionRefused as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return REFUSED
+            say(reason)
+            return None
+        return fetch(target, docker, say)
+    except ChampionRefused:
+        raise
     except (ChampionError, registry.RegistryError) as error:
-        if args.optional:
-            print(
-                f"WARNING: {error}\n  without the champion's model, `make train` follows "
-                "model.regression_fallback in governance/policy.yaml",
-                file=sys.stderr,
-            )
-            return OK
-        print(f"ERROR: {error}", file=sys.stderr)
-        return UNAVAILABLE
-    return OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if not optional:
+            raise
+        say(
+            f"warning: {error}\n  without the champion's model, `make train` follows "
+            "model.regression_fallback in governance/policy.yaml"
+        )
+        return None

@@ -29,17 +29,19 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from requests.exceptions import RequestException
 
+from governance.core.errors import InputError
+
 DEFAULT_API_URL = "https://api.github.com"
 REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
 RETRY_STATUSES = [*range(500, 600), 429]  # GithubRetry adds the 403s that are rate limits itself
 WRITE_PERMISSIONS = "`permissions: {contents: write, pull-requests: write}`"
 
 
-class GitHubConfigError(ValueError):
+class GitHubConfigError(InputError):
     """A GitHub setting is missing or malformed; the message names the variable and the value."""
 
 
-class GitHubError(RuntimeError):
+class GitHubError(InputError):
     """GitHub refused a call, or could not be reached after the retries; the message says what to fix."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

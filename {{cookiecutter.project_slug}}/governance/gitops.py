@@ -13,29 +13,27 @@ target updates the same branch and PR instead of opening another (see github_cli
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from governance import github_client, registry
+from governance.core.errors import InputError
+from governance.core.paths import Paths
+from governance.core.records import RegistryEntry
+from governance.documents import render
 
-ROOT = Path(__file__).resolve().parents[1]
-REGISTRY = Path("governance/registry.yaml")
-OVERLAYS = Path("deploy/overlays")
-REPORTS = Path("reports/gitops")
 # Only these folders are part of a GitOps change; anything else in the working tree is not.
 CHANGE_SCOPE = ("governance", "deploy/overlays")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 DIGEST_LINE = re.compile(r"^(?P<key>[ \t]+digest:[ \t]*)(?P<value>\S+)(?P<rest>.*)$", re.MULTILINE)
 
 
-class GitOpsError(ValueError):
+class GitOpsError(InputError):
     """A GitOps change cannot be made; the message names the file, the rule and the value."""
 
 
@@ -88,41 +86,45 @@ def stage_for_staging(root: Path, record: dict) -> Change:
     version = record.get("model_version") or ""
     if not version:
         raise GitOpsError("image record: `model_version` is empty (the image lacks its version label)")
-    path = root / REGISTRY
+    paths = Paths(root)
+    path = paths.registry
     entry = registry.get(version, path)
-    if entry["stage"] not in ("candidate", "staging"):
+    if entry.stage not in ("candidate", "staging"):
         raise GitOpsError(
-            f"{REGISTRY}: version {version} is in stage {entry['stage']!r}; "
+            f"{paths.relative(path)}: version {version} is in stage {entry.stage!r}; "
             "only a candidate (or the staging version itself) can become staging"
         )
     replaced = [
-        other["version"]
-        for other in registry.load(path)["models"]
-        if other["stage"] == "staging" and other["version"] != version
+        other.version
+        for other in registry.load(path).models
+        if other.stage == "staging" and other.version != version
     ]
     for other in replaced:  # one staging version at a time: what the staging overlay runs
         registry.set_stage(other, "archived", path)
     registry.update(version, {"image": {"digest": digest}}, path)
     entry = registry.set_stage(version, "staging", path)
-    pin_digest(root / OVERLAYS / "staging", digest)
+    pin_digest(paths.overlays / "staging", digest)
     body = describe(entry, "staging", record.get("reference") or digest, replaced)
     return Change("staging", version, digest, f"Deploy {version} to staging", body)
 
 
 def stage_for_production(root: Path, version: str) -> Change:
     """Move a staging version to production (archiving the champion) and pin its digest there."""
-    path = root / REGISTRY
+    paths = Paths(root)
+    path = paths.registry
     entry = registry.get(version, path)
-    if entry["stage"] != "staging":
+    if entry.stage != "staging":
         raise GitOpsError(
-            f"{REGISTRY}: version {version} is in stage {entry['stage']!r}; "
+            f"{paths.relative(path)}: version {version} is in stage {entry.stage!r}; "
             "only the version in staging can be promoted to production"
         )
-    digest = check_digest((entry.get("image") or {}).get("digest", ""), f"{REGISTRY}: {version} image.digest")
-    previous = registry.champion(path)
+    digest = check_digest(
+        entry.image.digest if entry.image else "", f"{paths.relative(path)}: {version} image.digest"
+    )
+    previous = registry.load(path).champion
     entry = registry.set_stage(version, "production", path)  # archives the previous champion
-    pin_digest(root / OVERLAYS / "production", digest)
-    replaced = [previous["version"]] if previous else []
+    pin_digest(paths.overlays / "production", digest)
+    replaced = [previous.version] if previous else []
     return Change(
         "production",
         version,
@@ -132,26 +134,8 @@ def stage_for_production(root: Path, version: str) -> Change:
     )
 
 
-def describe(entry: dict, environment: str, image: str, archived: list[str]) -> str:
-    metrics = entry.get("metrics") or {}
-    shown = ", ".join(
-        f"{name} {value:.4f}" for name, value in metrics.items() if isinstance(value, int | float)
-    )
-    lines = [
-        f"Model `{entry.get('model_name', '')}` version `{entry['version']}` goes to **{environment}**.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| image | `{image}` |",
-        f"| registry stage | `{environment}` |",
-        f"| metrics | {shown or 'none recorded'} |",
-        f"| replaces | {', '.join(f'`{v}`' for v in archived) or 'nothing'} (archived) |",
-        "",
-        "Merging this pull request is the deployment:",
-        f"Argo CD syncs `deploy/overlays/{environment}` from main.",
-        "This branch is owned by a bot and rewritten on each run; change the source, not the branch.",
-    ]
-    return "\n".join(lines)
+def describe(entry: RegistryEntry, environment: str, image: str, archived: list[str]) -> str:
+    return render("gitops_pr.md.j2", entry=entry, environment=environment, image=image, archived=archived)
 
 
 def changed_files(root: Path) -> dict[str, bytes]:
@@ -172,10 +156,11 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
     target = github_client.target_from_env()
     if target is None:
         listing = "\n".join(f"- `{path}`" for path in files)
-        dry_run = REPORTS / f"{change.environment}.md"
+        paths = Paths(root)
+        dry_run = paths.reports / "gitops" / f"{change.environment}.md"
         text = f"# {change.title}\n\nbranch `{change.branch}`\n\n{change.body}\n\n## Files\n{listing}\n"
-        github_client.write_dry_run(root / dry_run, text)
-        return f"no GITHUB_TOKEN: dry run written to {dry_run}"
+        github_client.write_dry_run(dry_run, text)
+        return f"no GITHUB_TOKEN: dry run written to {paths.relative(dry_run)}"
     repository = github_client.open_repository(target)  # retries on 5xx and rate limits
     with github_client.explained(target):
         pull = github_client.upsert_pull_request(
@@ -190,36 +175,27 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
     return f"pull request #{pull.number}: {pull.html_url}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    staging = commands.add_parser("pin-staging", help="register the pushed image's version as staging")
-    staging.add_argument("--image-record", type=Path, default=Path("artifacts/image.json"))
-    production = commands.add_parser("promote", help="move a staging version to production")
-    production.add_argument("--version", required=True)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "pin-staging":
-            record_path = ROOT / args.image_record
-            if not record_path.is_file():
-                raise GitOpsError(f"{args.image_record} does not exist: run `make image-push` first")
-            change = stage_for_staging(ROOT, json.loads(record_path.read_text()))
-        else:
-            change = stage_for_production(ROOT, args.version)
-        files = changed_files(ROOT)
-        if not files:
-            print(f"gitops: {change.environment} already runs {change.version}; nothing to change")
-            return 0
-        print(f"gitops: {change.title} ({', '.join(files)})")
-        print(f"gitops: {publish(ROOT, change, files)}")
-    except (GitOpsError, registry.RegistryError, github_client.GitHubConfigError) as error:
-        print(f"gitops: {error}", file=sys.stderr)
-        return 2
-    except github_client.GitHubError as error:
-        print(f"gitops: GitHub refused the change: {error}", file=sys.stderr)
-        return 1
-    return 0
+def apply(paths: Paths, change: Change, say=print) -> str:
+    """Publish a staged change as its pull request; nothing to publish when git sees no change."""
+    files = changed_files(paths.root)
+    if not files:
+        message = f"{change.environment} already runs {change.version}; nothing to change"
+        say(f"gitops: {message}")
+        return message
+    say(f"gitops: {change.title} ({', '.join(files)})")
+    outcome = publish(paths.root, change, files)
+    say(f"gitops: {outcome}")
+    return outcome
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def pin_staging(paths: Paths, image_record: Path | None = None, say=print) -> str:
+    """`make pin-staging`: the pushed image's version becomes staging, its digest pinned in staging."""
+    record_path = image_record or paths.image_record
+    if not record_path.is_file():
+        raise GitOpsError(f"{paths.relative(record_path)} does not exist: run `make image-push` first")
+    return apply(paths, stage_for_staging(paths.root, json.loads(record_path.read_text())), say)
+
+
+def promote(paths: Paths, version: str, say=print) -> str:
+    """`make promote VERSION=...`: a staging version becomes production, its digest pinned there."""
+    return apply(paths, stage_for_production(paths.root, version), say)

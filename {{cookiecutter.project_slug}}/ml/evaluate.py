@@ -24,11 +24,10 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.records import Bias
 
-# Task metrics where higher is better: the policy's primary metric must be one of these.
-HIGHER_IS_BETTER = ("roc_auc", "accuracy", "f1", "precision", "recall")
-# Per-group metrics the policy's bias gate may name (largest gap between groups).
+# Per-group metrics the policy's bias gate may name (governance.core.policy.GROUP_METRICS).
 GROUP_METRICS = {
     "selection_rate": selection_rate,
     "accuracy": accuracy_score,
@@ -73,16 +72,10 @@ def groups(df: pd.DataFrame, contract: Contract) -> pd.Series | None:
     return column.astype("object").where(column.notna(), MISSING_GROUP).map(str).rename(name)
 
 
-def bias_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.Series | None, metric: str
-) -> dict[str, Any]:
+def bias_metrics(y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.Series | None, metric: str) -> Bias:
     """Per-group metrics, the gap for each and the headline fairness differences."""
     if sensitive is None:
-        return {
-            "sensitive_attribute": None,
-            "metric": metric,
-            "note": "no sensitive attribute in the data contract",
-        }
+        return Bias(metric=metric, note="no sensitive attribute in the data contract")
     frame = MetricFrame(
         metrics={**GROUP_METRICS, "count": count},
         y_true=y_true,
@@ -96,19 +89,19 @@ def bias_metrics(
     gaps = {name: _number(value) for name, value in frame.difference(method="between_groups").items()}
     gaps.pop("count", None)
     features = sensitive.to_numpy()
-    return {
-        "sensitive_attribute": str(sensitive.name),
-        "metric": metric,
-        "largest_gap": gaps.get(metric),
-        "gaps": gaps,
-        "by_group": by_group,
-        "demographic_parity_difference": _number(
+    return Bias(
+        sensitive_attribute=str(sensitive.name),
+        metric=metric,
+        largest_gap=gaps.get(metric),
+        gaps=gaps,
+        by_group=by_group,
+        demographic_parity_difference=_number(
             demographic_parity_difference(y_true, y_pred, sensitive_features=features)
         ),
-        "equalized_odds_difference": _number(
+        equalized_odds_difference=_number(
             equalized_odds_difference(y_true, y_pred, sensitive_features=features)
         ),
-    }
+    )
 
 
 def evaluate(
@@ -119,8 +112,8 @@ def evaluate(
     classes: list[int],
     contract: Contract,
     bias_metric: str,
-) -> dict[str, Any]:
-    """Everything metrics.json holds about model quality: task metrics and bias.
+) -> tuple[dict[str, float | None], Bias]:
+    """What metrics.json holds about model quality: task metrics and bias.
 
     `proba` has one column per entry of `classes` (the fitted model's class order);
     `predicted` holds the served labels (class values).
@@ -129,7 +122,6 @@ def evaluate(
     positive = proba[:, list(classes).index(positive_class)]
     truth = (np.asarray(y_true) == positive_class).astype(np.int64)
     chosen = (np.asarray(predicted) == positive_class).astype(np.int64)
-    return {
-        "metrics": task_metrics(truth, chosen, positive),
-        "bias": bias_metrics(truth, chosen, groups(test, contract), bias_metric),
-    }
+    return task_metrics(truth, chosen, positive), bias_metrics(
+        truth, chosen, groups(test, contract), bias_metric
+    )

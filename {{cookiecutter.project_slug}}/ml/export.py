@@ -14,19 +14,19 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.encoding import OUTPUTS, Scorer
+from governance.core.errors import CheckFailed
+from governance.core.records import Parity
 from ml.features import onnx_inputs
 
-OUTPUTS = ("label", "probabilities")
 
-
-class ExportError(RuntimeError):
+class ExportError(CheckFailed):
     """The converted model does not have the interface serving relies on."""
 
 
@@ -109,41 +109,28 @@ def metadata(
     }
 
 
-def session(model_bytes: bytes) -> ort.InferenceSession:
-    """A single-threaded CPU session: what one serving worker does, and stable to time."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def predict(
-    runner: ort.InferenceSession, frame: pd.DataFrame, contract: Contract
-) -> tuple[np.ndarray, np.ndarray]:
-    label, probabilities = runner.run(list(OUTPUTS), onnx_inputs(frame, contract))
-    return label, probabilities
-
-
 def parity(
-    runner: ort.InferenceSession,
+    scorer: Scorer,
     pipeline: Pipeline,
     frame: pd.DataFrame,
     contract: Contract,
     tolerance: float,
-) -> dict[str, Any]:
+    version: str,
+) -> Parity:
     """onnxruntime versus scikit-learn on every row given (the whole test split)."""
-    onnx_labels, onnx_proba = predict(runner, frame, contract)
+    onnx_labels, onnx_proba = scorer.score(onnx_inputs(frame, contract))
     sklearn_proba = pipeline.predict_proba(frame)
     sklearn_labels = pipeline.predict(frame)
     diff = np.abs(onnx_proba.astype(np.float64) - sklearn_proba)
     mismatched = int(np.sum(onnx_labels != sklearn_labels))
     max_abs_diff = float(diff.max()) if diff.size else 0.0
-    return {
-        "rows": len(frame),
-        "max_abs_diff": max_abs_diff,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
-        "labels_equal": mismatched == 0,
-        "mismatched_labels": mismatched,
-        "tolerance": tolerance,
-        "passed": mismatched == 0 and max_abs_diff <= tolerance,
-    }
+    return Parity(
+        version=version,
+        rows=len(frame),
+        max_abs_diff=max_abs_diff,
+        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
+        labels_equal=mismatched == 0,
+        mismatched_labels=mismatched,
+        tolerance=tolerance,
+        passed=mismatched == 0 and max_abs_diff <= tolerance,
+    )

@@ -1,10 +1,14 @@
-"""Preprocessing derived from the data contract, shaped so that it converts to ONNX exactly.
+"""MAKE IT YOURS (seam 2): the preprocessing between the contract's columns and the estimator.
 
-The ONNX model takes one input per feature (see the interface in README): numeric features
-as float32 with NaN for missing, categorical features as strings with "" for missing. The
-frame used for training and for scikit-learn predictions is brought to exactly that form
-first (`model_frame`), so the fitted pipeline and its ONNX conversion see identical values
-and parity is a property of the converter, not of differing inputs.
+`preprocessor` is derived from the data contract: impute (and scale) numeric features, impute
+and one-hot encode categorical ones. Add your feature engineering here as scikit-learn
+transformers that skl2onnx converts (the ONNX model must compute the same features from the
+raw contract columns the service receives), then run `make train` and check the parity gate.
+
+The frame scikit-learn sees is built with the ground layer's ONNX encoder
+(governance/core/encoding.py): numeric features as float32 with NaN for missing, categorical
+ones as strings with "" for missing. Training, parity, serving and monitoring therefore all
+encode a row the same way, and parity is a property of the converter, not of two encoders.
 """
 
 from __future__ import annotations
@@ -16,48 +20,37 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.encoding import MISSING_TEXT, encode_column, feeds
+from governance.core.errors import InputError
 
 MISSING_CATEGORY = "missing"  # what an absent categorical value is imputed to
-MISSING_STRING = ""  # how an absent categorical value travels in the ONNX input (and in training)
+MISSING_STRING = MISSING_TEXT  # how an absent categorical value travels in the ONNX input (and in training)
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """The data does not have what the contract promises; the message names the column."""
 
 
 def model_frame(df: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """The contract's features, in contract order, as the ONNX model will receive them.
-
-    Numeric values become float32 (the ONNX input type; NaN marks missing) and categorical
-    values become Python strings with "" for missing (None, NaN and pd.NA alike), so that
-    training, scikit-learn scoring and onnxruntime scoring all agree on every value.
-    """
+    """The contract's features, in contract order, encoded exactly as the ONNX model receives them."""
     absent = [name for name in contract.feature_names if name not in df.columns]
     if absent:
         raise DataError(f"the data has no column for contract feature(s) {absent}")
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, np.ndarray] = {}
     for feature in contract.features:
         column = df[feature.name]
         if feature.is_numeric:
             values = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
-            columns[feature.name] = pd.Series(values.astype(np.float32), index=df.index)
         else:
-            text = column.astype("object").where(column.notna(), MISSING_STRING).map(str)
-            columns[feature.name] = text.astype(object)
+            values = column.astype("object").to_numpy(dtype=object, na_value=None)
+        columns[feature.name] = encode_column(feature, values).ravel()
     return pd.DataFrame(columns, index=df.index)
 
 
 def onnx_inputs(frame: pd.DataFrame, contract: Contract) -> dict[str, np.ndarray]:
     """onnxruntime feed for a frame made by `model_frame`: one [N, 1] array per feature."""
-    feed: dict[str, np.ndarray] = {}
-    for feature in contract.features:
-        values = frame[feature.name].to_numpy()
-        if feature.is_numeric:
-            feed[feature.name] = values.astype(np.float32).reshape(-1, 1)
-        else:
-            feed[feature.name] = values.astype(object).reshape(-1, 1)
-    return feed
+    return feeds({name: frame[name].to_numpy() for name in contract.feature_names}, contract)
 
 
 def preprocessor(contract: Contract, scale_numeric: bool = True) -> ColumnTransformer:

@@ -7,45 +7,40 @@ snapshot therefore yields the same fitted model, and so the same ONNX bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
+from pydantic import Field
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from data_pipelines.contract import Contract
-from governance.files import read_yaml_mapping
+from governance.core.contract import Contract
+from governance.core.errors import InputError
+from governance.core.records import IDENTIFIER, Record, parse, read_yaml
+from ml.estimator import FAMILIES, build_estimator, needs_scaling
 from ml.features import DataError, model_frame, preprocessor
 
-PARAMS_PATH = Path(__file__).with_name("params.yaml")
 
-# Only families whose ONNX conversion passes parity (tests/test_export_parity.py checks each).
-# HistGradientBoostingClassifier is absent on purpose: skl2onnx cannot convert it at our opset.
-FAMILIES: dict[str, type[ClassifierMixin]] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest": RandomForestClassifier,
-    "gradient_boosting": GradientBoostingClassifier,
-}
-SCALED_FAMILIES = frozenset({"logistic_regression"})  # see ml.features.preprocessor
-
-
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """ml/params.yaml breaks a rule; the message names the key, the rule and the value."""
 
 
-@dataclass(frozen=True)
-class Params:
-    model_name: str
+class Params(Record):
+    """ml/params.yaml: the training parameters (the estimator's settings live under its family)."""
+
+    seed: int = Field(ge=0, strict=True)
+    test_size: float = Field(ge=0.05, le=0.5, strict=True)
+    model_name: str = Field(pattern=IDENTIFIER)
     model_family: str
-    seed: int
-    test_size: float
-    estimator: dict[str, Any] = field(default_factory=dict)
+    estimators: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def estimator(self) -> dict[str, Any]:
+        """The chosen family's settings."""
+        return dict(self.estimators.get(self.model_family) or {})
 
 
 @dataclass(frozen=True)
@@ -56,48 +51,31 @@ class Split:
     test: pd.DataFrame
 
 
-def load_params(path: Path | str = PARAMS_PATH) -> Params:
+def load_params(path: Path | str) -> Params:
     """Read and check the training parameters before any work starts."""
-    raw = read_yaml_mapping(path, ParamsError, "training parameters file")
-    family = raw.get("model_family")
-    if family not in FAMILIES:
-        raise ParamsError(f"params 'model_family' must be one of {sorted(FAMILIES)} (got {family!r})")
-    seed = raw.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ParamsError(f"params 'seed' must be a non-negative integer (got {seed!r})")
-    test_size = raw.get("test_size")
-    if not isinstance(test_size, float) or not 0.05 <= test_size <= 0.5:
-        raise ParamsError(f"params 'test_size' must be a fraction between 0.05 and 0.5 (got {test_size!r})")
-    name = raw.get("model_name")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ParamsError(f"params 'model_name' must be an identifier (got {name!r})")
-    estimators = raw.get("estimators") or {}
-    settings = estimators.get(family, {}) if isinstance(estimators, dict) else None
-    if not isinstance(settings, dict):
-        raise ParamsError(f"params 'estimators.{family}' must be a mapping (got {settings!r})")
-    if "random_state" in settings:
+    params = parse(Params, read_yaml(path, "training parameters file", ParamsError), str(path), ParamsError)
+    if params.model_family not in FAMILIES:
         raise ParamsError(
-            f"params 'estimators.{family}.random_state' is not allowed: the top-level seed sets it"
+            f"{path}: field 'model_family' must be one of {sorted(FAMILIES)} (got {params.model_family!r})"
         )
-    return Params(name, family, seed, test_size, dict(settings))
-
-
-def build_estimator(params: Params) -> ClassifierMixin:
-    """The configured estimator, seeded; an unknown setting is reported by its key."""
-    cls = FAMILIES[params.model_family]
-    try:
-        return cls(random_state=params.seed, **params.estimator)
-    except TypeError as error:
+    if "random_state" in params.estimator:
         raise ParamsError(
-            f"params 'estimators.{params.model_family}' has a setting {cls.__name__} rejects: {error}"
-        ) from None
+            f"{path}: field 'estimators.{params.model_family}.random_state' is not allowed: "
+            "the top-level seed sets it"
+        )
+    return params
 
 
 def build_pipeline(contract: Contract, params: Params) -> Pipeline:
-    scale = params.model_family in SCALED_FAMILIES
-    return Pipeline(
-        [("features", preprocessor(contract, scale_numeric=scale)), ("model", build_estimator(params))]
-    )
+    """The contract's preprocessing, then the estimator from the seam (ml/estimator.py)."""
+    try:
+        estimator = build_estimator(params.model_family, params.estimator, params.seed)
+    except TypeError as error:
+        raise ParamsError(
+            f"params 'estimators.{params.model_family}' has a setting the estimator rejects: {error}"
+        ) from None
+    features = preprocessor(contract, scale_numeric=needs_scaling(estimator))
+    return Pipeline([("features", features), ("model", estimator)])
 
 
 def labels(df: pd.DataFrame, contract: Contract) -> np.ndarray:

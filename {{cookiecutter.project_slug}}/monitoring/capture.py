@@ -25,9 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from data_pipelines.contract import Contract, load
+from governance.core.capture import COLUMNS
+from governance.core.contract import Contract, load
+from governance.core.errors import InputError
+from governance.core.paths import DEFAULT_CAPTURE_URI
 
-DEFAULT_URI = "file://./artifacts/capture"
+DEFAULT_URI = DEFAULT_CAPTURE_URI
 PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # Columns the window adds next to the contract's columns; a contract column may not reuse them.
 META_COLUMNS = (
@@ -44,7 +47,7 @@ META_COLUMNS = (
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
-class CaptureError(ValueError):
+class CaptureError(InputError):
     """The capture store cannot be read as the spec describes; the message names the file."""
 
 
@@ -74,28 +77,26 @@ def to_utc(value: datetime | str | None, name: str) -> datetime | None:
 
 
 def schema(contract: Contract) -> pa.Schema:
-    """The JSON schema of a capture line, typed from the contract (numbers as float64: JSON has no int)."""
-    features = pa.struct(
-        [
-            pa.field(feature.name, pa.float64() if feature.is_numeric else pa.string())
-            for feature in contract.features
-        ]
-    )
-    fields = [
-        pa.field("kind", pa.string()),
-        pa.field("prediction_id", pa.string()),
-        pa.field("request_id", pa.string()),
-        pa.field("row", pa.int64()),
-        pa.field("timestamp", TIMESTAMP),  # ISO 8601 with an offset, parsed by the reader's threads
-        pa.field("model_name", pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("features", features),
-        pa.field("label", pa.int64()),
-        pa.field("scores", pa.list_(pa.float64())),
-    ]
+    """The Arrow schema of a capture line: the ground record's columns, typed from the contract.
+
+    Numbers are float64 (JSON has no integer type); `features` and `sensitive` are structs of
+    the contract's columns.
+    """
+    types = {
+        "string": pa.string(),
+        "integer": pa.int64(),
+        "timestamp": TIMESTAMP,  # ISO 8601 with an offset, parsed by the reader's threads
+        "scores": pa.list_(pa.float64()),
+        "features": pa.struct(
+            [
+                pa.field(feature.name, pa.float64() if feature.is_numeric else pa.string())
+                for feature in contract.features
+            ]
+        ),
+    }
     if contract.sensitive:
-        fields.append(pa.field("sensitive", pa.struct([pa.field(contract.sensitive.name, pa.string())])))
-    return pa.schema(fields)
+        types["sensitive"] = pa.struct([pa.field(contract.sensitive.name, pa.string())])
+    return pa.schema([pa.field(name, types[kind]) for name, kind in COLUMNS.items() if kind in types])
 
 
 def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[CaptureFile]]:

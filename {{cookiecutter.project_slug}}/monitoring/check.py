@@ -1,24 +1,42 @@
-"""One scheduled drift run, end to end.
+"""`make drift`: one scheduled drift run, as a list of named steps.
 
 captured window -> reference (champion + its training snapshot) -> per-feature and score
 drift -> performance and bias -> policy decision -> (if retrain) new snapshot, validated ->
-reports -> one line of monitoring history. Each step is a module of its own; this one only
-orders them and collects what they found into the summary the reports and the retraining
-pull request are made from.
+reports -> one line of monitoring history. Each step is a function below (or a module of its
+own); `run` only orders them and collects what they found into the `DriftSummary` that the
+reports and the retraining pull request are made from.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from data_pipelines.contract import Contract
+import numpy as np
+import pandas as pd
+
+from governance.core import policy as policy_file
+from governance.core import progress
+from governance.core.contract import Contract
+from governance.core.contract import load as load_contract
+from governance.core.paths import Paths
+from governance.core.policy import Policy
+from governance.core.records import (
+    Decision,
+    DriftResult,
+    DriftSummary,
+    FeatureDrift,
+    MonitoringSettings,
+    NewDataset,
+    Performance,
+    RegistryEntry,
+    Window,
+)
 from monitoring import dataset, reference, report
 from monitoring.capture import capture_uri, read_window
-from monitoring.config import Policy, Settings
+from monitoring.config import load_settings
 from monitoring.decision import append_history, decide
 from monitoring.detectors import make_detector, score_drift
 from monitoring.performance import evaluate
@@ -33,158 +51,172 @@ class Options:
     days: float | None = None
     reference: str | None = None  # a snapshot id or path instead of the champion's
     record: bool = True  # append to the monitoring history
+    detector: str | None = None  # alibi | scipy, instead of monitoring.yaml's
 
 
-def progress(message: str) -> None:
-    print(f"drift: {message}", file=sys.stderr, flush=True)
+@dataclass
+class Findings:
+    """What the steps found; None where a step did not run (a window too small to judge)."""
+
+    drift: DriftResult | None = None
+    score: FeatureDrift | None = None
+    performance: Performance | None = None
+    reference_scores: np.ndarray | None = None
 
 
-def _window_bounds(options: Options, settings: Settings) -> tuple[Any, Any, int | None]:
+class Timer:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(now - since, 3)
+        return now
+
+
+def window_bounds(options: Options, settings: MonitoringSettings) -> tuple[Any, Any, int | None]:
     """CLI flags win over monitoring.yaml; a time window wins over a row count."""
     since, until, last_n = options.since, options.until, options.last_n
-    days = options.days if options.days is not None else (None if (since or last_n) else settings.days)
+    days = options.days if options.days is not None else (None if (since or last_n) else settings.window.days)
     if days is not None and since is None:
         since = datetime.now(UTC) - timedelta(days=days)
     if since is None and until is None and last_n is None:
-        last_n = settings.last_n
+        last_n = settings.window.last_n
     return since, until, last_n
 
 
-def run(options: Options, settings: Settings, policy: Policy, contract: Contract) -> dict[str, Any]:
-    """Run the check and write its reports; returns the summary (also written as drift.json)."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    uri = capture_uri(options.uri)
-    since, until, last_n = _window_bounds(options, settings)
-    # The reference first: without one there is nothing to compare, so fail before reading the window.
-    champion, notes = reference.champion(root=settings.root)
-    ref = reference.load_reference(champion, options.reference, root=settings.root)
-    timings["reference_s"] = time.perf_counter() - started
-    step = time.perf_counter()
-    progress(f"reading the capture window from {uri}")
-    window = read_window(uri, since=since, until=until, last_n=last_n, contract=contract)
-    timings["read_window_s"] = time.perf_counter() - step
-    labelled = int(window[contract.target.name].notna().sum()) if len(window) else 0
-    progress(f"{len(window)} captured rows ({labelled} labelled)")
-    summary: dict[str, Any] = {
-        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "detector": settings.detector,
-        "policy": policy.to_dict(),
-        "window": {
-            "uri": uri,
-            "rows": len(window),
-            "labelled_rows": labelled,
-            "start": window["timestamp"].min().isoformat() if len(window) else None,
-            "end": window["timestamp"].max().isoformat() if len(window) else None,
-            "since": str(since) if since else None,
-            "until": str(until) if until else None,
-            "last_n": last_n,
-            "model_versions": sorted(str(v) for v in window["model_version"].dropna().unique())
-            if len(window)
-            else [],
-        },
-        "reference": ref.describe(),
-        "drift": None,
-        "score_drift": None,
-        "performance": None,
-        "dataset": None,
-    }
-    served = summary["window"]["model_versions"]
-    if champion and served and served != [champion.version]:
-        notes.append(
-            f"the window was scored by model version(s) {', '.join(served)}, "
-            f"the champion is {champion.version}"
-        )
-    reference_scores = None
-    if len(window) < policy.min_window_rows:
-        decision = decide(policy, len(window), None, None, None)
-    else:
-        step = time.perf_counter()
-        progress(f"testing {len(contract.features)} features with the {settings.detector} backend")
-        detector = make_detector(settings.detector, contract, policy.p_value, policy.correction).fit(
-            ref.frame
-        )
-        drift = detector.check(window)
-        timings["feature_drift_s"] = time.perf_counter() - step
-        step = time.perf_counter()
-        reference_scores, score_note = reference.reference_scores(champion, ref, contract)
-        score = (
-            score_drift(reference_scores, window["score"].to_numpy(), policy.p_value)
-            if reference_scores is not None
-            else None
-        )
+def describe_window(
+    window: pd.DataFrame, contract: Contract, uri: str, bounds: tuple[Any, Any, int | None]
+) -> Window:
+    since, until, last_n = bounds
+    rows = len(window)
+    return Window(
+        uri=uri,
+        rows=rows,
+        labelled_rows=int(window[contract.target.name].notna().sum()) if rows else 0,
+        start=window["timestamp"].min().isoformat() if rows else None,
+        end=window["timestamp"].max().isoformat() if rows else None,
+        since=str(since) if since else None,
+        until=str(until) if until else None,
+        last_n=last_n,
+        model_versions=tuple(sorted(str(v) for v in window["model_version"].dropna().unique()))
+        if rows
+        else (),
+    )
+
+
+def examine_window(
+    paths: Paths,
+    backend: str,
+    policy: Policy,
+    contract: Contract,
+    champion: RegistryEntry | None,
+    ref: reference.Reference,
+    window: pd.DataFrame,
+    notes: list[str],
+) -> Findings:
+    """Feature drift, score drift, and performance and bias on the labelled rows."""
+    findings = Findings()
+    with progress.step(f"testing {len(contract.features)} features with the {backend} backend"):
+        detector = make_detector(backend, contract, policy.drift.p_value, policy.drift.correction)
+        findings.drift = detector.fit(ref.frame).check(window)
+    with progress.step("score drift and performance"):
+        findings.reference_scores, score_note = reference.reference_scores(paths, champion, ref, contract)
+        if findings.reference_scores is not None:
+            findings.score = score_drift(
+                findings.reference_scores, window["score"].to_numpy(), policy.drift.p_value
+            )
         if score_note:
             notes.append(score_note)
-        timings["score_drift_s"] = time.perf_counter() - step
-        step = time.perf_counter()
-        performance = evaluate(
-            window,
-            contract,
-            policy.primary_metric,
-            policy.min_labelled_rows,
-            champion.metrics if champion else None,
-            reference.champion_bias_gap(champion, policy.bias_metric),
-            policy.bias_metric,
-        )
-        timings["performance_s"] = time.perf_counter() - step
-        decision = decide(policy, len(window), drift, score, performance)
-        summary.update(
-            drift=drift.to_dict(),
-            score_drift=asdict(score) if score else None,
-            performance=performance.to_dict(),
-        )
-    decision.notes[:0] = notes
-    if decision.retrain:
-        step = time.perf_counter()
-        progress("building the new dataset snapshot from the labelled window and validating it")
+        findings.performance = evaluate(window, contract, policy, champion)
+    return findings
+
+
+def new_dataset(
+    paths: Paths, window: pd.DataFrame, described: Window, contract: Contract, policy: Policy
+) -> NewDataset:
+    """The labelled window as the retraining snapshot, validated by the data pipeline's own suite."""
+    with progress.step("building the new dataset snapshot from the labelled window and validating it"):
         source = {
             "kind": "capture",
-            "uri": uri,
-            "start": summary["window"]["start"],
-            "end": summary["window"]["end"],
-            "model_versions": summary["window"]["model_versions"],
+            "uri": described.uri,
+            "start": described.start,
+            "end": described.end,
+            "model_versions": list(described.model_versions),
         }
-        built = dataset.build(
+        return dataset.build(
             window,
             contract,
             source,
-            reports=settings.reports.parent,
-            snapshots=settings.root / "artifacts" / "snapshots",
-            min_rows=policy.min_labelled_rows,
+            reports=paths.reports,
+            snapshots=paths.snapshots,
+            min_rows=policy.drift.min_labelled_rows,
         )
-        summary["dataset"] = built
-        if not built["valid"]:
-            decision.block(f"the new data is not trained on: {'; '.join(built['errors'][:5])}")
-        timings["dataset_s"] = time.perf_counter() - step
-    summary["decision"] = decision.to_dict()
-    step = time.perf_counter()
-    paths = report.write(
-        summary, settings.reports, ref.frame, window if len(window) else None, contract, reference_scores
+
+
+def run(paths: Paths, options: Options) -> DriftSummary:
+    """Run the check, write its reports and its history line; returns the summary (drift.json)."""
+    timer = Timer()
+    settings = load_settings(paths)
+    backend = options.detector or settings.backend
+    policy = policy_file.load(paths.policy)
+    contract = load_contract(paths.contract)
+    uri = capture_uri(options.uri)
+    bounds = window_bounds(options, settings)
+    # The reference first: without one there is nothing to compare, so fail before reading the window.
+    champion, notes = reference.champion(paths)
+    ref = reference.load_reference(paths, champion, options.reference)
+    step = timer.lap("reference_s", timer.started)
+    with progress.step(f"reading the capture window from {uri}"):
+        window = read_window(uri, since=bounds[0], until=bounds[1], last_n=bounds[2], contract=contract)
+    step = timer.lap("read_window_s", step)
+    described = describe_window(window, contract, uri, bounds)
+    progress.note(f"{described.rows} captured rows ({described.labelled_rows} labelled)")
+    if champion and described.model_versions and list(described.model_versions) != [champion.version]:
+        notes.append(
+            f"the window was scored by model version(s) {', '.join(described.model_versions)}, "
+            f"the champion is {champion.version}"
+        )
+    findings = Findings()
+    if described.rows >= policy.drift.min_window_rows:
+        findings = examine_window(paths, backend, policy, contract, champion, ref, window, notes)
+        step = timer.lap("checks_s", step)
+    decision: Decision = decide(
+        policy, described.rows, findings.drift, findings.score, findings.performance
+    ).noted(notes)
+    built = None
+    if decision.retrain:
+        built = new_dataset(paths, window, described, contract, policy)
+        if not built.valid:
+            decision = decision.blocked(f"the new data is not trained on: {'; '.join(built.errors[:5])}")
+        step = timer.lap("dataset_s", step)
+    summary = DriftSummary(
+        run_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        detector=backend,
+        policy={**policy.drift.model_dump(), **policy.retrain.model_dump()},
+        window=described,
+        reference=ref.describe(),
+        drift=findings.drift,
+        score_drift=findings.score,
+        performance=findings.performance,
+        dataset=built,
+        decision=decision,
     )
-    timings["report_s"] = time.perf_counter() - step
-    timings["total_s"] = time.perf_counter() - started
-    summary["timings"] = {key: round(value, 3) for key, value in timings.items()}
-    summary["history_record"] = _history(summary)
-    report.write_json(summary, paths["json"])
+    with progress.step("writing the reports"):
+        report.write(
+            summary,
+            paths.drift_reports,
+            ref.frame,
+            window if described.rows else None,
+            contract,
+            findings.reference_scores,
+        )
+    timer.lap("report_s", step)
+    timer.lap("total_s", timer.started)
+    summary = summary.model_copy(update={"timings": timer.timings})
+    report.write_json(summary, paths.drift_reports / report.JSON_NAME)
     if options.record:
-        append_history(settings.history, summary["history_record"])
-    progress(f"decision: {decision.status}; reports in {settings.reports}")
+        append_history(paths.history, summary.history_record)
+    progress.note(f"decision: {decision.status}; reports in {paths.relative(paths.drift_reports)}")
     return summary
-
-
-def _history(summary: dict[str, Any]) -> dict[str, Any]:
-    decision = summary["decision"]
-    dataset_info = summary.get("dataset") or {}
-    return {
-        "run_at": summary["run_at"],
-        "status": decision["status"],
-        "reasons": decision["reasons"],
-        "notes": decision["notes"],
-        "detector": summary["detector"],
-        "window": {key: summary["window"][key] for key in ("uri", "rows", "labelled_rows", "start", "end")},
-        "reference": summary["reference"],
-        "drifted_features": (summary.get("drift") or {}).get("drifted_features", []),
-        "score_drift": (summary.get("score_drift") or {}).get("drifted"),
-        "snapshot_id": (dataset_info.get("manifest") or {}).get("snapshot_id"),
-        "dataset_valid": dataset_info.get("valid"),
-    }

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from data_pipelines import snapshot, validation
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.records import NewDataset
 
 
 def labelled_rows(window: pd.DataFrame, contract: Contract) -> pd.DataFrame:
@@ -52,30 +53,29 @@ def build(
     contract: Contract,
     source: dict[str, Any],
     reports: Path,
-    snapshots: Path = snapshot.SNAPSHOTS,
+    snapshots: Path,
     min_rows: int = 1,
-) -> dict[str, Any]:
-    """Validate the labelled window, then snapshot it; returns what happened, for the reports.
-
-    {"valid": bool, "rows": int, "errors": [lines], "validation": path, "manifest": {...} or None}
-    """
+) -> NewDataset:
+    """Validate the labelled window, then snapshot it; returns what happened, for the reports."""
     batch = labelled_rows(window, contract)
-    result: dict[str, Any] = {"valid": False, "rows": len(batch), "errors": [], "manifest": None}
     if len(batch) < min_rows:
-        result["errors"].append(f"{len(batch)} labelled rows, fewer than the {min_rows} needed to train on")
-        return result
+        return NewDataset(
+            valid=False,
+            rows=len(batch),
+            errors=(f"{len(batch)} labelled rows, fewer than the {min_rows} needed to train on",),
+        )
     start = batch[snapshot.EVENT_TIME].min()
     name = f"capture-{start:%Y%m%dT%H%M%S}-{len(batch)}" if pd.notna(start) else f"capture-{len(batch)}"
     outcome = validation.validate_frame(
         batch, contract, name, reports, source=json.dumps(source), data_docs=True
     )
-    result["validation"] = str(outcome.result_path) if outcome.result_path else None
-    result["data_docs"] = str(outcome.data_docs) if outcome.data_docs else None
+    checked = {
+        "validation": str(outcome.result_path) if outcome.result_path else None,
+        "data_docs": str(outcome.data_docs) if outcome.data_docs else None,
+    }
     if not outcome.success:
-        result["errors"] = [failure.line().strip() for failure in outcome.failures] or [outcome.summary()]
-        return result
+        errors = tuple(failure.line().strip() for failure in outcome.failures) or (outcome.summary(),)
+        return NewDataset(valid=False, rows=len(batch), errors=errors, **checked)
     folder = snapshot.create(batch, source, contract=contract, root=snapshots)
-    result["valid"] = True
-    result["manifest"] = json.loads((folder / "manifest.json").read_text())
-    result["path"] = str(folder)
-    return result
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return NewDataset(valid=True, rows=len(batch), manifest=manifest, path=str(folder), **checked)

@@ -16,62 +16,20 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, ks_2samp
 
-from data_pipelines.contract import Contract
+from governance.core.contract import Contract
+from governance.core.errors import InputError
+from governance.core.policy import CORRECTIONS
+from governance.core.records import DriftResult, FeatureDrift
+from monitoring.config import BACKENDS
 
-BACKENDS = ("alibi", "scipy")
-CORRECTIONS = ("bonferroni", "fdr")
 
-
-class DriftError(ValueError):
+class DriftError(InputError):
     """The detector cannot run as configured; the message names the setting and the value."""
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    name: str
-    kind: str  # numeric | categorical | score
-    test: str  # ks | chi2
-    statistic: float
-    p_value: float
-    drifted: bool
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    backend: str
-    correction: str
-    level: float  # per-test level before the correction
-    threshold: float  # p-values below this are drift after the correction
-    reference_rows: int
-    current_rows: int
-    features: tuple[FeatureDrift, ...] = field(default_factory=tuple)
-
-    @property
-    def drifted_features(self) -> list[str]:
-        return [feature.name for feature in self.features if feature.drifted]
-
-    @property
-    def drifted_share(self) -> float:
-        return len(self.drifted_features) / len(self.features) if self.features else 0.0
-
-    @property
-    def is_drift(self) -> bool:
-        return bool(self.drifted_features)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["features"] = [asdict(feature) for feature in self.features]
-        data["drifted_features"] = self.drifted_features
-        data["drifted_share"] = self.drifted_share
-        data["is_drift"] = self.is_drift
-        return data
 
 
 def encode(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
@@ -265,4 +223,6 @@ def score_drift(reference: np.ndarray, current: np.ndarray, level: float) -> Fea
     if len(reference) == 0 or len(current) == 0:
         raise DriftError("score drift needs scores in both the reference and the current window")
     statistic, p_value = ks(reference, current)
-    return FeatureDrift("score", "score", "ks", statistic, p_value, p_value < level)
+    return FeatureDrift(
+        name="score", kind="score", test="ks", statistic=statistic, p_value=p_value, drifted=p_value < level
+    )

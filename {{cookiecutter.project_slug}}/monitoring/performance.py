@@ -10,107 +10,87 @@ other per-group metrics (true positive rate, ...) use the labelled rows.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from data_pipelines.contract import Contract
-from ml.evaluate import GROUP_METRICS, HIGHER_IS_BETTER, groups, task_metrics
-
-
-class PerformanceError(ValueError):
-    """The policy names a metric this module cannot compute."""
-
-
-@dataclass
-class Performance:
-    metric: str
-    labelled_rows: int
-    value: float | None = None
-    champion_value: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    bias_metric: str = "selection_rate"
-    bias_rows: int = 0
-    group_rates: dict[str, float] = field(default_factory=dict)
-    bias_gap: float | None = None
-    champion_bias_gap: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def drop(self) -> float | None:
-        """How far the metric fell below the champion's registered value (negative: it rose)."""
-        if self.value is None or self.champion_value is None:
-            return None
-        return self.champion_value - self.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "drop": self.drop}
+from governance.core.contract import Contract
+from governance.core.policy import Policy
+from governance.core.records import Performance, RegistryEntry
+from ml.evaluate import GROUP_METRICS, groups, task_metrics
 
 
 def _indicators(values: pd.Series, positive: int) -> np.ndarray:
     return (values.to_numpy(dtype=np.int64) == positive).astype(np.int64)
 
 
+def champion_bias_gap(champion: RegistryEntry | None, metric: str) -> float | None:
+    """The champion's registered largest gap between groups, if it was measured with the same metric."""
+    if champion is None or champion.bias.metric != metric:
+        return None
+    return champion.bias.largest_gap
+
+
 def evaluate(
-    window: pd.DataFrame,
-    contract: Contract,
-    metric: str,
-    min_labelled_rows: int,
-    champion_metrics: dict[str, Any] | None = None,
-    champion_bias_gap: float | None = None,
-    bias_metric: str = "selection_rate",
+    window: pd.DataFrame, contract: Contract, policy: Policy, champion: RegistryEntry | None
 ) -> Performance:
     """Performance and bias of the window; a value stays None (with a note saying why) when unknowable."""
-    if metric not in HIGHER_IS_BETTER:
-        raise PerformanceError(
-            f"policy model.primary_metric must be one of {HIGHER_IS_BETTER} (got {metric!r})"
-        )
-    if bias_metric not in GROUP_METRICS:
-        raise PerformanceError(
-            f"policy bias.metric must be one of {sorted(GROUP_METRICS)} (got {bias_metric!r})"
-        )
+    metric, bias_metric = policy.model.primary_metric, policy.bias.metric
+    min_labelled_rows = policy.drift.min_labelled_rows
     target, positive = contract.target.name, contract.target.positive_class
     labelled = window[window[target].notna()] if target in window else window.iloc[0:0]
-    result = Performance(metric=metric, labelled_rows=len(labelled), bias_metric=bias_metric)
-    champion_value = (champion_metrics or {}).get(metric)
-    if isinstance(champion_value, int | float) and not isinstance(champion_value, bool):
-        result.champion_value = float(champion_value)
-    else:
-        result.notes.append(f"the champion has no registered {metric}: the metric drop is unknown")
-    result.champion_bias_gap = champion_bias_gap
+    notes: list[str] = []
+    champion_value = (champion.metrics if champion else {}).get(metric)
+    if not isinstance(champion_value, int | float) or isinstance(champion_value, bool):
+        champion_value = None
+        notes.append(f"the champion has no registered {metric}: the metric drop is unknown")
     enough = len(labelled) >= min_labelled_rows
+    metrics: dict[str, Any] = {}
+    value = None
     if not enough:
-        result.notes.append(
+        notes.append(
             f"{len(labelled)} labelled rows, fewer than drift.min_labelled_rows={min_labelled_rows}: "
             f"{metric} not computed"
         )
     else:
         truth = _indicators(labelled[target], positive)
-        result.metrics = task_metrics(
+        metrics = task_metrics(
             truth,
             _indicators(labelled["predicted_label"], positive),
             labelled["score"].to_numpy(dtype=np.float64),
         )
-        result.value = result.metrics.get(metric)
-        if result.value is None:
-            result.notes.append(f"{metric} is undefined on these labelled rows (one class only)")
-    _bias(result, window, labelled if enough else None, contract)
-    return result
+        value = metrics.get(metric)
+        if value is None:
+            notes.append(f"{metric} is undefined on these labelled rows (one class only)")
+    bias_rows, rates, gap = _bias(window, labelled if enough else None, contract, bias_metric, notes)
+    return Performance(
+        metric=metric,
+        labelled_rows=len(labelled),
+        value=value,
+        champion_value=float(champion_value) if champion_value is not None else None,
+        metrics=metrics,
+        bias_metric=bias_metric,
+        bias_rows=bias_rows,
+        group_rates=rates,
+        bias_gap=gap,
+        champion_bias_gap=champion_bias_gap(champion, bias_metric),
+        notes=tuple(notes),
+    )
 
 
 def _bias(
-    result: Performance, window: pd.DataFrame, labelled: pd.DataFrame | None, contract: Contract
-) -> None:
+    window: pd.DataFrame, labelled: pd.DataFrame | None, contract: Contract, metric: str, notes: list[str]
+) -> tuple[int, dict[str, float], float | None]:
+    """(rows used, the metric per group, the largest gap) of the sensitive attribute, or notes why not."""
     if contract.sensitive is None:
-        result.notes.append("the contract declares no sensitive attribute: no bias gap")
-        return
+        notes.append("the contract declares no sensitive attribute: no bias gap")
+        return 0, {}, None
     name, positive = contract.sensitive.name, contract.target.positive_class
     if name not in window or window[name].isna().all():
-        result.notes.append(f"no captured row carries the sensitive attribute {name!r}: no bias gap")
-        return
-    if result.bias_metric == "selection_rate":
+        notes.append(f"no captured row carries the sensitive attribute {name!r}: no bias gap")
+        return 0, {}, None
+    if metric == "selection_rate":
         rows = window[window[name].notna()]
         predicted = _indicators(rows["predicted_label"], positive)
         truth = predicted  # selection rate reads only the predictions
@@ -119,14 +99,13 @@ def _bias(
         predicted = _indicators(rows["predicted_label"], positive)
         truth = _indicators(rows[contract.target.name], positive)
     else:
-        result.notes.append(f"{result.bias_metric} by group needs labels: too few labelled rows, no bias gap")
-        return
-    result.bias_rows = len(rows)
-    result.group_rates = by_group(truth, predicted, groups(rows, contract), result.bias_metric)
-    if len(result.group_rates) < 2:
-        result.notes.append(f"fewer than two groups of {name!r} in the window: no bias gap")
-        return
-    result.bias_gap = max(result.group_rates.values()) - min(result.group_rates.values())
+        notes.append(f"{metric} by group needs labels: too few labelled rows, no bias gap")
+        return 0, {}, None
+    rates = by_group(truth, predicted, groups(rows, contract), metric)
+    if len(rates) < 2:
+        notes.append(f"fewer than two groups of {name!r} in the window: no bias gap")
+        return len(rows), rates, None
+    return len(rows), rates, max(rates.values()) - min(rates.values())
 
 
 def by_group(truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str) -> dict[str, float]:

@@ -33,6 +33,10 @@ from urllib.parse import urlsplit
 
 from data_pipelines import snapshot as snapshots
 from governance import github_client
+from governance.core.errors import InputError
+from governance.core.paths import Paths
+from governance.core.records import DriftSummary, read_drift_summary
+from monitoring.config import load_settings
 from monitoring.report import markdown
 
 COMMIT_IDENTITY = {"name": "drift-monitor", "email": "drift-monitor@users.noreply.github.com"}
@@ -41,7 +45,7 @@ MAX_DATA_MB = 50.0  # default size limit of the committed snapshot (GitHub warns
 MAX_DATA_ENV = "RETRAIN_MAX_DATA_MB"
 
 
-class RetrainPRError(RuntimeError):
+class RetrainPRError(InputError):
     """The pull request could not be opened or updated; the message says what to fix."""
 
 
@@ -110,58 +114,57 @@ def snapshot_file(manifest: dict[str, Any], snapshots_root: Path, max_mb: float 
 
 
 def make_plan(
-    summary: dict[str, Any],
+    summary: DriftSummary,
     branch: str,
     base: str | None,
     request_dir: str,
     history_path: Path | None,
     history_name: str,
-    snapshots_root: Path = snapshots.SNAPSHOTS,
+    snapshots_root: Path,
     max_data_mb: float = MAX_DATA_MB,
 ) -> Plan:
-    """The request files and the texts of the pull request, from the drift run's JSON summary."""
-    decision = summary.get("decision", {})
-    dataset = summary.get("dataset") or {}
-    if decision.get("status") != "retrain":
+    """The request files and the texts of the pull request, from the drift run's summary."""
+    decision, dataset = summary.decision, summary.dataset
+    if decision.status != "retrain":
         raise RetrainPRError(
-            f"the drift decision is {decision.get('status')!r}, not 'retrain': no pull request to open"
+            f"the drift decision is {decision.status!r}, not 'retrain': no pull request to open"
         )
-    if not dataset.get("valid") or not dataset.get("manifest"):
+    if dataset is None or not dataset.valid or not dataset.manifest:
         raise RetrainPRError("the drift run produced no valid new snapshot: nothing to retrain on")
-    manifest = dataset["manifest"]
+    manifest = dataset.manifest
     data_path = snapshot_file(manifest, snapshots_root, max_data_mb)
-    model = summary.get("reference", {}).get("model_name") or "the model"
+    model = summary.reference.model_name or "the model"
     summary_md = markdown(summary)
     request = {
-        "requested_at": summary.get("run_at"),
-        "reason": decision.get("reasons", []),
+        "requested_at": summary.run_at,
+        "reason": list(decision.reasons),
         "snapshot": manifest,
-        "window": summary.get("window"),
-        "champion": {key: summary.get("reference", {}).get(key) for key in ("model_name", "model_version")},
+        "window": summary.window.model_dump(mode="json"),
+        "champion": {
+            "model_name": summary.reference.model_name,
+            "model_version": summary.reference.model_version,
+        },
         # What `make data` rebuilds on this request's branch (and on main once it is merged).
         "data_file": snapshots.REQUEST_DATA,
         "retraining_set": snapshots.RETRAINING_SET,
-        "decision": decision,
-        "drift": summary.get("drift"),
-        "score_drift": summary.get("score_drift"),
-        "performance": summary.get("performance"),
+        "decision": decision.model_dump(mode="json"),
+        "drift": summary.drift.model_dump(mode="json") if summary.drift else None,
+        "score_drift": summary.score_drift.model_dump(mode="json") if summary.score_drift else None,
+        "performance": summary.performance.model_dump(mode="json") if summary.performance else None,
     }
     files = {
         f"{request_dir}/request.json": json.dumps(request, indent=2, sort_keys=True, default=str) + "\n",
-        f"{request_dir}/drift-summary.md": summary_md + "\n",
+        f"{request_dir}/drift-summary.md": summary_md,
         f"{request_dir}/{snapshots.REQUEST_MANIFEST}": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
     }
     data_files = {f"{request_dir}/{snapshots.REQUEST_DATA}": str(data_path)}
     history = history_path.read_text(encoding="utf-8") if history_path and history_path.exists() else ""
-    record = summary.get("history_record")
-    if record:
-        # In CI the drift run and this bot are separate jobs with separate checkouts: make sure the
-        # run that asked for retraining is in the committed history exactly once.
-        line = json.dumps(record, sort_keys=True, default=str)
-        if line not in history.splitlines():
-            history += line + "\n"
-    if history:
-        files[history_name] = history
+    # In CI the drift run and this bot are separate jobs with separate checkouts: make sure the
+    # run that asked for retraining is in the committed history exactly once.
+    line = summary.history_record.model_dump_json()
+    if line not in history.splitlines():
+        history += line + "\n"
+    files[history_name] = history
     snapshot = manifest.get("snapshot_id")
     body = (
         f"The scheduled drift check asks to retrain {model} on snapshot `{snapshot}`.\n\n"
@@ -169,17 +172,16 @@ def make_plan(
         f"({manifest.get('rows')} labelled production rows, sha256 `{manifest.get('sha256')}`): "
         f"`make data` rebuilds exactly that snapshot, so this pull request's CI retrains on it and "
         f"compares the candidate with the champion under `governance/policy.yaml`; merge only if the "
-        f"gates pass.\n\n{summary_md}\n\n"
-        f"<sub>Opened by `python -m monitoring.cli retrain-pr`; re-runs update this pull request.</sub>\n"
+        f"gates pass.\n\n{summary_md}\n"
+        f"<sub>Opened by `make retrain-pr`; re-runs update this pull request.</sub>\n"
     )
     return Plan(
         branch=branch,
         base=base,
         title=f"Retrain {model} on new production data (snapshot {snapshot})",
         body=body,
-        comment=f"New drift check at {summary.get('run_at')}: snapshot `{snapshot}`.\n\n{summary_md}",
-        commit_message=f"Request retraining on snapshot {snapshot}\n\n"
-        + "\n".join(decision.get("reasons", [])),
+        comment=f"New drift check at {summary.run_at}: snapshot `{snapshot}`.\n\n{summary_md}",
+        commit_message=f"Request retraining on snapshot {snapshot}\n\n" + "\n".join(decision.reasons),
         files=files,
         data_files=data_files,
     )
@@ -346,3 +348,50 @@ def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
         repo.get_issue(pull.number).create_comment(plan.comment)
         return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
     return Outcome("opened", plan.branch, pull.number, pull.html_url, commit, f"opened #{pull.number}")
+
+
+def run(
+    paths: Paths,
+    *,
+    summary_path: Path | None = None,
+    dry_run: bool = False,
+    remote: str = "origin",
+    retries: int = 5,
+    backoff: float = 1.0,
+    max_data_mb: float = MAX_DATA_MB,
+    say=print,
+) -> Outcome:
+    """`make retrain-pr`: open or update the retraining PR when the latest decision says retrain."""
+    summary = read_drift_summary(summary_path or paths.drift_reports / "drift.json")
+    status = summary.decision.status
+    if status != "retrain":
+        why = {
+            "retrain_blocked": "the policy asks to retrain, but the captured window failed validation "
+            "or holds too few labels (see the drift report); nothing is trained on it",
+            "insufficient_data": "too few captured rows to decide",
+        }.get(status, "no retraining pull request needed")
+        say(f"retrain-pr: the latest drift decision is {status!r}: {why}")
+        return Outcome("skipped", "", message=why)
+    settings = load_settings(paths)
+    plan = make_plan(
+        summary,
+        branch=settings.retraining.branch,
+        base=settings.retraining.base,
+        request_dir=paths.relative(paths.retraining),
+        history_path=paths.history,
+        history_name=paths.relative(paths.history),
+        snapshots_root=paths.snapshots,
+        max_data_mb=max_data_mb,
+    )
+    target = None if dry_run else github_client.target_from_env()
+    if target is None:
+        as_json, as_md = write_dry_run(plan, paths.drift_reports)
+        why = "--dry-run" if dry_run else "GITHUB_TOKEN is not set"
+        say(f"retrain-pr: dry run ({why}): the would-be pull request is in {as_json} and {as_md}")
+        return Outcome("dry_run", plan.branch, message=why)
+    git = Git(paths.root, token=target.token, remote=remote)
+    outcome = open_or_update(
+        plan, git, target.api_url, target.repository, target.token, retries=retries, backoff=backoff
+    )
+    say(f"retrain-pr: {outcome.message} on branch {outcome.branch}: {outcome.url}")
+    return outcome

@@ -1,12 +1,21 @@
-"""The generated project's configuration is well-formed and `make help` lists the whole lifecycle."""
+"""The generated project's configuration is well-formed, and `make help` and `mlops --help` list the
+whole lifecycle: every step has a make target and an `mlops` subcommand, each with its help."""
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+import typer
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from governance import cli
+from governance.core.paths import PATHS
+
+ROOT = PATHS.root
+BIN = Path(sys.executable).parent
+STEPS = sorted(typer.main.get_command(cli.app).commands)
 LIFECYCLE_TARGETS = [
     "install",
     "lint",
@@ -60,3 +69,37 @@ def test_make_help_lists_every_lifecycle_target():
     listed = {line.split()[0] for line in re.sub(r"\x1b\[[0-9;]*m", "", shown).splitlines() if line.strip()}
     missing = [target for target in LIFECYCLE_TARGETS if target not in listed]
     assert not missing, f"make help does not list {missing}"
+
+
+def test_every_mlops_step_the_makefile_calls_exists():
+    called = set(re.findall(r"\$\(MLOPS\) ([a-z][a-z-]*)", (ROOT / "Makefile").read_text()))
+    assert called, "the Makefile calls no `mlops` step"
+    assert called <= set(STEPS), f"the Makefile calls unknown steps {sorted(called - set(STEPS))}"
+
+
+def test_mlops_help_lists_every_step(capsys):
+    assert cli.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    missing = [step for step in STEPS if not re.search(rf"\b{re.escape(step)}\b", shown)]
+    assert not missing, f"`mlops --help` does not list {missing}"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_every_step_has_help_and_refuses_an_unknown_option(step, capsys):
+    assert cli.main([step, "--help"]) == 0
+    assert f"mlops {step}" in capsys.readouterr().out
+    assert cli.main([step, "--no-such-option"]) == 2
+    assert "No such option: --no-such-option" in capsys.readouterr().err
+
+
+def test_an_unknown_step_or_a_bad_value_is_a_usage_error(capsys):
+    assert cli.main(["no-such-step"]) == 2
+    assert "No such command 'no-such-step'" in capsys.readouterr().err
+    assert cli.main(["data", "--rows", "many"]) == 2
+    assert "--rows" in capsys.readouterr().err
+
+
+def test_the_installed_console_script_runs():
+    result = subprocess.run([BIN / "mlops", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "image-test" in result.stdout

@@ -1,0 +1,73 @@
+"""MAKE IT YOURS (seam 5): where `make data` takes the training data from.
+
+Out of the box the source is the seeded example generator or the file the project was
+generated with (data_pipelines/source.yaml says which). To read from your warehouse, a feature
+store or an object store, change `load` to return your rows as a pandas DataFrame with the
+contract's columns (plus an optional `event_time`), and describe the source in the returned
+mapping: it is written into every snapshot's manifest as lineage. Then run
+`make data validate train` to see the new data go through the contract's gates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from governance.core import progress
+from governance.core.errors import InputError
+from governance.core.paths import Paths
+from governance.core.records import Record, parse, read_yaml
+
+
+class SourceConfig(Record):
+    """data_pipelines/source.yaml."""
+
+    kind: Literal["example", "file"]
+    path: str | None = None  # kind: file, relative to the project
+    rows: int = Field(10000, ge=1, strict=True)  # kind: example
+    seed: int = Field(0, ge=0, strict=True)  # kind: example
+    target_column: str | None = None
+    sensitive_attribute: str | None = None
+
+
+def read_config(paths: Paths) -> SourceConfig:
+    config = parse(SourceConfig, read_yaml(paths.source, "data source config", InputError), str(paths.source))
+    if config.kind == "file" and not config.path:
+        raise InputError(f"{paths.source}: field 'path' is required when kind is 'file'")
+    return config
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_file(path: Path, shown: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A CSV or Parquet file, and its lineage (path and content hash)."""
+    from data_pipelines.snapshot import read_table
+
+    progress.note(f"reading {shown or path}")
+    frame = read_table(path)
+    return frame, {"kind": "file", "path": str(shown or path), "file_sha256": file_sha256(path)}
+
+
+def load(
+    config: SourceConfig, paths: Paths, rows: int | None = None, seed: int | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The configured source's rows and a description of where they came from."""
+    if config.kind == "file":
+        return read_file(paths.root / str(config.path), str(config.path))
+    from data_pipelines import example
+
+    rows = rows or config.rows
+    seed = config.seed if seed is None else seed
+    progress.note(f"generating {rows} example loan applications (seed {seed})")
+    frame = example.generate(rows, seed=seed)
+    return frame, {"kind": "example", "generator": "data_pipelines.example", "rows": rows, "seed": seed}

@@ -1,0 +1,495 @@
+"""`mlops`: the one command line, a subcommand per lifecycle step. The Makefile, CI and act call it.
+
+`mlops --help` lists the steps; `mlops <step> --help` their options. One convention for all:
+exit 0 when the step did its job, 1 when a check or gate said no (validation, policy gates,
+parity, the image test), 2 for bad input or usage (a file, an argument or a setting breaks a
+rule); errors are one `error: ...` block on stderr naming the field, the rule and the value;
+progress goes to stderr (a live spinner on a terminal, plain lines in CI logs, nothing with
+--quiet), results to stdout. Each command only parses its options and calls its domain's
+function: the work, and its tests, live in the domains.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from governance.core import progress
+from governance.core.errors import CheckFailed, ProjectError
+from governance.core.paths import PATHS, Paths
+
+app = typer.Typer(
+    name="mlops",
+    help="The project's lifecycle, one subcommand per step (the make targets call these).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Live:
+    """A spinner with elapsed time per step on an interactive terminal (rich)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.status = None
+
+    def start(self, title: str) -> None:
+        self.status = self.console.status(f"{title} ...")
+        self.status.start()
+
+    def done(self, title: str, seconds: float) -> None:
+        if self.status is not None:
+            self.status.stop()
+        self.console.print(f"[green]✓[/] {title} [dim]({seconds:.1f}s)[/]")
+
+    def note(self, message: str) -> None:
+        self.console.print(f"  {message}", highlight=False, markup=False)
+
+
+def paths_of(ctx: typer.Context) -> Paths:
+    return ctx.obj if isinstance(ctx.obj, Paths) else PATHS
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress output (results and errors only).")
+    ] = False,
+    project: Annotated[
+        Path | None,
+        typer.Option("--root", envvar="PROJECT_ROOT", help="Project folder (default: this checkout)."),
+    ] = None,
+) -> None:
+    ctx.obj = Paths(project.resolve()) if project else PATHS
+    if quiet:
+        progress.use(progress.Quiet())
+    elif sys.stderr.isatty() and not os.environ.get("CI"):
+        progress.use(Live())
+    else:
+        progress.use(progress.Lines())
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+@app.command()
+def contract(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option(help="A CSV/Parquet file (default: the configured source).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column (default: source.yaml's target_column).")
+    ] = None,
+    sensitive: Annotated[
+        str | None, typer.Option(help="Sensitive attribute ('' for none; default from source.yaml).")
+    ] = None,
+    write: Annotated[bool, typer.Option("--write", help="Write the draft instead of printing it.")] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="Where --write puts it (default: data_pipelines/contract.yaml).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a contract that declares features.")
+    ] = False,
+) -> None:
+    """Draft data_pipelines/contract.yaml from your data, for review."""
+    from data_pipelines.infer import draft_contract, write_contract
+
+    paths = paths_of(ctx)
+    text = draft_contract(paths, data, target, sensitive)
+    if write:
+        write_contract(text, output or paths.contract, force)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def data(
+    ctx: typer.Context,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="Ingest this CSV/Parquet instead of the source.")
+    ] = None,
+    rows: Annotated[int | None, typer.Option(min=1, help="Example source: number of rows.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Example source: generator seed.")] = None,
+    request: Annotated[
+        Path | None, typer.Option(help="Rebuild the retraining request in this folder.")
+    ] = None,
+    ignore_request: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-request", help="Build from the source even when a retraining request is here."
+        ),
+    ] = False,
+    snapshots: Annotated[
+        Path | None, typer.Option(help="Snapshot root (default: artifacts/snapshots).")
+    ] = None,
+) -> None:
+    """Build a dataset snapshot (Parquet + manifest) from the configured source."""
+    import json
+
+    from data_pipelines.ingest import build_snapshot
+
+    paths = paths_of(ctx)
+    folder = build_snapshot(
+        paths,
+        input_file=input_file,
+        rows=rows,
+        seed=seed,
+        request=request,
+        ignore_request=ignore_request,
+        snapshots=snapshots,
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    window = manifest["time_window"]
+    typer.echo(f"snapshot {manifest['snapshot_id']}: {manifest['rows']} rows")
+    typer.echo(f"    folder:      {paths.relative(folder)}")
+    typer.echo(f"    sha256:      {manifest['sha256']}")
+    typer.echo(
+        f"    time window: {window['start']} .. {window['end']}"
+        if window["start"]
+        else "    time window: unknown (no event_time column)"
+    )
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A CSV/Parquet file or snapshot folder (default: the latest snapshot)."),
+    ] = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="Where Data Docs and the JSON result go (default: reports/).")
+    ] = None,
+) -> None:
+    """Validate a dataset with Great Expectations; Data Docs in reports/."""
+    from data_pipelines.validation import validate as run_validation
+
+    paths = paths_of(ctx)
+    outcome = run_validation(paths, data, reports)
+    if outcome.data_docs:
+        progress.note(f"Data Docs:   {paths.relative(outcome.data_docs)}")
+    if outcome.result_path:
+        progress.note(f"JSON result: {paths.relative(outcome.result_path)}")
+    if not outcome.success:
+        raise CheckFailed(outcome.summary())
+    typer.echo(outcome.summary())
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Snapshot id, id prefix or folder (default: the latest).")
+    ] = None,
+) -> None:
+    """Train, evaluate, export to ONNX, check parity and the policy gates."""
+    from ml.pipeline import train as run_training
+
+    paths = paths_of(ctx)
+    report = run_training(paths, snapshot)
+    for gate in report.gates:
+        typer.echo(f"  {'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.message}")
+    if not report.passed:
+        raise CheckFailed(
+            "\n".join(
+                [
+                    *report.failures(),
+                    f"model {report.version} failed the policy gates; it will not be registered",
+                ]
+            )
+        )
+    typer.echo(f"all gates passed: `make register` records {report.version} as a candidate")
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    version: Annotated[str | None, typer.Option(help="A trained version other than the latest.")] = None,
+) -> None:
+    """Record the trained model in governance/registry.yaml and write its model card."""
+    from governance import model_card, registry
+
+    paths = paths_of(ctx)
+    entry, new = registry.register(paths, version)
+    if new:
+        typer.echo(f"registered {entry.version} as a candidate in {paths.relative(paths.registry)}")
+    else:
+        typer.echo(f"{entry.version} is already registered (stage {entry.stage}); refreshing its model card")
+    card_path = model_card.write(entry, paths.cards, paths.policy, paths.contract)
+    typer.echo(f"model card: {paths.relative(card_path)}")
+
+
+@app.command()
+def card(ctx: typer.Context, version: Annotated[str, typer.Argument(help="A registered version.")]) -> None:
+    """Rewrite the model card of a registered version."""
+    from governance import model_card, registry
+
+    paths = paths_of(ctx)
+    card_path = model_card.write(
+        registry.get(version, paths.registry), paths.cards, paths.policy, paths.contract
+    )
+    typer.echo(f"model card: {paths.relative(card_path)}")
+
+
+@app.command()
+def champion(
+    ctx: typer.Context,
+    docker: Annotated[str, typer.Option(envvar="DOCKER", help="Docker-compatible client.")] = "docker",
+    optional: Annotated[
+        bool, typer.Option("--optional", help="An unobtainable model is a warning, not an error.")
+    ] = False,
+) -> None:
+    """Fetch the production model from its pinned image, so `train` re-scores it."""
+    from governance.champion import fetch_champion
+
+    fetch_champion(paths_of(ctx), docker, optional, say=progress.note)
+
+
+# --- serving and packaging -----------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Run the onnxruntime service (Open Inference Protocol v2 + /predict)."""
+    from app.__main__ import main as serve_main
+
+    paths = paths_of(ctx)
+    os.environ["PORT"] = str(port)
+    # The project's contract, policy and latest model (--root's), unless the environment names others.
+    os.environ.setdefault("CONTRACT_PATH", str(paths.contract))
+    os.environ.setdefault("POLICY_PATH", str(paths.policy))
+    os.environ.setdefault("MODEL_PATH", str(paths.models / "latest"))
+    code = serve_main()
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def image(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Option(help="Image repository, e.g. registry/owner/name.")],
+    tag: Annotated[str, typer.Option(help="Image tag.")],
+    base_image: Annotated[str, typer.Option(help="Base image (default: the Dockerfile's).")] = "",
+    version: Annotated[str, typer.Option(help="Model version to package (default: the latest).")] = "latest",
+    wheelhouse: Annotated[Path | None, typer.Option(help="Serving wheels for an offline build.")] = None,
+    docker: Annotated[str, typer.Option(envvar="DOCKER", help="Docker-compatible client.")] = "docker",
+) -> None:
+    """Build the serving container image."""
+    from deploy.image import build
+
+    build(
+        paths_of(ctx),
+        image=image,
+        tag=tag,
+        base_image=base_image,
+        version=version,
+        wheelhouse=wheelhouse,
+        docker=docker,
+        say=typer.echo,
+    )
+
+
+@app.command("image-test")
+def image_test(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Option(help="Image reference, e.g. registry/name:tag.")],
+    model_name: Annotated[str, typer.Option(envvar="MODEL_NAME", help="Served model name.")] = "",
+    budget_mb: Annotated[
+        float, typer.Option(envvar="IMAGE_SIZE_BUDGET_MB", help="Largest acceptable image size in MB.")
+    ] = 300.0,
+    docker: Annotated[str, typer.Option(envvar="DOCKER", help="Docker-compatible client.")] = "docker",
+    port: Annotated[int, typer.Option(help="Host port (0: a free one).")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 60.0,
+    skip_arbitrary_uid: Annotated[
+        bool, typer.Option("--skip-arbitrary-uid", help="Skip the run under a random uid.")
+    ] = False,
+) -> None:
+    """Run the image and check health, inference, non-root and read-only root."""
+    from deploy.image_test import run
+
+    failed = run(
+        contract=paths_of(ctx).contract,
+        image=image,
+        model_name=model_name,
+        budget_mb=budget_mb,
+        docker=docker,
+        port=port,
+        timeout=timeout,
+        skip_arbitrary_uid=skip_arbitrary_uid,
+    )
+    if failed:
+        raise CheckFailed(f"image test of {image}: a check failed (see the FAIL lines above)")
+
+
+@app.command("image-push")
+def image_push(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Option(help="Repository, e.g. ghcr.io/owner/project.")],
+    tag: Annotated[str, typer.Option(help="Tag to push.")],
+    docker: Annotated[str, typer.Option(envvar="DOCKER", help="Docker-compatible client.")] = "docker",
+    output: Annotated[
+        Path | None, typer.Option(help="Where the record goes (default: artifacts/image.json).")
+    ] = None,
+) -> None:
+    """Push IMAGE:TAG and record its digest."""
+    from deploy.push_image import push
+
+    paths = paths_of(ctx)
+    push(image, tag, docker, output or paths.image_record, say=typer.echo)
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+
+@app.command()
+def drift(
+    ctx: typer.Context,
+    capture_uri: Annotated[
+        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
+    days: Annotated[float | None, typer.Option(help="Window: the last N days.")] = None,
+    last_n: Annotated[int | None, typer.Option(min=1, help="Window: the newest N predictions.")] = None,
+    detector: Annotated[
+        str | None, typer.Option(help="alibi or scipy (default: DETECTOR or monitoring.yaml).")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Snapshot to compare with instead of the champion's.")
+    ] = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Do not append to the monitoring history.")
+    ] = False,
+) -> None:
+    """Drift, performance and bias checks on captured rows; the retraining decision."""
+    from monitoring.check import Options, run
+    from monitoring.config import backend_name
+
+    paths = paths_of(ctx)
+    options = Options(
+        uri=capture_uri,
+        since=since,
+        until=until,
+        last_n=last_n,
+        days=days,
+        reference=reference,
+        record=not no_history,
+        detector=backend_name(detector, "--detector") if detector else None,
+    )
+    summary = run(paths, options)
+    typer.echo(f"decision: {summary.decision.status}")
+    for reason in summary.decision.reasons:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {paths.relative(paths.drift_reports / 'report.html')}")
+
+
+@app.command("retrain-pr")
+def retrain_pr(
+    ctx: typer.Context,
+    summary: Annotated[
+        Path | None, typer.Option(help="drift.json of the run (default: the latest report).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write the would-be pull request to reports/drift/.")
+    ] = False,
+    remote: Annotated[str, typer.Option(help="Git remote to push the branch to.")] = "origin",
+    retries: Annotated[int, typer.Option(min=0, help="Retries on 5xx answers and rate limits.")] = 5,
+    backoff: Annotated[float, typer.Option(min=0, help="Backoff factor in seconds between retries.")] = 1.0,
+    max_data_mb: Annotated[
+        float,
+        typer.Option(
+            envvar="RETRAIN_MAX_DATA_MB", min=0.001, help="Size limit of the committed snapshot (MB)."
+        ),
+    ] = 50.0,
+) -> None:
+    """Open or update the retraining pull request when the decision says retrain."""
+    from monitoring import retrain_pr as bot
+
+    bot.run(
+        paths_of(ctx),
+        summary_path=summary,
+        dry_run=dry_run,
+        remote=remote,
+        retries=retries,
+        backoff=backoff,
+        max_data_mb=max_data_mb,
+        say=typer.echo,
+    )
+
+
+# --- governance bots -----------------------------------------------------------------------------
+
+
+@app.command("pr-comment")
+def pr_comment(ctx: typer.Context) -> None:
+    """Create or update the pull request's one results comment (PR_NUMBER, JOB_RESULTS)."""
+    from governance.pr_comment import publish
+
+    typer.echo(f"pr-comment: {publish(paths_of(ctx).root)}")
+
+
+@app.command("pin-staging")
+def pin_staging(
+    ctx: typer.Context,
+    image_record: Annotated[
+        Path | None, typer.Option(help="The push record (default: artifacts/image.json).")
+    ] = None,
+) -> None:
+    """GitOps PR: the pushed image's version becomes staging, its digest pinned there."""
+    from governance.gitops import pin_staging as stage
+
+    stage(paths_of(ctx), image_record, say=typer.echo)
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Option(envvar="VERSION", help="Registry version now in staging.")],
+) -> None:
+    """GitOps PR: a staging version becomes production, its digest pinned there."""
+    from governance.gitops import promote as move
+
+    move(paths_of(ctx), version, say=typer.echo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: run one subcommand and turn its outcome into the exit-code convention."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="mlops", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 2
+    except typer.TyperException as problem:  # a usage mistake: typer names the option and the rule
+        show = getattr(problem, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except ProjectError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return problem.exit_code
+    # Without standalone mode, a command's `raise typer.Exit(code)` comes back as the return value.
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The capture record: what serving writes for every scored row and every label fed back.
+
+One schema, two sides: the service builds each line with `prediction_line` / `feedback_line`
+(plain dicts, serialised by orjson on the writer thread: a model object per row would cost
+more than scoring it), and monitoring derives its reader's column types from the same two
+records (`COLUMNS`). Capture lives under CAPTURE_URI as
+`date=YYYY-MM-DD/<stream>.jsonl`, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from governance.core.records import Record
+
+Value = float | int | str | None
+
+
+class PredictionRecord(Record):
+    """One scored row."""
+
+    kind: Literal["prediction"] = "prediction"
+    prediction_id: str = Field(description="<request_id>:<row>, the key feedback refers to")
+    request_id: str
+    row: int = Field(ge=0)
+    timestamp: str = Field(description="ISO 8601, UTC, microseconds")
+    model_name: str
+    model_version: str
+    features: dict[str, Value] = Field(description="the model inputs, by contract name")
+    sensitive: dict[str, str | None] = Field(default_factory=dict, description="bias-only columns sent")
+    label: int = Field(description="the predicted class")
+    scores: list[float] = Field(description="class probabilities, in the contract's class order")
+
+
+class FeedbackRecord(Record):
+    """A ground-truth label for an earlier prediction."""
+
+    kind: Literal["feedback"] = "feedback"
+    request_id: str
+    row: int = Field(ge=0)
+    prediction_id: str
+    label: int = Field(description="the true class")
+    timestamp: str
+
+
+# Logical column types of a capture line (both kinds share one file, so one column set).
+# "features" and "sensitive" are structs typed from the data contract by the reader.
+COLUMNS: dict[str, str] = {
+    "kind": "string",
+    "prediction_id": "string",
+    "request_id": "string",
+    "row": "integer",
+    "timestamp": "timestamp",
+    "model_name": "string",
+    "model_version": "string",
+    "features": "features",
+    "sensitive": "sensitive",
+    "label": "integer",
+    "scores": "scores",
+}
+
+
+def prediction_id(request_id: str, row: int) -> str:
+    return f"{request_id}:{row}"
+
+
+def prediction_line(
+    *,
+    request_id: str,
+    row: int,
+    timestamp: str,
+    model_name: str,
+    model_version: str,
+    features: dict[str, Any],
+    sensitive: dict[str, Any],
+    label: int,
+    scores: list[float],
+) -> dict[str, Any]:
+    """A `PredictionRecord` as the dict the writer serialises (fields in the record's order)."""
+    return {
+        "kind": "prediction",
+        "prediction_id": prediction_id(request_id, row),
+        "request_id": request_id,
+        "row": row,
+        "timestamp": timestamp,
+        "model_name": model_name,
+        "model_version": model_version,
+        "features": features,
+        "sensitive": sensitive,
+        "label": label,
+        "scores": scores,
+    }
+
+
+def feedback_line(*, request_id: str, row: int, label: int, timestamp: str) -> dict[str, Any]:
+    """A `FeedbackRecord` as the dict the writer serialises."""
+    return {
+        "kind": "feedback",
+        "request_id": request_id,
+        "row": row,
+        "prediction_id": prediction_id(request_id, row),
+        "label": label,
+        "timestamp": timestamp,
+    }

@@ -1,0 +1,39 @@
+"""MAKE IT YOURS (seam 1): the model.
+
+`build_estimator` returns the scikit-learn estimator `make train` fits after the contract's
+preprocessing (ml/features.py). The three families below are examples, chosen because each
+converts to ONNX with verified parity; ml/params.yaml picks one (`model_family`) and holds its
+settings (`estimators.<family>`). To use your own model, return it here (any classifier with
+`predict_proba` that skl2onnx converts; register custom converters with skl2onnx if needed),
+add its settings to params.yaml, then run `make train` and read the parity gate in its output:
+the export refuses a model whose ONNX answers differ from scikit-learn's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+# HistGradientBoostingClassifier is absent on purpose: skl2onnx cannot convert it at our opset.
+FAMILIES: dict[str, type[BaseEstimator]] = {
+    "logistic_regression": LogisticRegression,
+    "random_forest": RandomForestClassifier,
+    "gradient_boosting": GradientBoostingClassifier,
+}
+
+
+def build_estimator(family: str, settings: dict[str, Any], seed: int) -> BaseEstimator:
+    """The estimator for `family` with its settings from params.yaml, seeded for reproducibility."""
+    return FAMILIES[family](random_state=seed, **settings)
+
+
+def needs_scaling(estimator: BaseEstimator) -> bool:
+    """Whether numeric inputs are standardised before the estimator (see ml.features.preprocessor).
+
+    Linear and distance-based models need it; tree ensembles split on the order of values, and
+    scaling them only adds float32 rounding in ONNX that moves rows across split thresholds.
+    """
+    return not type(estimator).__module__.startswith(("sklearn.tree", "sklearn.ensemble"))

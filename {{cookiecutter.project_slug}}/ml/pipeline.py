@@ -1,0 +1,189 @@
+"""`make train`: snapshot -> split -> fit -> evaluate -> ONNX export -> parity -> gates -> records.
+
+Each step is one named function below; `train` only calls them in order. What a run leaves in
+artifacts/models/<version>/: model.onnx, metrics.json (`Quality`), parity.json (`Parity`),
+gates.json (`GateReport`) and training.json (`TrainingRecord`), with artifacts/models/latest
+naming the version. `make register` reads exactly these records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from data_pipelines import snapshot
+from governance import registry
+from governance.core import policy as policy_file
+from governance.core import progress
+from governance.core.contract import Contract
+from governance.core.contract import load as load_contract
+from governance.core.encoding import Scorer
+from governance.core.errors import InputError
+from governance.core.paths import Paths
+from governance.core.policy import Policy
+from governance.core.records import (
+    Artifact,
+    Baseline,
+    DataLineage,
+    GateReport,
+    Parity,
+    Quality,
+    RegistryEntry,
+    TrainingRecord,
+    write_json,
+)
+from ml.evaluate import evaluate
+from ml.export import convert, metadata, parity, stamp
+from ml.features import model_frame
+from ml.gates import champion_baseline, check, single_row_latency_ms
+from ml.train import Params, Split, fit, labels, load_params, split
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a training run reads before it computes anything."""
+
+    policy: Policy
+    params: Params
+    contract: Contract
+    champion: RegistryEntry | None
+    data: pd.DataFrame
+    manifest: dict
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The exported model and what was measured on it."""
+
+    version: str
+    content: bytes
+    quality: Quality
+    parity: Parity
+    baseline: Baseline | None
+    gates: GateReport
+
+
+def load_inputs(paths: Paths, snapshot_ref: str | None) -> Inputs:
+    policy = policy_file.load(paths.policy)
+    params = load_params(paths.params)
+    contract = load_contract(paths.contract)
+    champion = registry.load(paths.registry).champion
+    folder = snapshot.resolve(snapshot_ref or snapshot.LATEST, root=paths.snapshots)
+    with progress.step(f"loading snapshot {folder.name}"):
+        data, manifest = snapshot.load(folder)
+    if manifest.get("contract_sha256") != contract.digest:
+        raise InputError(
+            f"snapshot {folder.name} was made under data contract {manifest.get('contract_sha256')!r}, "
+            f"the current contract is {contract.digest!r}: run `make data` to snapshot under this contract"
+        )
+    return Inputs(policy, params, contract, champion, data, manifest)
+
+
+def fit_model(inputs: Inputs) -> tuple[Split, Pipeline]:
+    with progress.step(f"training {inputs.params.model_family} on {len(inputs.data)} rows"):
+        parts = split(inputs.data, inputs.contract, inputs.params)
+        return parts, fit(parts.train, inputs.contract, inputs.params)
+
+
+def export_model(inputs: Inputs, pipeline: Pipeline) -> tuple[bytes, str]:
+    opset = inputs.policy.onnx.opset
+    with progress.step(f"exporting to ONNX (opset {opset})"):
+        classes = [int(value) for value in pipeline.classes_]
+        props = metadata(
+            inputs.params.model_name,
+            inputs.params.model_family,
+            inputs.contract,
+            classes,
+            str(inputs.manifest["sha256"]),
+        )
+        model = convert(pipeline, inputs.contract, opset, inputs.params.model_name)
+        return stamp(model, props, str(inputs.manifest["created_at"]))
+
+
+def measure(
+    paths: Paths, inputs: Inputs, parts: Split, pipeline: Pipeline, content: bytes, version: str
+) -> Candidate:
+    """Quality on the held-out split, ONNX parity and latency, the champion on the same rows, the gates."""
+    contract, policy = inputs.contract, inputs.policy
+    with progress.step(f"evaluating on {len(parts.test)} held-out rows"):
+        frame = model_frame(parts.test, contract)
+        y_test = labels(parts.test, contract)
+        classes = [int(value) for value in pipeline.classes_]
+        metrics, bias = evaluate(
+            parts.test,
+            y_test,
+            pipeline.predict(frame),
+            pipeline.predict_proba(frame),
+            classes,
+            contract,
+            policy.bias.metric,
+        )
+    with progress.step("checking parity (onnxruntime vs scikit-learn) and single-row latency"):
+        scorer = Scorer(content)
+        parity_result = parity(scorer, pipeline, frame, contract, policy.onnx.parity_tolerance, version)
+        latency = single_row_latency_ms(scorer, frame, contract)
+    with progress.step("scoring the champion on the same rows"):
+        baseline = champion_baseline(
+            inputs.champion, paths.root, frame, y_test, contract, policy.model.primary_metric
+        )
+    gates = check(policy, metrics, bias, parity_result, latency, baseline)
+    quality = Quality(version=version, model_family=inputs.params.model_family, metrics=metrics, bias=bias)
+    report = GateReport(
+        version=version,
+        passed=all(gate.passed for gate in gates),
+        policy=paths.relative(paths.policy),
+        champion=baseline,
+        gates=tuple(gates),
+    )
+    return Candidate(version, content, quality, parity_result, baseline, report)
+
+
+def write_outputs(paths: Paths, inputs: Inputs, parts: Split, candidate: Candidate) -> Path:
+    out = paths.models / candidate.version
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.onnx"
+    model_path.write_bytes(candidate.content)
+    write_json(candidate.quality, out / "metrics.json")
+    write_json(candidate.parity, out / "parity.json")
+    write_json(candidate.gates, out / "gates.json")
+    manifest, params = inputs.manifest, inputs.params
+    training = TrainingRecord(
+        version=candidate.version,
+        model_name=params.model_name,
+        model_family=params.model_family,
+        estimator=params.estimator,
+        seed=params.seed,
+        test_size=params.test_size,
+        opset=inputs.policy.onnx.opset,
+        contract_sha256=inputs.contract.digest,
+        artifact=Artifact(
+            path=paths.relative(model_path), sha256=hashlib.sha256(candidate.content).hexdigest()
+        ),
+        data=DataLineage(
+            snapshot_id=str(manifest["snapshot_id"]),
+            sha256=str(manifest["sha256"]),
+            rows=int(manifest.get("rows", len(inputs.data))),
+            source=manifest.get("source"),
+            time_window=manifest.get("time_window"),
+            train_rows=len(parts.train),
+            test_rows=len(parts.test),
+        ),
+    )
+    write_json(training, out / "training.json")
+    (paths.models / "latest").write_text(candidate.version + "\n")
+    return out
+
+
+def train(paths: Paths, snapshot_ref: str | None = None) -> GateReport:
+    """Train and gate one candidate; returns its gate report (passed or not), records written."""
+    inputs = load_inputs(paths, snapshot_ref)
+    parts, pipeline = fit_model(inputs)
+    content, version = export_model(inputs, pipeline)
+    candidate = measure(paths, inputs, parts, pipeline, content, version)
+    out = write_outputs(paths, inputs, parts, candidate)
+    progress.note(f"model {version} -> {paths.relative(out)}")
+    return candidate.gates

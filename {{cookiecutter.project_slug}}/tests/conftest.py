@@ -1,0 +1,34 @@
+"""Fixtures shared by more than one test package (each package's own live in its conftest.py).
+
+Training is the slow part of the suite, so the trained workspace is built once per session
+and handed out read-only (`trained_workspace`) or as a private copy (`workspace_copy`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from governance.core.contract import Contract
+from governance.core.paths import Paths
+from tests.support import training
+
+
+@pytest.fixture(scope="session")
+def example_contract() -> Contract:
+    """The example generator's contract: tests hold whatever contract the project adopts."""
+    return training.contract()
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(root, version): a project-shaped folder where `train` ran once (do not modify it)."""
+    return training.trained_workspace(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def workspace_copy(trained_workspace: tuple[Path, str], tmp_path: Path) -> tuple[Paths, str]:
+    """(paths, version): a private copy of the trained workspace, free to register into or edit."""
+    root, version = trained_workspace
+    return Paths(training.copy_workspace(root, tmp_path / "project")), version

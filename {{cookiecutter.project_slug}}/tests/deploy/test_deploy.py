@@ -1,0 +1,63 @@
+"""deploy/ renders to valid Kubernetes objects whose settings the service accepts.
+
+An overlay edit that breaks kustomize, a field Kubernetes does not know, or an environment
+variable the app would ignore (or refuse) is caught here rather than by a failed rollout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.settings import Settings
+from governance.core.paths import PATHS
+
+ROOT = PATHS.root
+BIN = Path(sys.executable).parent
+ENVIRONMENTS = ("staging", "production")
+
+
+def render(environment: str) -> list[dict]:
+    result = subprocess.run(
+        [BIN / "kubectl", "kustomize", PATHS.overlays / environment],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_overlay_renders_objects_that_pass_the_kubernetes_schemas(environment, tmp_path):
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(render(environment)))
+    result = subprocess.run(
+        [BIN / "kubernetes-validate", "--strict", "--quiet", manifest], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_service_accepts_every_setting_the_config_map_gives_it(environment, monkeypatch):
+    (config_map,) = [obj for obj in render(environment) if obj["kind"] == "ConfigMap"]
+    known = {name.upper() for name in Settings.model_fields}
+    unknown = sorted(set(config_map["data"]) - known)
+    assert not unknown, f"the app ignores {unknown}: settings are {sorted(known)}"
+    for name, value in config_map["data"].items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.app_env == "production" and settings.capture_enabled
+    assert settings.port == 8080
+
+
+def test_the_compose_stack_uses_settings_the_service_accepts(monkeypatch):
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    (service,) = compose["services"].values()
+    for name, value in service["environment"].items():
+        monkeypatch.setenv(name, str(value))
+    assert Settings().capture_enabled
+    assert set(service["environment"]) <= {name.upper() for name in Settings.model_fields}

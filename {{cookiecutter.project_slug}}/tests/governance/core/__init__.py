@@ -1,0 +1,1 @@
+"""Tests of the ground layer (`governance/core`)."""

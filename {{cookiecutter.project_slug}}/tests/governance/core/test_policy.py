@@ -1,0 +1,70 @@
+"""governance/policy.yaml has exactly one parser, and every reader uses it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from governance.core import policy
+from governance.core.paths import PATHS
+from ml.evaluate import GROUP_METRICS, task_metrics
+
+
+def edited(tmp_path: Path, section: str, key: str, value: object) -> Path:
+    raw = yaml.safe_load(PATHS.policy.read_text())
+    raw[section][key] = value
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_projects_policy_parses_whole():
+    loaded = policy.load()
+    assert loaded.model.primary_metric in policy.PRIMARY_METRICS
+    assert loaded.serving.max_batch_rows >= 1
+    assert loaded.model_card.limitations
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("model", "min_primary_metric", 1.5, "field 'model.min_primary_metric'"),
+        ("model", "primary_metric", "auc", "field 'model.primary_metric'"),
+        ("bias", "max_gapp", 0.1, "field 'bias.max_gapp' is not a known field"),
+        ("onnx", "opset", "17", "field 'onnx.opset'"),
+        ("drift", "correction", "holm", "field 'drift.correction'"),
+        ("serving", "unknown_category", "maybe", "field 'serving.unknown_category'"),
+    ],
+)
+def test_a_broken_policy_is_refused_naming_the_key(tmp_path, section, key, value, expected):
+    with pytest.raises(policy.PolicyError) as refusal:
+        policy.load(edited(tmp_path, section, key, value))
+    assert expected in str(refusal.value) and f"(got {value!r})" in str(refusal.value)
+
+
+def test_the_metric_names_the_policy_allows_are_the_ones_training_computes():
+    import numpy as np
+
+    computed = task_metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array([0.2, 0.9, 0.4, 0.1]))
+    assert set(policy.PRIMARY_METRICS) <= set(computed)
+    assert set(policy.GROUP_METRICS) == set(GROUP_METRICS)
+
+
+def test_no_module_outside_the_ground_parses_the_policy_file():
+    """The policy's readers (gates, serving settings, drift decision, model card) go through
+    governance.core.policy; a module reading policy.yaml with its own YAML call would be a second
+    parser."""
+    offenders = []
+    for path in PATHS.root.glob("*/**/*.py"):
+        relative = path.relative_to(PATHS.root).as_posix()
+        if relative.startswith(("governance/core/", "tests/", ".venv/")) or "/." in relative:
+            continue
+        text = path.read_text()
+        if "policy" in text and re.search(r"yaml\.safe_load|read_yaml\(", text):
+            reads = re.findall(r"(?:yaml\.safe_load|read_yaml)\([^)]*\)", text)
+            if any("policy" in call for call in reads):
+                offenders.append(relative)
+    assert offenders == []

@@ -1,0 +1,164 @@
+"""`register` writes a model card from the registry entry: intended use, data, metrics, bias,
+limitations and lineage, with the same numbers as the registry, laid out by the template file."""
+
+import json
+import re
+
+import pytest
+import yaml
+
+from governance import model_card, registry
+from governance.cli import main
+from governance.core.contract import load as load_contract
+from governance.core.paths import Paths
+from governance.core.policy import PolicyError
+from governance.core.records import RegistryEntry
+from governance.core.text import fmt
+from tests.support.training import PROJECT, copy_workspace
+
+TEMPLATE = PROJECT / "governance" / "templates" / "model_card.md.j2"
+
+
+@pytest.fixture(scope="module")
+def registered(trained_workspace, tmp_path_factory):
+    """(paths, version): a private copy of the trained workspace where `mlops register` ran."""
+    root, version = trained_workspace
+    paths = Paths(copy_workspace(root, tmp_path_factory.mktemp("registered") / "project"))
+    assert main(["--root", str(paths.root), "register"]) == 0
+    return paths, version
+
+
+def card_of(paths, version):
+    return (paths.cards / f"{version}.md").read_text()
+
+
+def test_register_adds_a_candidate_whose_sha256_matches_the_artifact(registered):
+    paths, version = registered
+    entry = registry.get(version, paths.registry)
+    assert entry.stage == "candidate"
+    registry.verify_artifact(entry, paths.root)
+    assert entry.contract_sha256 == load_contract(paths.contract).digest
+    manifest = json.loads((paths.snapshots / entry.data.snapshot_id / "manifest.json").read_text())
+    assert entry.data.sha256 == manifest["sha256"]
+    assert entry.code_commit == "unknown" or len(entry.code_commit) in (40, 64)
+
+
+def test_register_twice_is_a_no_op(registered, capsys):
+    paths, _ = registered
+    before = paths.registry.read_bytes()
+    assert main(["--root", str(paths.root), "register"]) == 0
+    assert "already registered" in capsys.readouterr().out
+    assert paths.registry.read_bytes() == before
+
+
+def test_register_without_a_trained_model_says_to_train(tmp_path, write_registry, capsys):
+    write_registry(tmp_path, [])
+    assert main(["--root", str(tmp_path), "register"]) == 2
+    assert "make train" in capsys.readouterr().err
+
+
+def test_the_card_has_every_section_of_its_template_in_order(registered):
+    paths, version = registered
+    text = card_of(paths, version)
+    headings = re.findall(r"^## .+$", TEMPLATE.read_text(), flags=re.MULTILINE)
+    assert len(headings) >= 6
+    positions = [text.find(f"\n{heading}\n") for heading in headings]
+    assert -1 not in positions, [h for h, at in zip(headings, positions, strict=True) if at == -1]
+    assert positions == sorted(positions)
+
+
+def test_the_card_shows_the_registered_numbers_in_the_one_number_format(registered, example_contract):
+    paths, version = registered
+    entry = registry.get(version, paths.registry)
+    text = card_of(paths, version)
+    for name, value in entry.metrics.items():
+        assert f"| {name} | {fmt(value)} |" in text
+    assert any(isinstance(value, float) and fmt(value) != str(value) for value in entry.metrics.values())
+    for name, gate in entry.gates.items():
+        cells = (name, fmt(gate.passed), fmt(gate.value), fmt(gate.threshold), fmt(gate.margin))
+        assert "| " + " | ".join(cells) + " |" in text
+    assert f"labels identical: {fmt(entry.parity.labels_equal)}" in text
+    assert entry.artifact.sha256 in text
+    assert entry.data.sha256 in text
+    for group in example_contract.sensitive.categories:
+        assert f"| {group} |" in text
+    for feature in example_contract.feature_names:
+        assert f"| {feature} |" in text
+
+
+def tables(markdown):
+    """The Markdown tables of a document: lists of consecutive lines that start with a pipe."""
+    found, current = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
+def test_a_pipe_inside_a_value_never_breaks_a_card_table(tmp_path, make_entry):
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(
+        yaml.safe_dump(
+            {
+                "target": {"name": "defaulted"},
+                "sensitive_attribute": {"name": "group", "categories": ["x|y", "z"]},
+                "features": [
+                    {"name": "amount", "kind": "numeric", "min": 0, "max": 10},
+                    {"name": "channel", "kind": "categorical", "categories": ["web|app", "branch"]},
+                ],
+            }
+        )
+    )
+    raw = make_entry()
+    raw["contract_sha256"] = load_contract(contract).digest
+    raw["bias"] = {
+        "sensitive_attribute": "group",
+        "metric": "selection_rate",
+        "largest_gap": 0.1,
+        "by_group": {"x|y": {"selection_rate": 0.5, "count": 10}, "z": {"selection_rate": 0.4, "count": 12}},
+    }
+    text = model_card.render(RegistryEntry.model_validate(raw), Paths(PROJECT).policy, contract)
+    assert "web\\|app" in text and "x\\|y" in text  # the values are there, escaped
+    unescaped = re.compile(r"(?<!\\)\|")
+    for table in tables(text):
+        header = len(unescaped.findall(table[0]))
+        assert [len(unescaped.findall(row)) for row in table] == [header] * len(table), table
+
+
+def test_the_card_uses_the_policy_statements(registered, tmp_path):
+    paths, version = registered
+    raw = yaml.safe_load(paths.policy.read_text())
+    raw["model_card"] = {
+        "intended_use": "Rank applications for manual review.",
+        "out_of_scope": "Automated rejection.",
+        "limitations": ["Synthetic data only."],
+    }
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(raw))
+    text = model_card.render(registry.get(version, paths.registry), policy, paths.contract)
+    assert "Rank applications for manual review." in text
+    assert "Out of scope: Automated rejection." in text
+    assert "- Synthetic data only." in text
+    assert "performance on other populations is unknown" not in text  # the defaults are not quoted
+
+
+def test_a_broken_policy_is_refused_rather_than_quoted_with_default_statements(registered, tmp_path):
+    paths, version = registered
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("model_card:\n  intended_use: Rank applications for manual review.\n")
+    with pytest.raises(PolicyError, match="field 'model' field required"):
+        model_card.render(registry.get(version, paths.registry), policy, paths.contract)
+
+
+def test_card_command_rewrites_a_card_and_rejects_unknown_versions(registered, capsys):
+    paths, version = registered
+    card = paths.cards / f"{version}.md"
+    before = card.read_text()
+    card.unlink()
+    assert main(["--root", str(paths.root), "card", version]) == 0
+    assert card.read_text() == before
+    assert main(["--root", str(paths.root), "card", "no-such-version"]) == 2
+    assert "no-such-version" in capsys.readouterr().err

@@ -1,0 +1,175 @@
+"""Reading capture windows: time and count windows, label joins, torn lines, bad files, and the
+one capture schema (governance/core/capture.py) that serving writes and monitoring reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import orjson
+import pytest
+
+from data_pipelines.example import example_contract
+from governance.core.capture import COLUMNS, FeedbackRecord, PredictionRecord, feedback_line, prediction_line
+from monitoring.capture import CaptureError, read_window, schema
+from tests.support.drift import START, example, fake_scores, write_capture
+
+CONTRACT = example_contract()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """300 predictions 7 minutes apart (they span two days), every other one labelled a day later."""
+    frame = example(300, seed=1)
+    write_capture(tmp_path, frame, CONTRACT, fake_scores(frame), step=timedelta(minutes=7))
+    return tmp_path, frame
+
+
+def test_it_joins_feedback_labels_onto_predictions(store):
+    root, frame = store
+    window = read_window(str(root), contract=CONTRACT)
+    assert len(window) == len(frame)
+    assert window["defaulted"].notna().sum() == 150
+    labelled = window["defaulted"].notna().to_numpy()
+    assert (window["defaulted"][labelled].to_numpy() == frame["defaulted"].to_numpy()[labelled]).all()
+    assert np.allclose(window["income"], frame["income"], equal_nan=True)
+    assert (window["employment_type"].astype(str) == frame["employment_type"]).all()
+    assert (window["sex"].astype(str) == frame["sex"]).all()
+    assert np.allclose(window["score"], fake_scores(frame))
+    assert window["timestamp"].is_monotonic_increasing
+
+
+def test_a_time_window_keeps_labels_that_arrived_in_later_partitions(store):
+    root, _ = store
+    since, until = START + timedelta(hours=10), START + timedelta(hours=20)
+    window = read_window(f"file://{root}", since=since, until=until.isoformat(), contract=CONTRACT)
+    assert len(window) == 86  # minutes 600..1199 at 7-minute steps
+    assert window["timestamp"].min() >= since and window["timestamp"].max() < until
+    assert window["defaulted"].notna().sum() == 43
+
+
+def test_last_n_returns_the_newest_predictions(store):
+    root, frame = store
+    window = read_window(str(root), last_n=25, contract=CONTRACT)
+    assert len(window) == 25
+    assert window["prediction_id"].iloc[-1] == "req-host-1-0-59:4"
+    assert np.allclose(window["score"], fake_scores(frame)[-25:])
+
+
+def test_a_later_feedback_corrects_an_earlier_label(store):
+    root, _ = store
+    fix = {
+        "kind": "feedback",
+        "request_id": "req-host-1-0-0",
+        "row": 0,
+        "label": 1,
+        "timestamp": (START + timedelta(days=5)).isoformat(),
+    }  # no prediction_id: derived from request_id and row
+    folder = root / "date=2024-05-06"
+    folder.mkdir()
+    (folder / "other-2-0.jsonl").write_bytes(orjson.dumps(fix) + b"\n")
+    window = read_window(str(root), contract=CONTRACT)
+    assert window.loc[window["prediction_id"] == "req-host-1-0-0:0", "defaulted"].item() == 1
+
+
+def test_a_half_written_last_line_is_ignored_and_a_bad_line_names_its_file(store):
+    root, frame = store
+    stream = next(root.glob("date=*/host-1-0.jsonl"))
+    with stream.open("ab") as handle:
+        handle.write(b'{"kind": "prediction", "prediction_id": "x')
+    assert len(read_window(str(root), contract=CONTRACT)) == len(frame)
+    bad = root / "date=2024-05-01" / "broken.jsonl"
+    bad.write_bytes(b'{"kind": "prediction", "row": "not a number"}\n')
+    with pytest.raises(CaptureError, match=r"broken\.jsonl"):
+        read_window(str(root), contract=CONTRACT)
+
+
+def test_a_missing_store_and_bad_window_arguments_fail_clearly(tmp_path):
+    with pytest.raises(CaptureError, match="does not exist"):
+        read_window(str(tmp_path / "nowhere"), contract=CONTRACT)
+    with pytest.raises(CaptureError, match="last_n must be a positive integer"):
+        read_window(str(tmp_path), last_n=0, contract=CONTRACT)
+    with pytest.raises(CaptureError, match="since must be an ISO 8601"):
+        read_window(str(tmp_path), since="yesterday", contract=CONTRACT)
+    assert read_window(str(tmp_path), contract=CONTRACT).empty
+
+
+def test_it_reads_what_the_serving_capture_store_writes(tmp_path):
+    """The contract between app/capture.py (writer) and monitoring/capture.py (reader)."""
+    from app.capture import CaptureStore
+
+    frame = example(40, seed=3)
+    scores = fake_scores(frame)
+    writer = CaptureStore(f"file://{tmp_path}", CONTRACT.feature_names, "sex", flush_rows=10_000)
+    records = [
+        {key: (None if value is None or value != value else value) for key, value in row.items()}
+        for row in frame[[*CONTRACT.feature_names, "sex"]].astype(object).to_dict("records")
+    ]
+    stamp = START.timestamp()
+    for start in range(0, 40, 10):
+        chunk = records[start : start + 10]
+        labels = [int(score >= 0.5) for score in scores[start : start + 10]]
+        probabilities = [[1 - float(score), float(score)] for score in scores[start : start + 10]]
+        writer.record_predictions(f"r{start}", stamp + start, "m", "v7", chunk, labels, probabilities)
+    writer.record_feedback(stamp + 3600, [("r0", 3, 1), ("r10", 0, 0)])
+    writer.close()
+    window = read_window(f"file://{tmp_path}", contract=CONTRACT)
+    assert len(window) == 40
+    assert window["model_version"].astype(str).unique().tolist() == ["v7"]
+    assert window.set_index("prediction_id")["defaulted"].dropna().to_dict() == {"r0:3": 1, "r10:0": 0}
+    assert np.allclose(window["score"], scores)
+    assert np.allclose(window["debt_to_income"], frame["debt_to_income"])
+
+
+def test_the_reader_schema_is_the_ground_capture_record_typed_from_the_contract():
+    """Every column of a capture line is read, and the reader reads nothing the record does not define."""
+    fields = schema(CONTRACT)
+    assert set(fields.names) == set(COLUMNS)
+    assert set(COLUMNS) == set(PredictionRecord.model_fields) | set(FeedbackRecord.model_fields)
+    features = fields.field("features").type
+    assert [features.field(i).name for i in range(features.num_fields)] == CONTRACT.feature_names
+    sensitive = fields.field("sensitive").type
+    assert [sensitive.field(i).name for i in range(sensitive.num_fields)] == [CONTRACT.sensitive.name]
+
+
+def test_lines_built_from_the_ground_record_are_read_back_value_for_value(tmp_path):
+    first, second = example(2, seed=4).to_dict("records")
+    features = [{name: row[name] for name in CONTRACT.feature_names} for row in (first, second)]
+    features[1]["income"] = None  # a missing number travels as null
+    lines = [
+        prediction_line(
+            request_id="req-9",
+            row=row,
+            timestamp=f"2024-05-01T08:00:0{row}.000000+00:00",
+            model_name="loans",
+            model_version="v3",
+            features=features[row],
+            sensitive={"sex": ("female", None)[row]},
+            label=row,
+            scores=[0.8 - 0.5 * row, 0.2 + 0.5 * row],
+        )
+        for row in (0, 1)
+    ]
+    for line in lines:
+        PredictionRecord.model_validate(line)  # the writer's dict is the ground record
+    label = feedback_line(request_id="req-9", row=1, label=1, timestamp="2024-05-02T09:00:00+00:00")
+    FeedbackRecord.model_validate(label)
+    (tmp_path / "date=2024-05-01").mkdir()
+    (tmp_path / "date=2024-05-01" / "a.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    (tmp_path / "date=2024-05-02").mkdir()
+    (tmp_path / "date=2024-05-02" / "a.jsonl").write_bytes(orjson.dumps(label) + b"\n")
+
+    window = read_window(str(tmp_path), contract=CONTRACT).set_index("prediction_id")
+    assert window.index.tolist() == ["req-9:0", "req-9:1"]
+    assert window["request_id"].tolist() == ["req-9", "req-9"] and window["row"].tolist() == [0, 1]
+    assert window["model_name"].astype(str).tolist() == ["loans", "loans"]
+    assert window["model_version"].astype(str).tolist() == ["v3", "v3"]
+    assert window["predicted_label"].tolist() == [0, 1]
+    assert window["score"].tolist() == pytest.approx([0.2, 0.7])
+    assert window["timestamp"].iloc[1].isoformat() == "2024-05-01T08:00:01+00:00"
+    for name in CONTRACT.feature_names:
+        read = window[name].astype(object).where(window[name].notna(), None).tolist()
+        assert read == [features[0][name], features[1][name]], name
+    assert window["sex"].astype(object).where(window["sex"].notna(), None).tolist() == ["female", None]
+    assert window["defaulted"].isna().tolist() == [True, False] and window.loc["req-9:1", "defaulted"] == 1
+    assert str(window.loc["req-9:1", "feedback_timestamp"]) == "2024-05-02 09:00:00+00:00"

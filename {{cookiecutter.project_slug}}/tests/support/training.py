@@ -1,0 +1,136 @@
+"""Cached set-ups for the ML and governance tests: train once, reuse everywhere.
+
+Training is the slow part of these tests, so each expensive result is built once per
+test session (functools.cache keyed on pytest's session-wide tmp_path_factory) and shared
+by the test modules that need it. Data and trees are kept small so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import onnx
+import pandas as pd
+import yaml
+
+from data_pipelines import example, snapshot
+from data_pipelines.example import EXAMPLE_CONTRACT, example_contract
+from governance.core import policy as policy_file
+from governance.core.contract import Contract
+from governance.core.contract import load as load_contract
+from governance.core.paths import Paths
+from ml.estimator import FAMILIES
+from ml.export import convert, metadata, stamp
+from ml.features import model_frame
+from ml.pipeline import train
+from ml.train import Params, Split, fit, load_params, split
+
+PROJECT = Path(__file__).resolve().parents[2]
+ROWS = 2000
+SEED = 7
+# Small models keep each family's fit and conversion to about a second.
+SMALL = {
+    "logistic_regression": {"C": 1.0, "max_iter": 500},
+    "random_forest": {"n_estimators": 25, "max_depth": 6, "min_samples_leaf": 5},
+    "gradient_boosting": {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.1},
+}
+
+
+def contract() -> Contract:
+    """The example generator's contract: the tests hold whatever contract the project adopts."""
+    return example_contract()
+
+
+def small_params(family: str) -> Params:
+    return load_params(PROJECT / "ml" / "params.yaml").model_copy(
+        update={"model_family": family, "estimators": {family: SMALL[family]}}
+    )
+
+
+@cache
+def example_frame(rows: int = ROWS, seed: int = SEED) -> pd.DataFrame:
+    return example.generate(rows, seed=seed)
+
+
+@dataclass(frozen=True)
+class Trained:
+    family: str
+    params: Params
+    parts: Split
+    pipeline: object
+    frame: pd.DataFrame  # the test split, as the model sees it
+    model: onnx.ModelProto
+    content: bytes
+    version: str
+
+
+@cache
+def trained(family: str) -> Trained:
+    """One small model per family, exported at the policy's opset."""
+    opset = policy_file.load(PROJECT / "governance" / "policy.yaml").onnx.opset
+    terms = contract()
+    params = small_params(family)
+    parts = split(example_frame(), terms, params)
+    pipeline = fit(parts.train, terms, params)
+    model = convert(pipeline, terms, opset, params.model_name)
+    classes = [int(value) for value in pipeline.classes_]
+    content, version = stamp(
+        model, metadata(params.model_name, family, terms, classes, "0" * 64), "2024-01-31T00:00:00Z"
+    )
+    return Trained(family, params, parts, pipeline, model_frame(parts.test, terms), model, content, version)
+
+
+def offered_families() -> list[str]:
+    """Every family a baked project can be generated with (the template's cookiecutter.json choices)."""
+    return sorted(FAMILIES)
+
+
+def make_workspace(root: Path, family: str = "logistic_regression", with_snapshot: bool = True) -> Path:
+    """A project-shaped folder with its own contract, policy, registry, params and example snapshot.
+
+    Tests point the CLI at it with --root (or build `Paths(root)`), so they never touch the real
+    project's registry.
+    """
+    for folder in ("governance", "ml", "data_pipelines", "monitoring"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for kept in ("data_pipelines/source.yaml", "monitoring/monitoring.yaml"):
+        shutil.copy(PROJECT / kept, root / kept)
+    contract_path = root / "data_pipelines" / "contract.yaml"
+    contract_path.write_text(yaml.safe_dump(EXAMPLE_CONTRACT, sort_keys=False))
+    shutil.copy(PROJECT / "governance" / "policy.yaml", root / "governance" / "policy.yaml")
+    (root / "governance" / "registry.yaml").write_text("version: 1\nmodels: []\n")
+    params = yaml.safe_load((PROJECT / "ml" / "params.yaml").read_text())
+    params["model_family"] = family
+    params["estimators"] = SMALL
+    (root / "ml" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if with_snapshot:
+        snapshot.create(
+            example_frame(),
+            {"kind": "example", "rows": ROWS, "seed": SEED},
+            contract=load_contract(contract_path),
+            root=root / "artifacts" / "snapshots",
+        )
+    return root
+
+
+@cache
+def _trained_workspace(base: Path) -> tuple[Path, str]:
+    root = make_workspace(base / "ml-trained-workspace")
+    report = train(Paths(root))
+    if not report.passed:
+        raise RuntimeError(f"the shared workspace's model failed its gates: {report.failures()}")
+    return root, report.version
+
+
+def trained_workspace(basetemp: Path) -> tuple[Path, str]:
+    """A workspace where `train` has run once in this session (shared: copy it before changing it)."""
+    return _trained_workspace(basetemp)
+
+
+def copy_workspace(source: Path, target: Path) -> Path:
+    """A private copy of the trained workspace, for tests that register or edit the policy."""
+    shutil.copytree(source, target)
+    return target
