@@ -10,7 +10,6 @@ mapping: it is written into every snapshot's manifest as lineage. Then run
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +19,7 @@ from pydantic import Field
 from governance.core import progress
 from governance.core.errors import InputError
 from governance.core.paths import Paths
-from governance.core.records import Record, parse, read_yaml
+from governance.core.records import Record, parse, read_yaml, sha256_of
 
 
 class SourceConfig(Record):
@@ -41,21 +40,13 @@ def read_config(paths: Paths) -> SourceConfig:
     return config
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_file(path: Path, shown: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A CSV or Parquet file, and its lineage (path and content hash)."""
     from data_pipelines.snapshot import read_table
 
     progress.note(f"reading {shown or path}")
     frame = read_table(path)
-    return frame, {"kind": "file", "path": str(shown or path), "file_sha256": file_sha256(path)}
+    return frame, {"kind": "file", "path": str(shown or path), "file_sha256": sha256_of(path)}
 
 
 def load(

@@ -8,7 +8,6 @@ atomically, so a crash never leaves a half-written registry.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from governance.core.records import (
     parse,
     read_json,
     read_yaml,
+    sha256_of,
     write_atomically,
 )
 
@@ -40,14 +40,6 @@ TRAIN_HINT = "run `make train` again"
 
 class RegistryError(InputError):
     """A registry entry or file breaks a rule; the message names the entry, field, rule and value."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load(path: Path | str) -> Registry:

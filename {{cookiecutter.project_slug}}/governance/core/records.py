@@ -9,6 +9,7 @@ file, the field, the rule and the value, instead of a KeyError three modules awa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -107,6 +108,15 @@ def write_atomically(path: Path | str, text: str) -> None:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         raise
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (lineage of data files and model artifacts)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _timestamp(value: str) -> str:
