@@ -207,8 +207,9 @@ def test_make_ci_drift_opens_a_retraining_pr_on_drifted_capture(
 STAGE_SCRIPT = """
 import sys
 from governance import registry
-registry.update(sys.argv[1], {"image": {"digest": "sha256:" + "ab" * 32}})
-registry.set_stage(sys.argv[1], "staging")
+from governance.core.paths import PATHS
+registry.update(sys.argv[1], {"image": {"digest": "sha256:" + "ab" * 32}}, PATHS.registry)
+registry.set_stage(sys.argv[1], "staging", PATHS.registry)
 """
 
 

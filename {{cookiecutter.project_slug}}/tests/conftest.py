@@ -6,6 +6,7 @@ and handed out read-only (`trained_workspace`) or as a private copy (`workspace_
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,20 @@ import pytest
 from governance.core.contract import Contract
 from governance.core.paths import Paths
 from tests.support import training
+
+# Environment variables the command line reads as option defaults (typer `envvar=`): a test must
+# not change behaviour because the shell that runs it (CI, make, the template's demo) sets them.
+CLI_ENVIRONMENT = (
+    "CAPTURE_URI", "DETECTOR", "DOCKER", "IMAGE_SIZE_BUDGET_MB", "MODEL_NAME", "PORT", "PROJECT_ROOT",
+    "RETRAIN_MAX_DATA_MB", "VERSION",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def hermetic_cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CLI_ENVIRONMENT:
+        if name in os.environ:
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

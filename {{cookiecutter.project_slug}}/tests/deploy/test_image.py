@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_pipelines.example import EXAMPLE_CONTRACT
 from governance import cli
 from governance.core.paths import PATHS, Paths
 
@@ -204,24 +205,36 @@ def test_make_image_without_a_model_says_what_to_run(fake_docker):
 # --- the image test, against an engine that has no such image or cannot run it -------------------
 
 
-def image_test(docker: Path, *options: str) -> int:
-    arguments = ["image-test", "--image", "localhost/ldm:t1", "--model-name", "loan_default"]
+@pytest.fixture
+def contract_root(tmp_path: Path) -> Path:
+    """A project folder holding the example contract: the image test builds its requests from one
+    (a project generated from a file has only a draft until `make contract`)."""
+    (tmp_path / "data_pipelines").mkdir()
+    (tmp_path / "data_pipelines" / "contract.yaml").write_text(yaml.safe_dump(EXAMPLE_CONTRACT))
+    return tmp_path
+
+
+def image_test(docker: Path, root: Path, *options: str) -> int:
+    arguments = ["--root", str(root), "image-test", "--image", "localhost/ldm:t1"]
+    arguments += ["--model-name", "loan_default"]
     return cli.main([*arguments, "--docker", str(docker), "--timeout", "1", *options])
 
 
-def test_the_image_test_names_an_image_that_was_never_built(fake_docker, capsys):
+def test_the_image_test_names_an_image_that_was_never_built(fake_docker, contract_root, capsys):
     fake_docker.answer("image inspect", "[]", code=1, stderr="no such image")
-    assert image_test(fake_docker.path) == 2
+    assert image_test(fake_docker.path, contract_root) == 2
     assert "image localhost/ldm:t1 not found: run `make image` first" in capsys.readouterr().err
     assert fake_docker.called("run") == []
 
 
-def test_the_image_test_reports_every_failed_check_and_removes_its_containers(fake_docker, capsys):
+def test_the_image_test_reports_every_failed_check_and_removes_its_containers(
+    fake_docker, contract_root, capsys
+):
     oversized_root_image = {"Size": 900e6, "Config": {"User": ""}}
     fake_docker.answer("image inspect", json.dumps([oversized_root_image]))
     fake_docker.answer("run", code=125, stderr="port is already allocated")
     fake_docker.answer("rm")
-    assert image_test(fake_docker.path, "--budget-mb", "300") == 1
+    assert image_test(fake_docker.path, contract_root, "--budget-mb", "300") == 1
     printed = capsys.readouterr()
     assert "FAIL image size within budget: 900 MB exceeds the budget of 300.0 MB" in printed.out
     assert "FAIL the image declares a non-root USER" in printed.out
