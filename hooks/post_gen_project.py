@@ -1,7 +1,10 @@
-"""Shape the generated project to the answers: prune what was not picked, then git init.
+"""Shape the generated project to the answers: prune what was not picked, prove that every
+structured file parses, then git init.
 
 Like the pre-generation hook, it reads the answers as data (``tojson`` into ``json.loads``)
 and runs git with argument lists, never through a shell, so no answer is ever executed.
+The answers are parsed in ``main``, not on import, so tests can import the helpers below
+from the unrendered file.
 """
 
 from __future__ import annotations
@@ -11,10 +14,69 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
-CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+import yaml  # PyYAML: a dependency of cookiecutter itself
+
+ANSWERS = r"""{{ cookiecutter | tojson }}"""
 PROJECT = Path.cwd()
+
+# Every TOML, YAML and JSON file of the project must parse, and hold no lone surrogate (what a
+# JSON-style \ud83d escape becomes in YAML and JSON). GitHub workflows, whose expressions open
+# with a dollar and two braces, are plain YAML. The document templates are Jinja, parsed only
+# once the project renders them.
+PARSERS: dict[str, Callable[[str], object]] = {
+    ".toml": tomllib.loads,
+    ".yaml": lambda text: list(yaml.safe_load_all(text)),
+    ".yml": lambda text: list(yaml.safe_load_all(text)),
+    ".json": json.loads,
+}
+NOT_PARSED = ("governance/templates/",)
+
+
+class Unparsable(Exception):
+    """A generated file does not parse; the message names the file and the parser's complaint."""
+
+
+def lone_surrogate(value: object) -> str | None:
+    """The first text in a parsed document that holds half of a surrogate pair, if any."""
+    if isinstance(value, str):
+        return value if any(0xD800 <= ord(char) <= 0xDFFF for char in value) else None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        for item in value:
+            found = lone_surrogate(item)
+            if found is not None:
+                return found
+    return None
+
+
+def check_structured_files(root: Path) -> list[str]:
+    """Parse every TOML, YAML and JSON file under ``root``; return the relative paths checked.
+
+    Raises ``Unparsable`` naming the first file that does not parse (or holds a lone surrogate).
+    """
+    checked = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        parse = PARSERS.get(path.suffix)
+        if parse is None or not path.is_file() or ".git" in path.relative_to(root).parts:
+            continue
+        if relative.startswith(NOT_PARSED):
+            continue
+        try:
+            document = parse(path.read_text(encoding="utf-8"))
+        except (ValueError, yaml.YAMLError) as error:  # TOML, JSON and decoding errors are ValueErrors
+            reason = " ".join(str(error).split())
+            raise Unparsable(f"{relative} is not valid {path.suffix[1:].upper()}: {reason}") from None
+        broken = lone_surrogate(document)
+        if broken is not None:
+            raise Unparsable(f"{relative} holds a broken character (a lone surrogate) in {broken!r}")
+        checked.append(relative)
+    return checked
 
 
 def select_locks(python_version: str, detector: str) -> None:
@@ -60,17 +122,24 @@ def git_init(author: str, email: str) -> None:
         subprocess.run(args, cwd=PROJECT, env=env, check=True)
 
 
-def main() -> None:
-    select_locks(CONTEXT["python_version"], CONTEXT["drift_detector"])
-    if CONTEXT["license"] == "Proprietary":
+def main() -> int:
+    context = json.loads(ANSWERS)
+    select_locks(context["python_version"], context["drift_detector"])
+    if context["license"] == "Proprietary":
         (PROJECT / "LICENSE").unlink()
-    if CONTEXT["data_source"] == "file":
-        bring_user_data(CONTEXT["data_path"], CONTEXT.get("_output_dir") or ".")
+    if context["data_source"] == "file":
+        bring_user_data(context["data_path"], context.get("_output_dir") or ".")
+    try:
+        check_structured_files(PROJECT)
+    except Unparsable as error:
+        print(f"ERROR: the generated project is broken: {error}", file=sys.stderr)
+        return 1
     # cruft renders the template again (into temporary folders) to compute an update; it sets
     # `_commit`, and a repository created there would turn its diff into a diff of .git itself.
-    if CONTEXT["git_init"] == "yes" and not CONTEXT.get("_commit"):
-        git_init(CONTEXT["author_name"], CONTEXT["author_email"])
+    if context["git_init"] == "yes" and not context.get("_commit"):
+        git_init(context["author_name"], context["author_email"])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

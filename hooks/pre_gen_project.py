@@ -113,9 +113,8 @@ def check_cron(value: str) -> None:
         try:
             check_cron_field(part, low, high, names)
         except ValueError:
-            raise Invalid(
-                f"cron field '{name}' must use numbers {low}-{high}, '*', ranges, lists or steps"
-            ) from None
+            rule = f"numbers {low}-{high}, '*', ranges, lists or steps"
+            raise Invalid(f"must have a valid {name} field ({part!r}): {rule}") from None
 
 
 def check_data(ctx: dict[str, str]) -> None:

@@ -77,7 +77,7 @@ def test_structured_files_parse_after_rendering(cookies, combination, user_csv):
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == "loan_default_model"
     for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
-        yaml.safe_load(path.read_text())
+        list(yaml.safe_load_all(path.read_text()))  # Kubernetes files may hold several documents
     params = yaml.safe_load((project / "ml" / "params.yaml").read_text())
     assert params["model_family"] == combination["model_family"]
 

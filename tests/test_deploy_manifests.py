@@ -19,6 +19,7 @@ from cookiecutter.main import cookiecutter
 
 ENVIRONMENTS = ("staging", "production")
 DIGEST_IMAGE = re.compile(r"^(?P<name>[a-z0-9./:-]+)@sha256:[0-9a-f]{64}$")
+REPOSITORY = "https://github.com/acme-ml/loan-default-model.git"
 
 
 @pytest.fixture(scope="module")
@@ -140,18 +141,101 @@ def test_argo_cd_applications_point_at_the_overlays(project):
         application = yaml.safe_load((project / "deploy" / "argocd" / f"{environment}.yaml").read_text())
         assert application["apiVersion"] == "argoproj.io/v1alpha1"
         assert application["kind"] == "Application"
+        assert application["spec"]["project"] == "loan-default-model", "not Argo CD's open `default`"
         source = application["spec"]["source"]
-        assert source["repoURL"] == "https://github.com/acme-ml/loan-default-model.git"
+        assert source["repoURL"] == REPOSITORY
         assert source["targetRevision"] == "main"
         assert (project / source["path"] / "kustomization.yaml").is_file()
         assert source["path"] == f"deploy/overlays/{environment}"
         overlay = yaml.safe_load((project / source["path"] / "kustomization.yaml").read_text())
         assert application["spec"]["destination"]["namespace"] == overlay["namespace"]
     _, objects = render(project, "argocd")
-    assert sorted(obj["metadata"]["name"] for obj in objects) == [
-        "loan-default-model-production",
-        "loan-default-model-staging",
+    assert sorted((obj["kind"], obj["metadata"]["name"]) for obj in objects) == [
+        ("AppProject", "loan-default-model"),
+        ("Application", "loan-default-model-production"),
+        ("Application", "loan-default-model-staging"),
+        ("Namespace", "loan-default-model-production"),
+        ("Namespace", "loan-default-model-staging"),
     ]
+
+
+# The AppProject fields of Argo CD's CRD (kubernetes-validate knows no argoproj.io schema, so the
+# test holds the project to the CRD's field names itself, as --strict would).
+APP_PROJECT_FIELDS = {
+    "clusterResourceBlacklist",
+    "clusterResourceWhitelist",
+    "description",
+    "destinationServiceAccounts",
+    "destinations",
+    "namespaceResourceBlacklist",
+    "namespaceResourceWhitelist",
+    "orphanedResources",
+    "permitOnlyProjectScopedClusters",
+    "roles",
+    "signatureKeys",
+    "sourceNamespaces",
+    "sourceRepos",
+    "syncWindows",
+}
+
+
+def test_argo_cd_objects_render_and_validate(project, tmp_path):
+    text, objects = render(project, "argocd")
+    manifest = tmp_path / "argocd.yaml"
+    manifest.write_text(text)
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 2, result.stdout  # the two Namespaces
+    unknown = [line for line in result.stdout.splitlines() if "Couldn't find schema" in line]
+    assert all("argoproj.io/v1alpha1" in line for line in unknown), unknown
+    (appproject,) = [obj for obj in objects if obj["kind"] == "AppProject"]
+    assert appproject["apiVersion"] == "argoproj.io/v1alpha1"
+    assert appproject["metadata"]["namespace"] == "argocd"
+    assert set(appproject["spec"]) <= APP_PROJECT_FIELDS, set(appproject["spec"]) - APP_PROJECT_FIELDS
+
+
+def test_argo_cd_project_limits_the_repository_namespaces_and_kinds(project):
+    _, objects = render(project, "argocd")
+    (appproject,) = [obj for obj in objects if obj["kind"] == "AppProject"]
+    spec = appproject["spec"]
+    assert spec["sourceRepos"] == [REPOSITORY]
+    namespaces = {f"loan-default-model-{environment}" for environment in ENVIRONMENTS}
+    destinations = sorted((entry["server"], entry["namespace"]) for entry in spec["destinations"])
+    assert destinations == sorted(("https://kubernetes.default.svc", namespace) for namespace in namespaces)
+    assert spec.get("clusterResourceWhitelist", []) == [], "the project creates no cluster-scoped object"
+    # the namespaces come with the Argo CD objects, held to the pods' "restricted" profile
+    created = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "Namespace"}
+    assert set(created) == namespaces
+    for namespace in created.values():
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # every kind the overlays render is allowed, and nothing more
+    allowed = {(entry["group"], entry["kind"]) for entry in spec["namespaceResourceWhitelist"]}
+    rendered = set()
+    for environment in ENVIRONMENTS:
+        _, resources = render(project, f"overlays/{environment}")
+        rendered |= {(obj["apiVersion"].rpartition("/")[0], obj["kind"]) for obj in resources}
+    assert allowed == rendered
+    for environment in ENVIRONMENTS:
+        application = yaml.safe_load((project / "deploy" / "argocd" / f"{environment}.yaml").read_text())
+        assert application["spec"]["project"] == appproject["metadata"]["name"]
+        assert application["spec"]["destination"]["namespace"] in namespaces
+        assert "CreateNamespace=true" not in application["spec"]["syncPolicy"].get("syncOptions", [])
+
+
+def test_a_stopping_pod_leaves_the_endpoints_first_and_finishes_in_time(rendered):
+    _, objects, _ = rendered
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2
+    pause = int(command[1])
+    assert 1 <= pause <= 15
+    graceful = float(objects["ConfigMap"]["data"]["GRACEFUL_SHUTDOWN_SECONDS"])
+    # uvicorn waits up to `graceful` for in-flight requests, then the capture's last flush may take
+    # as long again (app/__main__.py, app/service.py); SIGKILL comes after the grace period.
+    assert pod["terminationGracePeriodSeconds"] > pause + 2 * graceful
 
 
 def test_compose_runs_the_image_read_only_as_the_app_user(project):

@@ -8,6 +8,7 @@ stand-ins (derived from the files, so a Dependabot SHA bump cannot break `make c
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -172,8 +173,196 @@ def test_pull_request_workflow_has_every_check_and_one_gate(project):
 def test_promotion_runs_in_the_protected_environment(project):
     workflow = load_workflow(project / ".github" / "workflows" / "promote.yml")
     assert workflow["on"]["workflow_dispatch"]["inputs"]["version"]["required"] is True
-    (job,) = workflow["jobs"].values()
+    (job,) = [job for job in workflow["jobs"].values() if "environment" in job]
     assert job["environment"] == "production"
+    assert [step["run"] for step in job["steps"] if "run" in step] == ["make promote"]
+
+
+# --- privileged jobs: main's code only, data only, exactly the GitOps files ----------------------
+
+MAIN_ONLY = "github.ref == 'refs/heads/main'"
+
+
+def condition(job: dict) -> str:
+    """A job's `if:` without the optional ${{ }} around it."""
+    text = str(job.get("if", "")).strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2].strip()
+    return text
+
+
+def test_every_job_with_an_environment_runs_only_from_main(project):
+    privileged = {}
+    for name in PROJECT_WORKFLOWS:
+        for job_id, job in load_workflow(project / ".github" / "workflows" / name)["jobs"].items():
+            if "environment" not in job:
+                continue
+            privileged[f"{name}:{job_id}"] = job["environment"]
+            terms = [term.strip() for term in condition(job).split("&&")]
+            assert "||" not in condition(job) and MAIN_ONLY in terms, (
+                f"{name}: job {job_id} uses environment {job['environment']!r} but its `if:` "
+                f"({job.get('if')!r}) does not restrict it to {MAIN_ONLY}"
+            )
+    assert privileged == {
+        "cd.yml:gitops": "gitops",
+        "drift.yml:retrain-pr": "gitops",
+        "promote.yml:promote": "production",
+    }
+
+
+def test_a_promotion_started_from_another_ref_fails_loudly(project):
+    jobs = load_workflow(project / ".github" / "workflows" / "promote.yml")["jobs"]
+    (guard,) = [job for job in jobs.values() if condition(job) == "github.ref != 'refs/heads/main'"]
+    assert "environment" not in guard and guard["permissions"] == {}
+    (step,) = guard["steps"]
+    assert "::error::" in step["run"] and step["run"].rstrip().endswith("exit 1")
+
+
+def test_the_readme_says_how_to_protect_the_environments(project):
+    readme = (project / "README.md").read_text()
+    section = readme.split("## GitHub settings", 1)[1].split("\n## ", 1)[0]
+    for words in (
+        "| `gitops` | selected branches: `main` only |",
+        "| `production` | selected branches: `main` only | required reviewers",
+        "`GITOPS_TOKEN` is an environment secret",
+        "GitHub App",
+        "`contents: write` and `pull-requests: write`",
+    ):
+        assert words in section, words
+
+
+def github_path_filter(pattern: str) -> re.Pattern[str]:
+    """A `paths` filter pattern as GitHub reads it: `**` crosses folders, `*` stays within one."""
+    assert not set(pattern) & set("?+[]!"), f"{pattern}: only * and ** are understood here"
+    parts = (
+        ".*" if part == "**" else "[^/]*" if part == "*" else re.escape(part)
+        for part in re.split(r"(\*\*|\*)", pattern)
+    )
+    return re.compile("".join(parts) + r"\Z")
+
+
+def gitops_change_scope(project: Path) -> tuple[str, ...]:
+    """CHANGE_SCOPE of the baked project's governance/gitops.py: the paths a GitOps PR changes."""
+    tree = ast.parse((project / "governance" / "gitops.py").read_text())
+    (value,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CHANGE_SCOPE"]
+    ]
+    return ast.literal_eval(value)
+
+
+def test_cd_ignores_exactly_the_files_a_gitops_pull_request_changes(project):
+    ignored = load_workflow(project / ".github" / "workflows" / "cd.yml")["on"]["push"]["paths-ignore"]
+    filters = [github_path_filter(pattern) for pattern in ignored]
+    scope = gitops_change_scope(project)
+    # what each scope entry stands for: a file, or everything below a folder
+    expected = {entry if (project / entry).is_file() else f"{entry}/**" for entry in scope}
+    assert set(ignored) == expected, "cd.yml's paths-ignore and gitops.CHANGE_SCOPE disagree"
+    written = [
+        "governance/registry.yaml",
+        "governance/model_cards/v20250101-000000-abc123.md",
+        "deploy/overlays/staging/kustomization.yaml",
+        "deploy/overlays/production/kustomization.yaml",
+    ]
+    for path in written:
+        assert any(f.match(path) for f in filters), f"merging a GitOps PR that writes {path} runs cd again"
+    still_built = [
+        "governance/policy.yaml",
+        "governance/gitops.py",
+        "governance/core/records.py",
+        "governance/monitoring_history.jsonl",  # written by the retraining PR, which must build
+        "governance/retraining/request.json",
+        "governance/model_cards.py",
+        "deploy/base/deployment.yaml",
+        "deploy/Dockerfile",
+        "app/main.py",
+    ]
+    for path in still_built:
+        assert not any(f.match(path) for f in filters), f"a push of {path} must still build"
+
+
+def uploads(job: dict, name: str) -> list[str]:
+    (step,) = [
+        step
+        for step in job["steps"]
+        if str(step.get("uses", "")).startswith("actions/upload-artifact@") and step["with"]["name"] == name
+    ]
+    return [line.strip() for line in step["with"]["path"].splitlines() if line.strip()]
+
+
+def test_the_drift_artifact_carries_data_only_and_lands_apart_from_the_code(project):
+    jobs = load_workflow(project / ".github" / "workflows" / "drift.yml")["jobs"]
+    handed = uploads(jobs["drift"], "drift-results")
+    # everything git holds: Python, the Makefile, pyproject.toml, workflows, manifests
+    code = run("git", "ls-files", cwd=project).stdout.splitlines()
+    for entry in handed:
+        assert not entry.startswith(("/", ".", "~")) and ".." not in entry, entry
+        covered = [
+            path for path in code if path == entry.rstrip("/") or path.startswith(entry.rstrip("/") + "/")
+        ]
+        assert not covered, (
+            f"drift-results uploads {entry}, which holds the project's own files {covered[:5]}"
+        )
+    assert "governance/monitoring_history.jsonl" in handed and "artifacts/snapshots/" in handed
+
+    steps = jobs["retrain-pr"]["steps"]
+    (index,) = [
+        i
+        for i, step in enumerate(steps)
+        if str(step.get("uses", "")).startswith("actions/download-artifact@")
+    ]
+    folder = steps[index]["with"]["path"].strip().rstrip("/")
+    assert folder not in ("", ".", "./") and "/" not in folder and not (project / folder).exists()
+    assert f"{folder}/" in (project / ".gitignore").read_text()
+    copy = steps[index + 1]["run"]
+    assert steps[index + 2]["run"] == "make retrain-pr", "the data is in place before the bot runs"
+    for line in copy.splitlines():
+        if line.strip().startswith("cp "):
+            source, target = line.split()[-2:]
+            assert source.startswith(f"{folder}/"), line
+            assert not any(
+                path.startswith(target.rstrip("/.") + "/") for path in code if path.endswith(".py")
+            ), line
+    for data in ("reports/drift/", "artifacts/snapshots/", "governance/monitoring_history.jsonl"):
+        assert f"{folder}/{data}" in copy, f"the retraining job does not take {data} from the artifact"
+
+
+def test_the_pr_comment_skips_cancelled_runs(project):
+    jobs = load_workflow(project / ".github" / "workflows" / "pr.yml")["jobs"]
+    assert condition(jobs["report"]) == "!cancelled()"
+
+
+def codeowner(rules: list[tuple[str, str]], path: str) -> str | None:
+    """The owner of a path under GitHub's rules for anchored patterns: the last match wins."""
+    owner = None
+    for pattern, who in rules:
+        anchored = pattern.lstrip("/")
+        if path == anchored or (anchored.endswith("/") and path.startswith(anchored)):
+            owner = who
+    return owner
+
+
+def test_codeowners_cover_what_builds_ships_or_governs(project):
+    rules = [
+        (line.split()[0], line.split()[1])
+        for line in (project / ".github" / "CODEOWNERS").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert all(pattern.startswith("/") for pattern, _ in rules), "patterns are anchored at the root"
+    for path in (
+        "requirements/dev.txt",
+        "Makefile",
+        "pyproject.toml",
+        "app/main.py",
+        "governance/policy.yaml",
+        "data_pipelines/contract.yaml",
+        "deploy/overlays/production/kustomization.yaml",
+        ".github/workflows/cd.yml",
+    ):
+        assert (project / path).is_file(), path
+        owner = codeowner(rules, path)
+        assert owner and owner.startswith("@example-org/"), f"{path} has no code owner"
 
 
 def test_drift_schedule_comes_from_the_prompt(tmp_path):

@@ -27,8 +27,10 @@ from governance.core.paths import Paths
 from governance.core.records import RegistryEntry
 from governance.documents import render
 
-# Only these folders are part of a GitOps change; anything else in the working tree is not.
-CHANGE_SCOPE = ("governance", "deploy/overlays")
+# Only these paths are part of a GitOps change (the registry, its model cards, the overlays);
+# anything else in the working tree is not. cd.yml's `paths-ignore` lists exactly these, so
+# merging a GitOps PR deploys without building again (the template's tests keep them equal).
+CHANGE_SCOPE = ("governance/registry.yaml", "governance/model_cards", "deploy/overlays")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 DIGEST_LINE = re.compile(r"^(?P<key>[ \t]+digest:[ \t]*)(?P<value>\S+)(?P<rest>.*)$", re.MULTILINE)
 
