@@ -127,6 +127,12 @@ def _feature(name: str, values: pd.Series) -> tuple[list[str], str]:
         return [], f"dates or timestamps (only '{EVENT_TIME}' is used, to date snapshots)"
     if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         numbers = present.astype(float)
+        infinite = numbers[~numbers.map(math.isfinite)]
+        if not infinite.empty:
+            raise InferenceError(
+                f"column '{name}' holds {len(infinite)} infinite values (e.g. {infinite.iloc[0]} in row "
+                f"{infinite.index[0]}): a numeric range needs finite numbers; fix the file, then draft again"
+            )
         integral = pd.api.types.is_integer_dtype(dtype) or bool((numbers == numbers.round()).all())
         low, high = float(numbers.min()), float(numbers.max())
         wide_low, wide_high = _widen(low, high, integral)
@@ -224,9 +230,9 @@ def draft_contract(
 
     config = source.read_config(paths)
     if data is not None:
-        frame, shown = read_table(data), str(data)
+        frame, shown = read_table(data, config.max_file_mb), str(data)
     elif config.kind == "file":
-        frame, shown = read_table(paths.root / str(config.path)), str(config.path)
+        frame, shown = read_table(paths.root / str(config.path), config.max_file_mb), str(config.path)
     else:
         from data_pipelines import example
 

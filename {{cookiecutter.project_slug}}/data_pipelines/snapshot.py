@@ -11,7 +11,12 @@ versions and other metadata: the same rows give the same hash on any machine, an
 edited after the fact is caught when the snapshot is loaded.
 
 Reading user files lives here too, because ingestion is where a CSV's guessed types are
-turned back into the contract's (``conform``); validation reads files the same way.
+turned back into the contract's (``conform``); validation reads files the same way. A file
+is refused before it is read when it is larger than the size limit (``max_file_mb`` in
+data_pipelines/source.yaml), and a CSV is read block by block with pyarrow's reader, which
+refuses a row with more (or fewer) fields than the header, naming its line, instead of
+shifting every column. Whether the rows obey the contract is validation's question
+(data_pipelines/validation.py), asked by ``make data`` before it writes anything here.
 
 So does rebuilding a snapshot from a committed retraining request (``from_request``): the
 drift monitor commits the new snapshot's Parquet file and manifest to git, and ``make data``
@@ -20,15 +25,18 @@ on that branch (and on main after the merge) rebuilds exactly that snapshot, or 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from governance.core.contract import Contract
@@ -43,6 +51,16 @@ ID_LENGTH = 12
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 EMPTY_RULE = "a batch needs a header row with the contract's columns and at least 1 row"
 TABLE_RULE = "a batch must be a CSV (UTF-8 text) or Parquet table"
+ROW_RULE = "every row of a CSV has as many fields as its header"
+MAX_FILE_MB = 1024  # the default of max_file_mb in data_pipelines/source.yaml (MiB)
+SIZE_SETTING = "max_file_mb in data_pipelines/source.yaml"
+SIZE_RULE = f"a data file must not be larger than the size limit ({SIZE_SETTING})"
+MIB = 1 << 20
+# pandas' default missing-value markers, so a CSV means what it meant when pandas parsed it.
+NULL_TOKENS = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]  # fmt: skip
 BINARY_SIGNATURES = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
@@ -84,16 +102,29 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return parquet.read().to_pandas()
 
 
-def read_table(path: Path | str) -> pd.DataFrame:
-    """Read a CSV or Parquet file, turning every way it can be unreadable into one clear sentence."""
+def read_table(path: Path | str, max_mb: int = MAX_FILE_MB) -> pd.DataFrame:
+    """Read a CSV or Parquet file, turning every way it can be unreadable into one clear sentence.
+
+    A file larger than ``max_mb`` MiB is refused before a byte of it is parsed: an error to
+    act on (raise the limit, or read the data through the source seam), not a process that
+    runs out of memory.
+    """
     path = Path(path)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise InputError(f"data file {path} has an unsupported type '{path.suffix}': use .csv or .parquet")
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise UnreadableBatch(EMPTY_RULE, f"data file {path} is empty (0 bytes)")
+    if size > max_mb * MIB:
+        raise UnreadableBatch(
+            SIZE_RULE,
+            f"data file {path} is {size / MIB:,.1f} MiB ({size:,} bytes), over the limit of {max_mb:,} MiB: "
+            f"raise {SIZE_SETTING} if this machine has the memory for it, or read the data through "
+            "data_pipelines/source.py",
+        )
     with path.open("rb") as stream:
         head = stream.read(4096)
     if kind == "parquet":
@@ -106,15 +137,84 @@ def read_table(path: Path | str) -> pd.DataFrame:
                 TABLE_RULE, f"data file {path} is not a readable Parquet file{hint}"
             ) from error
     _check_text(path, head)
+    return read_csv(path)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file read block by block with pyarrow's reader, typed the way pandas would type it.
+
+    Numbers, booleans and text are inferred over the whole file (a word far down a column
+    makes it text, as in pandas); dates and times stay text (``conform`` parses event_time);
+    pandas' missing-value markers mean missing. A row whose field count differs from the
+    header's is refused with its line number: pandas would take a first row with one field
+    too many as an index and shift every column silently.
+    """
+    import pyarrow as pa
+
+    ragged: list[tuple[int | None, int, int]] = []
+
+    def refuse(row: Any) -> str:
+        ragged.append((row.number, row.expected_columns, row.actual_columns))
+        return "error"
+
     try:
-        return pd.read_csv(path, low_memory=False, encoding="utf-8-sig")  # tolerate a byte-order mark
-    except pd.errors.EmptyDataError:
-        raise UnreadableBatch(EMPTY_RULE, f"data file {path} has no header row and no rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        table = _parse_csv(path, refuse, {EVENT_TIME})
+        temporal = {field.name for field in table.schema if pa.types.is_temporal(field.type)}
+        if temporal:  # rare: read again with those columns as the text they are
+            table = _parse_csv(path, refuse, {EVENT_TIME, *temporal})
+    except pa.ArrowException as error:
+        if ragged:
+            record, expected, actual = ragged[0]
+            where = f"line {_line_of(path, record)}" if record else "a row"
+            raise UnreadableBatch(
+                ROW_RULE,
+                f"data file {path}: {where} has {actual} fields, the header has {expected} "
+                "(a stray delimiter, or a value holding a comma without quotes?)",
+            ) from None
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if "Empty CSV file" in first:
+            raise UnreadableBatch(EMPTY_RULE, f"data file {path} has no header row and no rows") from None
         raise UnreadableBatch(
             TABLE_RULE, f"data file {path} is not a well-formed CSV table: {first}"
         ) from None
+    # A header cell left empty (a CSV saved with its index) gets pandas' name for it.
+    names = [name or f"Unnamed: {index}" for index, name in enumerate(table.column_names)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UnreadableBatch(
+            TABLE_RULE, f"data file {path}: the header names columns {repeated} more than once"
+        )
+    return table.rename_columns(names).to_pandas()
+
+
+def _parse_csv(path: Path, refuse: Any, text_columns: set[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    return pv.read_csv(
+        path,
+        # Serial, so a refused row comes with its number; blocks of 1 MiB keep memory flat.
+        read_options=pv.ReadOptions(use_threads=False, block_size=MIB),
+        parse_options=pv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse),
+        convert_options=pv.ConvertOptions(
+            null_values=NULL_TOKENS,
+            strings_can_be_null=True,
+            column_types={name: pa.string() for name in text_columns},
+        ),
+    )
+
+
+def _line_of(path: Path, record: int) -> int:
+    """The line where the CSV's ``record``-th row starts (pyarrow counts rows: quoted newlines
+    and blank lines make the two differ); the header is row 1."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as stream:
+        reader, seen, end = csv.reader(stream), 0, 0
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            seen += bool(fields)  # pyarrow skips blank lines
+            if seen == record:
+                return start
+    return record
 
 
 def _binary_kind(head: bytes) -> str | None:
@@ -141,10 +241,11 @@ def _check_text(path: Path, head: bytes) -> None:
 def conform(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """Give a file's columns the types the contract means, without hiding real type errors.
 
-    CSV has no types, so pandas guesses: an integer column with gaps becomes float, and
+    CSV has no types, so the reader guesses: an integer column with gaps becomes float, and
     categories that look like numbers become numbers. We undo exactly those guesses and
-    leave anything else (a word in a numeric column, fractions in an integer column) as
-    it is, for the validation's type checks to name.
+    leave anything else (a word in a numeric column; a fraction, inf or -inf in an integer
+    column) as the value it is, among numbers of the contract's type, for the validation's
+    type checks to quote.
     """
     frame = frame.copy()
     for feature in contract.features:
@@ -172,9 +273,14 @@ def _conform_column(column: pd.Series, dtype: str) -> pd.Series:
     if dtype == "int64" and pd.api.types.is_bool_dtype(column.dtype):
         return column.astype("int64")
     if dtype == "int64" and pd.api.types.is_float_dtype(column.dtype):
-        values = column.dropna()
-        if bool((values == values.round()).all()):
-            return column.astype("int64") if len(values) == len(column) else column.astype("Int64")
+        whole = np.isfinite(column) & (column == column.round())  # False where missing
+        present = column.notna()
+        if bool(whole[present].all()):
+            return column.astype("int64") if bool(present.all()) else column.astype("Int64")
+        # Keep the fractions and infinities as floats, so the type check can quote them.
+        mixed = column.astype(object).copy()
+        mixed[whole] = [int(value) for value in column[whole]]
+        return mixed
     if dtype == "string" and (
         pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column)
     ):
@@ -427,15 +533,21 @@ def read_request(request_dir: Path | str) -> dict[str, Any]:
 
 
 def from_request(
-    request_dir: Path | str, *, contract: Contract | None = None, root: Path | str = SNAPSHOTS
+    request_dir: Path | str,
+    *,
+    contract: Contract | None = None,
+    root: Path | str = SNAPSHOTS,
+    check: Callable[[pd.DataFrame], None] | None = None,
+    max_mb: int = MAX_FILE_MB,
 ) -> Path:
     """Rebuild the snapshot a committed retraining request names; refuse anything else.
 
     The request folder holds the snapshot's manifest and its Parquet file. The rows must hash
     to the manifest's sha256 (a file edited, truncated or swapped after the request was made
-    is refused), and the contract must be the one the rows were validated under. The rebuilt
-    snapshot keeps the manifest's source and created_at, so it is the requested snapshot in
-    every respect, on any machine, on every run.
+    is refused), and the contract must be the one the rows were validated under. ``check``
+    (``make data`` passes the contract's validation) sees the rows before anything is
+    written and raises to refuse them. The rebuilt snapshot keeps the manifest's source and
+    created_at, so it is the requested snapshot in every respect, on any machine, on every run.
     """
     contract = contract or load_contract()
     folder = Path(request_dir)
@@ -449,7 +561,7 @@ def from_request(
             "check again under this contract, or pass --ignore-request"
         )
     try:
-        frame = read_table(folder / REQUEST_DATA)
+        frame = read_table(folder / REQUEST_DATA, max_mb)
     except UnreadableBatch as error:
         raise SnapshotError(
             f"retraining request {folder}: {error.message}; refusing to train on it"
@@ -461,6 +573,8 @@ def from_request(
             f"(sha256 {actual}), but the request names snapshot {snapshot_id} (sha256 {wanted}): the file "
             "changed after the request was made; refusing to train on it"
         )
+    if check is not None:
+        check(frame)
     return create(
         frame,
         manifest.get("source") or {"kind": "retraining_request", "path": str(folder)},

@@ -5,7 +5,9 @@ generated with (data_pipelines/source.yaml says which). To read from your wareho
 store or an object store, change `load` to return your rows as a pandas DataFrame with the
 contract's columns (plus an optional `event_time`), and describe the source in the returned
 mapping: it is written into every snapshot's manifest as lineage. Then run
-`make data validate train` to see the new data go through the contract's gates.
+`make data validate train` to see the new data go through the contract's gates: whatever
+`load` returns is validated against the contract before a snapshot is written, and refused
+(nothing written) when it breaks a rule.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
+from data_pipelines.snapshot import MAX_FILE_MB, read_table
 from governance.core import progress
 from governance.core.errors import InputError
 from governance.core.paths import Paths
@@ -31,6 +34,8 @@ class SourceConfig(Record):
     seed: int = Field(0, ge=0, strict=True)  # kind: example
     target_column: str | None = None
     sensitive_attribute: str | None = None
+    # Any data file `make data`, `make validate` or `make contract` reads: larger is refused unread.
+    max_file_mb: int = Field(MAX_FILE_MB, ge=1, strict=True)
 
 
 def read_config(paths: Paths) -> SourceConfig:
@@ -40,12 +45,17 @@ def read_config(paths: Paths) -> SourceConfig:
     return config
 
 
-def read_file(path: Path, shown: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A CSV or Parquet file, and its lineage (path and content hash)."""
-    from data_pipelines.snapshot import read_table
+def max_file_mb(paths: Paths) -> int:
+    """The size limit of a data file, in MiB: source.yaml's max_file_mb (the default without one)."""
+    return read_config(paths).max_file_mb if paths.source.is_file() else MAX_FILE_MB
 
+
+def read_file(
+    path: Path, shown: str | None = None, max_mb: int = MAX_FILE_MB
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A CSV or Parquet file (refused unread when over ``max_mb`` MiB), and its lineage."""
     progress.note(f"reading {shown or path}")
-    frame = read_table(path)
+    frame = read_table(path, max_mb)
     return frame, {"kind": "file", "path": str(shown or path), "file_sha256": sha256_of(path)}
 
 
@@ -54,7 +64,7 @@ def load(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The configured source's rows and a description of where they came from."""
     if config.kind == "file":
-        return read_file(paths.root / str(config.path), str(config.path))
+        return read_file(paths.root / str(config.path), str(config.path), config.max_file_mb)
     from data_pipelines import example
 
     rows = rows or config.rows

@@ -7,8 +7,11 @@ use. A run goes through a GX Checkpoint, which renders HTML Data Docs under
 
 What a failure looks like matters as much as catching it: every failed expectation is
 reported as one line naming the rule, the column and a few offending values, and a file
-that cannot even be read as a table (empty, binary, a broken CSV) fails with a sentence
-instead of a traceback.
+that cannot even be read as a table (empty, binary, a broken CSV, over the size limit)
+fails with a sentence instead of a traceback.
+
+`make data` runs this same suite (:func:`check_frame`, no reports) on the rows it is about
+to snapshot and writes nothing when they fail, so a snapshot always holds rows that passed.
 
 Great Expectations is imported only inside :func:`run_checkpoint` because the import alone
 takes seconds; reading and summarising stay cheap.
@@ -20,13 +23,15 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from data_pipelines.snapshot import EVENT_TIME, UnreadableBatch, conform, read_table
+from data_pipelines.snapshot import EVENT_TIME, MAX_FILE_MB, UnreadableBatch, conform, read_table
 from governance.core import progress
 from governance.core.contract import Contract, Feature
 from governance.core.paths import PATHS, Paths
@@ -35,6 +40,7 @@ from governance.core.records import ValidationFailure, ValidationReport, write_j
 REPORTS = PATHS.reports
 MIN_ROWS = 1
 EXAMPLES = 5  # offending values shown per failed expectation
+LARGEST = sys.float_info.max  # the bound of a range check on a side the contract leaves open
 
 # Accepted pandas dtypes per contract dtype; "int"/"float"/"str" match single values in a mixed column.
 INT_TYPES = ["int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
@@ -82,7 +88,9 @@ def expectation_specs(contract: Contract, frame: pd.DataFrame) -> list[tuple[str
 
     Column-level checks are only planned for columns the batch has, and range checks only
     for columns that are numbers: a missing column or a word in a numeric column is
-    reported once, by name, instead of once per check that could not run.
+    reported once, by name, instead of once per check that could not run. Every numeric
+    feature's values must be finite (inf and -inf break its range, bounded or not), and the
+    mean is only checked when they are, so an infinity is reported once too.
     """
     present = set(frame.columns)
     allowed = [*contract.columns, *([EVENT_TIME] if EVENT_TIME in present else [])]
@@ -98,7 +106,7 @@ def expectation_specs(contract: Contract, frame: pd.DataFrame) -> list[tuple[str
         specs.append(("ExpectColumnToExist", {"column": name}, "the contract requires this column"))
     for feature in contract.features:
         if feature.name in present:
-            specs += _feature_specs(feature, pd.api.types.is_numeric_dtype(frame[feature.name].dtype))
+            specs += _feature_specs(feature, frame[feature.name])
     target = contract.target
     if target.name in present:
         classes = list(target.classes)
@@ -145,8 +153,9 @@ def expectation_specs(contract: Contract, frame: pd.DataFrame) -> list[tuple[str
     return specs
 
 
-def _feature_specs(feature: Feature, numbers: bool) -> list[tuple[str, dict[str, Any], str]]:
+def _feature_specs(feature: Feature, batch: pd.Series) -> list[tuple[str, dict[str, Any], str]]:
     column = feature.name
+    numbers = pd.api.types.is_numeric_dtype(batch.dtype) and not pd.api.types.is_bool_dtype(batch.dtype)
     specs: list[tuple[str, dict[str, Any], str]] = [
         (
             "ExpectColumnValuesToBeInTypeList",
@@ -157,11 +166,19 @@ def _feature_specs(feature: Feature, numbers: bool) -> list[tuple[str, dict[str,
     if not feature.nullable:
         specs.append(("ExpectColumnValuesToNotBeNull", {"column": column}, "nullable: false"))
     if feature.is_numeric:
-        if numbers and (feature.min is not None or feature.max is not None):
-            bounds = {"min_value": feature.min, "max_value": feature.max}
-            span = f"[{_fmt(feature.min)}, {_fmt(feature.max)}]"
-            specs.append(("ExpectColumnValuesToBeBetween", {"column": column, **bounds}, f"range {span}"))
-            specs.append(("ExpectColumnMeanToBeBetween", {"column": column, **bounds}, f"mean within {span}"))
+        if numbers:
+            low = -LARGEST if feature.min is None else feature.min
+            high = LARGEST if feature.max is None else feature.max
+            bounds = {"min_value": low, "max_value": high}
+            specs.append(
+                ("ExpectColumnValuesToBeBetween", {"column": column, **bounds}, _range_rule(feature))
+            )
+            bounded = feature.min is not None or feature.max is not None
+            if bounded and bool(np.isfinite(batch.dropna().to_numpy(dtype=float)).all()):
+                span = f"[{_fmt(feature.min, '-inf')}, {_fmt(feature.max, 'inf')}]"
+                specs.append(
+                    ("ExpectColumnMeanToBeBetween", {"column": column, **bounds}, f"mean within {span}")
+                )
     else:
         values = list(feature.categories)
         specs.append(
@@ -170,8 +187,18 @@ def _feature_specs(feature: Feature, numbers: bool) -> list[tuple[str, dict[str,
     return specs
 
 
-def _fmt(bound: float | None) -> str:
-    return "-inf" if bound is None else f"{bound:g}"
+def _fmt(bound: float | None, open_end: str = "-inf") -> str:
+    return open_end if bound is None else f"{bound:g}"
+
+
+def _range_rule(feature: Feature) -> str:
+    if feature.min is not None and feature.max is not None:
+        return f"range [{_fmt(feature.min)}, {_fmt(feature.max)}]"
+    if feature.min is not None:
+        return f"a finite number >= {_fmt(feature.min)}"
+    if feature.max is not None:
+        return f"a finite number <= {_fmt(feature.max)}"
+    return "a finite number"
 
 
 # --- running it ------------------------------------------------------------------------------------
@@ -305,6 +332,22 @@ def validate_frame(
     data_docs: bool = True,
 ) -> Outcome:
     """Validate an in-memory batch and write Data Docs plus ``reports/validation/<name>.json``."""
+    outcome, described = _validate(frame, contract, name, reports, data_docs)
+    outcome.result_path = _write_result(outcome, contract, reports, source, described)
+    return outcome
+
+
+def check_frame(frame: pd.DataFrame, contract: Contract, name: str) -> Outcome:
+    """The same suite as :func:`validate_frame`, for the verdict alone: no Data Docs, no JSON result.
+
+    `make data` runs it on the rows it is about to snapshot (data_pipelines/ingest.py).
+    """
+    return _validate(frame, contract, name, REPORTS, data_docs=False)[0]
+
+
+def _validate(
+    frame: pd.DataFrame, contract: Contract, name: str, reports: Path, data_docs: bool
+) -> tuple[Outcome, dict[str, Any]]:
     name = safe_name(name)
     conformed = conform(frame, contract)
     result, docs = run_checkpoint(conformed, contract, name, reports, data_docs=data_docs)
@@ -324,8 +367,7 @@ def validate_frame(
         evaluated=int(statistics.get("evaluated_expectations", 0)),
         data_docs=docs,
     )
-    outcome.result_path = _write_result(outcome, contract, reports, source, described)
-    return outcome
+    return outcome, described
 
 
 def safe_name(name: str) -> str:
@@ -341,15 +383,16 @@ def validate_file(
     name: str | None = None,
     *,
     data_docs: bool = True,
+    max_mb: int = MAX_FILE_MB,
 ) -> Outcome:
-    """Validate a CSV/Parquet file; an unreadable file is a failed batch, not a crash.
+    """Validate a CSV/Parquet file; an unreadable file (or one over ``max_mb`` MiB) is a failed batch.
 
     Raises InputError only for a wrong request (missing file, unsupported suffix).
     """
     path = Path(path)
     name = safe_name(name or path.stem)
     try:
-        frame = read_table(path)
+        frame = read_table(path, max_mb)
     except UnreadableBatch as error:
         failure = failed("read_table", None, error.rule, error.message)
         outcome = Outcome(name=name, success=False, failures=[failure])
@@ -381,12 +424,13 @@ def validate(paths: Paths, data: Path | None = None, reports: Path | None = None
     """`make validate [DATA=...]`: a CSV/Parquet file, a snapshot folder, or the latest snapshot."""
     from data_pipelines.ingest import contract_of
     from data_pipelines.snapshot import LATEST, load
+    from data_pipelines.source import max_file_mb
 
     contract = contract_of(paths)
     reports = reports or paths.reports
     if data is not None and not data.is_dir() and data.name not in SNAPSHOT_FILES:
         with progress.step(f"validating {data} against the contract with Great Expectations"):
-            return validate_file(data, contract, reports)
+            return validate_file(data, contract, reports, max_mb=max_file_mb(paths))
     frame, manifest = load(data or LATEST, root=paths.snapshots)
     name = manifest["snapshot_id"]
     with progress.step(f"validating snapshot {name} ({manifest['rows']} rows) with Great Expectations"):

@@ -133,7 +133,11 @@ def data(
         Path | None, typer.Option(help="Snapshot root (default: artifacts/snapshots).")
     ] = None,
 ) -> None:
-    """Build a dataset snapshot (Parquet + manifest) from the configured source."""
+    """Build a dataset snapshot (Parquet + manifest) from the configured source.
+
+    The rows are validated against the contract first (the suite `validate` runs); bad data
+    writes nothing: exit 1 when rows break a rule, 2 when the file is not a readable table.
+    """
     import json
 
     from data_pipelines.ingest import build_snapshot

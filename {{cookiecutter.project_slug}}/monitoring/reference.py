@@ -164,7 +164,7 @@ def _rebuild(
             built = ingest.build_snapshot(
                 paths, ignore_request=ignore_request, request=request, snapshots=Path(temporary)
             )
-        except InputError as error:
+        except (InputError, ingest.DataRefused) as error:
             lines = str(error).strip().splitlines()
             return f"failed ({lines[-1] if lines else type(error).__name__})"
         if built.name != snapshot_id:

@@ -246,8 +246,14 @@ class TrainingRecord(Record):
     data: DataLineage
 
 
+# An offending value may be inf or -inf: JSON has no such number, so it is written as a string.
+VALUES_AS_STRINGS = ConfigDict(**Record.model_config, ser_json_inf_nan="strings")
+
+
 class ValidationFailure(Record):
     """One failed expectation, in words a person can act on."""
+
+    model_config = VALUES_AS_STRINGS
 
     expectation: str
     column: str | None = None
@@ -263,6 +269,8 @@ class ValidationFailure(Record):
 
 class ValidationReport(Record):
     """reports/validation/<batch>.json: the verdict of `make validate` on one batch."""
+
+    model_config = VALUES_AS_STRINGS
 
     name: str
     source: str

@@ -100,6 +100,14 @@ def test_it_refuses_a_target_or_sensitive_attribute_it_cannot_use(user_file, tar
         infer.infer(snapshot.read_table(user_file), target, sensitive)
 
 
+def test_it_refuses_to_draft_a_range_from_a_column_holding_infinity():
+    frame = pd.DataFrame({"amount": [1.5, float("-inf"), 3.0], "y": [0, 1, 0]})
+    with pytest.raises(
+        infer.InferenceError, match=r"column 'amount' holds 1 infinite values \(e.g. -inf in row 1\)"
+    ):
+        infer.infer(frame, "y")
+
+
 def test_categories_that_look_like_yaml_keywords_stay_text():
     frame = pd.DataFrame({"answer": ["yes", "no", "on", None], "y": [0, 1, 0, 1]})
     parsed = parse_contract(yaml.safe_load(infer.infer(frame, "y")))

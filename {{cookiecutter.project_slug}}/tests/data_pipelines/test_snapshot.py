@@ -106,3 +106,107 @@ def test_a_column_mixing_words_and_numbers_cannot_become_a_snapshot(frame, tmp_p
     conformed = snapshot.conform(snapshot.read_table(path), CONTRACT)
     with pytest.raises(snapshot.SnapshotError, match="age"):
         snapshot.create(conformed, SOURCE, contract=CONTRACT, root=tmp_path / "snapshots")
+
+
+# --- reading files ------------------------------------------------------------------------------
+
+
+def write_lines(path, lines: list[str]) -> None:
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "fields"),
+    [
+        (["a,b,c", "1,2,3,4", "5,6,7"], 2, 4),  # pandas would take the first field as an index
+        (["a,b,c", "1,2,3", "", "5,6,7", "8,9,10,11"], 5, 4),  # blank lines still count
+        (["a,b,c", '1,"two\nlines",3', "5,6,7,8"], 4, 4),  # a quoted value spans two lines
+        (["a,b,c", "1,2,3", "5,6"], 3, 2),  # a missing field is no better than an extra one
+    ],
+    ids=["first-row", "after-a-blank-line", "after-a-quoted-newline", "too-few"],
+)
+def test_a_csv_row_whose_fields_differ_from_the_header_is_refused_by_its_line(tmp_path, lines, line, fields):
+    path = tmp_path / "ragged.csv"
+    write_lines(path, lines)
+    with pytest.raises(snapshot.UnreadableBatch) as refused:
+        snapshot.read_table(path)
+    assert refused.value.rule == snapshot.ROW_RULE
+    assert f"line {line} has {fields} fields, the header has 3" in str(refused.value)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "large.csv"
+    path.write_bytes(b"\x00" * ((1 << 20) + 1))  # not even text: the size is what is reported
+    with pytest.raises(snapshot.UnreadableBatch) as refused:
+        snapshot.read_table(path, max_mb=1)
+    assert refused.value.rule == snapshot.SIZE_RULE
+    assert "1.0 MiB (1,048,577 bytes), over the limit of 1 MiB" in str(refused.value)
+    assert "max_file_mb in data_pipelines/source.yaml" in str(refused.value)
+    with pytest.raises(snapshot.UnreadableBatch, match="not a CSV table"):
+        snapshot.read_table(path, max_mb=2)
+
+
+def test_a_csv_is_read_in_blocks_yet_typed_by_its_whole_columns(tmp_path):
+    """A word far beyond the first block makes a column text, as when the file was read whole."""
+    rows = 150_000  # about 2 MiB: a few of the reader's 1 MiB blocks
+    path = tmp_path / "long.csv"
+    lines = ["count,code,amount"] + [f"{index},{index % 5},{index}.5" for index in range(rows)]
+    lines[-1] = f"{rows - 1},Z9,inf"
+    write_lines(path, lines)
+    assert path.stat().st_size > 2 * (1 << 20)
+    frame = snapshot.read_table(path)
+    assert len(frame) == rows
+    assert frame["count"].dtype == "int64"
+    assert frame["code"].tolist()[:3] == ["0", "1", "2"] and frame["code"].iloc[-1] == "Z9"
+    assert frame["amount"].dtype == "float64" and frame["amount"].iloc[-1] == float("inf")
+
+
+def test_missing_markers_mean_missing_and_dates_stay_text(tmp_path):
+    path = tmp_path / "markers.csv"
+    write_lines(
+        path,
+        [
+            "\ufeffname,score,day,event_time",
+            "a,1.5,2024-01-02,2024-01-02T10:00:00Z",
+            ",NA,2024-01-03,2024-01-03T11:00:00Z",
+            "None,,2024-01-04,",
+        ],
+    )
+    frame = snapshot.read_table(path)
+    assert list(frame.columns) == ["name", "score", "day", "event_time"]  # the byte-order mark is gone
+    assert frame["name"].tolist()[0] == "a" and frame["name"].isna().tolist() == [False, True, True]
+    assert frame["score"].isna().tolist() == [False, True, True]
+    assert frame["day"].tolist() == ["2024-01-02", "2024-01-03", "2024-01-04"]
+    assert frame["event_time"].tolist()[:2] == ["2024-01-02T10:00:00Z", "2024-01-03T11:00:00Z"]
+    conformed = snapshot.conform(frame, CONTRACT)
+    assert str(conformed["event_time"].dtype).startswith("datetime64") and conformed["event_time"].isna()[2]
+
+
+def test_a_csv_saved_with_its_index_names_that_column_as_pandas_does(tmp_path):
+    path = tmp_path / "indexed.csv"
+    write_lines(path, [",age,income", "0,30,100.0", "1,41,"])
+    frame = snapshot.read_table(path)
+    assert list(frame.columns) == ["Unnamed: 0", "age", "income"]
+    assert frame["age"].tolist() == [30, 41]
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.csv"
+    write_lines(path, ["age,income,age", "30,100.0,31"])
+    with pytest.raises(snapshot.UnreadableBatch, match=r"names columns \['age'\] more than once"):
+        snapshot.read_table(path)
+
+
+def test_fractions_and_infinities_in_an_integer_column_stay_the_values_they_are(frame):
+    broken = frame.astype({"age": "float64"})
+    broken.loc[[1, 2, 3], "age"] = [30.5, float("inf"), float("-inf")]
+    age = snapshot.conform(broken, CONTRACT)["age"]
+    assert age.dtype == object
+    assert age.tolist()[:5] == [
+        int(frame.loc[0, "age"]),
+        30.5,
+        float("inf"),
+        float("-inf"),
+        int(frame.loc[4, "age"]),
+    ]
+    assert {type(value) for value in age.drop([1, 2, 3])} == {int}

@@ -5,6 +5,7 @@ The example contract is used explicitly, so these tests hold whatever contract t
 project itself has adopted. One process imports GX once; batches are small to stay fast.
 """
 
+import copy
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from data_pipelines import validation
 from data_pipelines.example import EXAMPLE_CONTRACT, example_contract, generate
 from data_pipelines.snapshot import TABLE_RULE
 from governance import cli
+from governance.core.contract import parse_contract
 
 CONTRACT = example_contract()
 
@@ -105,6 +107,45 @@ def test_out_of_range_values_fail(batch, reports, tmp_path):
     assert failure.rule == "range [0, 5]"
     assert failure.examples == [7.5]
     assert "column 'debt_to_income'" in outcome.summary()
+
+
+def test_an_infinity_breaks_the_range_once_and_the_mean_is_not_reported_too(batch, reports, tmp_path):
+    broken = batch.copy()
+    broken.loc[5, "loan_amount"] = float("-inf")
+    outcome = check(broken, "minus_inf", tmp_path, reports)
+    failure = failure_for(outcome, "loan_amount", "expect_column_values_to_be_between")
+    assert failure.examples == [float("-inf")]
+    assert len(outcome.failures) == 1, outcome.summary()
+    saved = json.loads(outcome.result_path.read_text())  # JSON has no infinity: written as a string
+    assert saved["failures"][0]["examples"] == ["-Infinity"]
+
+
+@pytest.mark.parametrize(
+    ("bounds", "rule"),
+    [
+        ({}, "a finite number"),
+        ({"min": 0}, "a finite number >= 0"),
+        ({"max": 1e6}, "a finite number <= 1e+06"),
+    ],
+    ids=["unbounded", "min-only", "max-only"],
+)
+def test_a_numeric_feature_without_both_bounds_still_refuses_infinity(batch, reports, tmp_path, bounds, rule):
+    raw = copy.deepcopy(EXAMPLE_CONTRACT)
+    income = next(feature for feature in raw["features"] if feature["name"] == "income")
+    income.pop("min"), income.pop("max")
+    income.update(bounds)
+    contract = parse_contract(raw)
+    broken = batch.copy()
+    broken.loc[[2, 8], "income"] = [float("inf"), float("-inf")]
+    path = tmp_path / "open.csv"
+    broken.to_csv(path, index=False)
+    outcome = validation.validate_file(path, contract, reports, data_docs=False)
+    failure = failure_for(outcome, "income", "expect_column_values_to_be_between")
+    assert failure.rule == rule
+    assert set(failure.examples) <= {float("inf"), float("-inf")} and failure.examples
+    assert len(outcome.failures) == 1, outcome.summary()
+    batch.to_csv(path, index=False)
+    assert validation.validate_file(path, contract, reports, data_docs=False).success  # finite passes
 
 
 def test_an_unseen_category_fails(batch, reports, tmp_path):
