@@ -525,7 +525,9 @@ class Demo:
         if len(opened) != 1:
             raise DemoError(f"expected one open retraining PR on the stand-in, found {len(opened)}")
         self.pull = opened[0]["number"]
-        # Idempotence: the scheduled check fires again before anyone merged: same PR, one more comment.
+        pushed = self.git("ls-remote", "--heads", str(self.origin), "retrain/auto")
+        # Idempotence: the scheduled check fires again on the same drift before anyone merged:
+        # same PR, no new commit, no comment.
         self.make("retrain-pr", env=env)
         pulls = [pull for pull in self.github.pulls("all") if pull["head"]["ref"] == "retrain/auto"]
         if len(pulls) != 1:
@@ -533,10 +535,13 @@ class Demo:
         branch = self.git("ls-remote", "--heads", str(self.origin), "retrain/auto")
         if not branch:
             raise DemoError("the retraining branch retrain/auto is not in origin")
+        if branch != pushed or self.github.comments(self.pull):
+            raise DemoError("re-running retrain-pr on the same request added a commit or a comment")
         self.evidence.facts["retraining PR"] = f"#{self.pull} from retrain/auto on the stand-in"
         self.evidence.inline[f"Retraining PR #{self.pull} body"] = pulls[0]["body"]
         return (
-            f"PR #{self.pull} opened (branch retrain/auto pushed to origin); a re-run updated it, still 1 PR"
+            f"PR #{self.pull} opened (branch retrain/auto pushed to origin); "
+            "a re-run changed nothing, still 1 PR"
         )
 
     def ci(self) -> str:

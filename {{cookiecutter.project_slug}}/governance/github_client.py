@@ -3,28 +3,35 @@
 Why one small module: every bot must be safe to re-run (a workflow retried, a schedule that
 fires twice), so the two write patterns live here once: a comment found by a hidden marker
 and edited in place, and a pull request on a fixed branch per purpose, looked up before one
-is created. The API address, repository and token come from the variables GitHub Actions
-sets (GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN), so GitHub Enterprise, act and a
-local stand-in of the API in tests all work unchanged. Without a token nothing is sent: the
-callers write what they would have done to a dry-run file instead.
+is created, whose branch moves by one atomic commit per change (the Git Data API) and not at
+all when it already holds the change. The API address, repository and token come from the
+variables GitHub Actions sets (GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN), so GitHub
+Enterprise, act and a local stand-in of the API in tests all work unchanged. Without a token
+nothing is sent: the callers write what they would have done to a dry-run file instead.
 
 Every bot (this module's callers and the retraining PR in monitoring/retrain_pr.py) builds its
-client here, so all of them get the same behaviour towards GitHub: retries with backoff on 5xx
-answers and rate limits (PyGithub's GithubRetry honours Retry-After and the rate-limit reset),
-and a sentence that says what to fix when GitHub answers 401, 403 or 404 (`explain`).
+client here, so all of them get the same behaviour towards GitHub: retries with backoff on rate
+limits for every request (PyGithub's GithubRetry honours Retry-After and the rate-limit reset)
+and on 5xx answers for idempotent requests only (a POST answered 502 may have been carried out:
+sent again, it could post a second comment), and a sentence that says what to fix when GitHub
+answers 401, 403 or 404 (`explain`).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from github import Auth, Github, GithubException, GithubRetry, RateLimitExceededException
+from github import Auth, Github, GithubException, GithubRetry, InputGitTreeElement, RateLimitExceededException
+from github.GitRef import GitRef
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 from requests.exceptions import RequestException
@@ -34,6 +41,10 @@ from governance.core.errors import InputError
 DEFAULT_API_URL = "https://api.github.com"
 REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9_.-]{1,100}$")
 RETRY_STATUSES = [*range(500, 600), 429]  # GithubRetry adds the 403s that are rate limits itself
+# Requests that do the same when GitHub receives them twice. A POST or PATCH answered 5xx (or cut
+# off) may have been carried out all the same: sent again, it could post a second comment.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RATE_LIMITED = frozenset({403, 429})  # refused before anything was done: safe to send again
 WRITE_PERMISSIONS = "`permissions: {contents: write, pull-requests: write}`"
 
 
@@ -55,7 +66,7 @@ class GitHubTarget:
 
     api_url: str
     repository: str
-    token: str
+    token: str = field(repr=False)
 
     @property
     def owner(self) -> str:
@@ -77,6 +88,26 @@ def target_from_env(environ: Mapping[str, str] | None = None) -> GitHubTarget | 
     return GitHubTarget(api_url=api_url, repository=repository, token=token)
 
 
+class IdempotentRetry(GithubRetry):
+    """GithubRetry that never sends a request again when that could do its work twice.
+
+    Rate limits (429, and the 403s GithubRetry recognises as rate limits) are retried for every
+    method: GitHub refused before doing anything. 5xx answers and connections cut after the
+    request was sent are retried for idempotent methods only (GET, PUT, DELETE ...), never for
+    POST or PATCH; the callers look up what they meant to create instead (a comment by its
+    marker, a pull request by its branch) before they create it again.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allowed_methods", IDEMPOTENT_METHODS)
+        super().__init__(**kwargs)
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if status_code in RATE_LIMITED:
+            method = "GET"  # whatever the method: a refused request did nothing
+        return super().is_retry(method, status_code, has_retry_after)
+
+
 def client(
     target: GitHubTarget,
     *,
@@ -85,12 +116,13 @@ def client(
     timeout: int = 30,
     throttle: bool = True,
 ) -> Github:
-    """PyGithub with GithubRetry: backoff on 5xx and 429, waits on rate-limit 403s (Retry-After/reset).
+    """PyGithub with IdempotentRetry: waits on rate limits (Retry-After/reset), backoff on 5xx for
+    idempotent requests only.
 
     `throttle` keeps PyGithub's pauses between requests and between writes, which GitHub asks
     bots for to stay clear of secondary rate limits; a local stand-in of the API needs none.
     """
-    retry = GithubRetry(
+    retry = IdempotentRetry(
         total=retries,
         backoff_factor=backoff,
         status_forcelist=RETRY_STATUSES,
@@ -161,24 +193,112 @@ def explained(target: GitHubTarget, permissions: str = WRITE_PERMISSIONS) -> Ite
         raise explain(error, target, permissions) from None
 
 
+def _marked(issue: Any, marker: str) -> Any | None:
+    return next((comment for comment in issue.get_comments() if marker in (comment.body or "")), None)
+
+
 def upsert_comment(repository: Repository, number: int, marker: str, body: str) -> str:
     """Edit the issue/PR comment that carries `marker`, or create it: returns its URL.
 
     The marker is a hidden HTML comment placed in the body, so later runs find the same
-    comment and a pull request never collects one comment per push.
+    comment and a pull request never collects one comment per push. A comment that already
+    says `body` is left alone. A create answered 5xx is not sent again blindly (it may have
+    been posted): the comments are looked up by the marker first.
     """
     if marker not in body:
         body = f"{marker}\n{body}"
     issue = repository.get_issue(number)
-    for comment in issue.get_comments():
-        if marker in (comment.body or ""):
-            comment.edit(body)
-            return comment.html_url
-    return issue.create_comment(body).html_url
+    found = _marked(issue, marker)
+    if found is None:
+        try:
+            return issue.create_comment(body).html_url
+        except GithubException as error:
+            if error.status < 500:
+                raise
+            found = _marked(issue, marker)  # the answer may be lost, not the comment
+            if found is None:
+                return issue.create_comment(body).html_url
+    if found.body != body:
+        found.edit(body)
+    return found.html_url
 
 
 def _missing(error: GithubException) -> bool:
     return error.status == 404
+
+
+def blob_sha(content: bytes) -> str:
+    """Git's id of a file's content: what GitHub's trees list as each file's `sha`."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()  # noqa: S324 -- git's id, not security
+
+
+class Upserted(NamedTuple):
+    """The pull request, and the commit this run made on its branch (None: it held the files already)."""
+
+    pull: PullRequest
+    commit: str | None
+
+
+def _branch(repository: Repository, branch: str) -> GitRef | None:
+    try:
+        ref = repository.get_git_ref(f"heads/{branch}")
+        ref.object  # noqa: B018 -- PyGithub reads the ref lazily: this is the GET that may answer 404
+    except GithubException as error:
+        if not _missing(error):
+            raise
+        return None
+    return ref
+
+
+def _holds(repository: Repository, commit: str, files: Mapping[str, bytes]) -> bool:
+    """Whether the commit's tree already has exactly these contents at these paths."""
+    tree = repository.get_git_tree(repository.get_git_commit(commit).tree.sha, recursive=True)
+    if tree.truncated:
+        return False  # too big to list in one answer: make the commit, which is always right
+    present = {element.path: element.sha for element in tree.tree if element.type == "blob"}
+    return all(present.get(path) == blob_sha(content) for path, content in files.items())
+
+
+def _commit_on(repository: Repository, base: str, files: Mapping[str, bytes], message: str) -> str:
+    """One commit whose parent is the base's tip and whose tree is the base's plus `files`.
+
+    Git Data API: a blob per file, one tree on top of the base commit's tree (`base_tree`), one
+    commit; nothing is visible on any branch until the caller moves one to it.
+    """
+    parent = repository.get_git_commit(repository.get_git_ref(f"heads/{base}").object.sha)
+    elements = [
+        InputGitTreeElement(
+            path,
+            "100644",
+            "blob",
+            sha=repository.create_git_blob(base64.b64encode(content).decode(), "base64").sha,
+        )
+        for path, content in sorted(files.items())
+    ]
+    tree = repository.create_git_tree(elements, base_tree=parent.tree)
+    return repository.create_git_commit(message, tree, [parent]).sha
+
+
+def _move(repository: Repository, ref: GitRef | None, branch: str, commit: str) -> None:
+    """Point the branch at `commit` in one step: force-update it, or create it.
+
+    Never through the base commit: GitHub closes a pull request whose head branch has no commit
+    left over its base, for good (it cannot be reopened).
+    """
+    if ref is None:
+        try:
+            repository.create_git_ref(f"refs/heads/{branch}", commit)
+            return
+        except GithubException as error:
+            if error.status != 422:  # 422: "Reference already exists" (made meanwhile): move it instead
+                raise
+        ref = repository.get_git_ref(f"heads/{branch}")
+    ref.edit(commit, force=True)
+
+
+def _describe(pull: PullRequest, title: str, body: str) -> None:
+    if (pull.title, pull.body or "") != (title, body):
+        pull.edit(title=title, body=body)
 
 
 def upsert_pull_request(
@@ -190,39 +310,37 @@ def upsert_pull_request(
     body: str,
     files: Mapping[str, bytes],
     message: str,
-) -> PullRequest:
-    """Point `branch` at `base` plus exactly `files`, then open its PR or update the open one.
+) -> Upserted:
+    """Make `branch` hold `base` plus exactly `files` in one commit, then open its PR or update the open one.
 
-    The branch is reset to the base each time, so a re-run never stacks commits and the PR
-    always shows the latest desired change. Files go through the contents API (no git push,
-    so the workflow never holds credentials in git's configuration).
+    A re-run whose files the open pull request's branch already holds changes nothing: no
+    commit, no edit (reviews stay). Otherwise the change is one commit on top of the current
+    base (so the PR always shows the latest desired change, never a stack of commits) and the
+    branch is force-moved to it once: a failure before that leaves the branch as it was, never
+    half-updated. No git push, so the workflow never holds credentials in git's configuration.
     """
     if not files:
         raise ValueError("a pull request needs at least one changed file")
-    base_sha = repository.get_branch(base).commit.sha
-    try:
-        repository.get_git_ref(f"heads/{branch}").edit(base_sha, force=True)
-    except GithubException as error:
-        if not _missing(error):
-            raise
-        repository.create_git_ref(f"refs/heads/{branch}", base_sha)
-    for path, content in sorted(files.items()):
-        try:
-            current = repository.get_contents(path, ref=branch)
-        except GithubException as error:
-            if not _missing(error):
-                raise
-            repository.create_file(path, message, content, branch=branch)
-            continue
-        if isinstance(current, list):
-            raise ValueError(f"{path} is a folder in {repository.full_name}, not a file")
-        repository.update_file(path, message, content, current.sha, branch=branch)
     head = f"{repository.owner.login}:{branch}"
     existing = next(iter(repository.get_pulls(state="open", head=head, base=base)), None)
+    ref = _branch(repository, branch)
+    if existing is not None and ref is not None and _holds(repository, ref.object.sha, files):
+        _describe(existing, title, body)
+        return Upserted(existing, None)
+    commit = _commit_on(repository, base, files, message)
+    _move(repository, ref, branch, commit)
     if existing is not None:
-        existing.edit(title=title, body=body)
-        return existing
-    return repository.create_pull(title=title, body=body, head=branch, base=base)
+        _describe(existing, title, body)
+        return Upserted(existing, commit)
+    try:
+        return Upserted(repository.create_pull(title=title, body=body, head=branch, base=base), commit)
+    except GithubException as error:
+        # 422: it exists (another run); 5xx: the answer may be lost, not the pull request.
+        again = next(iter(repository.get_pulls(state="open", head=head, base=base)), None)
+        if again is None or (error.status != 422 and error.status < 500):
+            raise
+        _describe(again, title, body)
+        return Upserted(again, commit)
 
 
 def write_dry_run(path: Path, text: str) -> Path:

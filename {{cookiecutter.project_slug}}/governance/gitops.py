@@ -8,7 +8,8 @@ Two changes exist, each one make target and one bot-owned branch:
   in `staging` becomes `production`, the previous champion is archived, and
   deploy/overlays/production pins the version's digest. Branch `gitops/production`.
 Merging the PR is the deployment: Argo CD syncs each overlay from main. Re-running either
-target updates the same branch and PR instead of opening another (see github_client.py).
+target updates the same branch and PR instead of opening another, with one commit on top of
+main, and changes nothing when the open PR already holds the change (see github_client.py).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
         return f"no GITHUB_TOKEN: dry run written to {paths.relative(dry_run)}"
     repository = github_client.open_repository(target)  # retries on 5xx and rate limits
     with github_client.explained(target):
-        pull = github_client.upsert_pull_request(
+        pull, commit = github_client.upsert_pull_request(
             repository,
             branch=change.branch,
             base=repository.default_branch,
@@ -174,6 +175,8 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
             files=files,
             message=change.title,
         )
+    if commit is None:
+        return f"pull request #{pull.number} already holds this change: {pull.html_url}"
     return f"pull request #{pull.number}: {pull.html_url}"
 
 

@@ -2,7 +2,9 @@
 
 Safe to re-run, like any bot that opens pull requests should be: one fixed branch per
 purpose (`retrain/auto`), and an open pull request from that branch is updated (new commit,
-refreshed body, one comment saying what changed) instead of a second one being opened.
+refreshed body, and its one "updated" comment, found by a hidden marker and edited in place)
+instead of a second one being opened. A re-run with the same request changes nothing: no
+commit when the tree would not change, no comment.
 
 The request carries its data: besides the decision, the drift summary and the snapshot's
 manifest, the new snapshot's Parquet file is committed as `<request_dir>/snapshot.parquet`,
@@ -15,7 +17,8 @@ write-tree, commit-tree) and pushed as `<sha>:refs/heads/<branch>`: the user's w
 index and current branch are never touched, and a binary file travels like any other. The
 GitHub calls use the project's one client (governance/github_client.py): GITHUB_API_URL
 (GitHub Enterprise and local stand-ins work too), retries and backoff on 5xx answers and rate
-limits, and 401/403/404 stop with a message that says what to fix.
+limits (never a second POST after a 5xx: see IdempotentRetry there), and 401/403/404 stop
+with a message that says what to fix.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ COMMIT_IDENTITY = {"name": "drift-monitor", "email": "drift-monitor@users.norepl
 GIT = shutil.which("git")
 MAX_DATA_MB = 50.0  # default size limit of the committed snapshot (GitHub warns above 50 MB)
 MAX_DATA_ENV = "RETRAIN_MAX_DATA_MB"
+UPDATE_MARKER = "<!-- mlops-retrain-pr-update -->"  # the one "updated" comment of the pull request
 
 
 class RetrainPRError(InputError):
@@ -69,7 +73,7 @@ class Plan:
 
 @dataclass
 class Outcome:
-    action: str  # opened | updated | dry_run | skipped
+    action: str  # opened | updated | unchanged | dry_run | skipped
     branch: str
     number: int | None = None
     url: str | None = None
@@ -266,11 +270,9 @@ class Git:
         self.run("fetch", "--quiet", "--no-tags", self.remote, f"refs/heads/{branch}")
         return listing.split()[0]
 
-    def commit(
-        self, parent: str, files: dict[str, str], message: str, data_files: dict[str, str] | None = None
-    ) -> str:
-        """A commit of parent's tree plus files (text) and data_files (local files, byte for byte),
-        without touching the working tree or the index."""
+    def tree(self, parent: str, files: dict[str, str], data_files: dict[str, str] | None = None) -> str:
+        """The tree of parent plus files (text) and data_files (local files, byte for byte),
+        written without touching the working tree or the index."""
         with tempfile.TemporaryDirectory() as folder:
             env = {**self.env, "GIT_INDEX_FILE": str(Path(folder) / "index")}
             self.run("read-tree", parent, env=env)
@@ -282,8 +284,19 @@ class Git:
                 blobs[path] = self.run("hash-object", "-w", "--no-filters", "--", str(Path(local).resolve()))
             for path, blob in sorted(blobs.items()):
                 self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-            tree = self.run("write-tree", env=env)
+            return self.run("write-tree", env=env)
+
+    def tree_of(self, commit: str) -> str:
+        return self.run("rev-parse", commit + "^{tree}")
+
+    def commit_tree(self, tree: str, parent: str, message: str) -> str:
         return self.run("commit-tree", tree, "-p", parent, "-m", message)
+
+    def commit(
+        self, parent: str, files: dict[str, str], message: str, data_files: dict[str, str] | None = None
+    ) -> str:
+        """A commit of parent's tree plus files and data_files (see `tree`)."""
+        return self.commit_tree(self.tree(parent, files, data_files), parent, message)
 
     def push(self, commit: str, branch: str, force: bool) -> None:
         self.run(
@@ -314,6 +327,18 @@ def open_or_update(
         client.close()
 
 
+def _describe(pull: Any, plan: Plan) -> None:
+    if (pull.title, pull.body or "") != (plan.title, plan.body):
+        pull.edit(title=plan.title, body=plan.body)
+
+
+def _updated(plan: Plan, repo: Any, pull: Any, commit: str) -> Outcome:
+    """Refresh the pull request's text and its one "updated" comment (edited in place by its marker)."""
+    _describe(pull, plan)
+    github_client.upsert_comment(repo, pull.number, UPDATE_MARKER, plan.comment)
+    return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
+
+
 def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
     from github import GithubException
 
@@ -326,11 +351,15 @@ def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
             raise RetrainPRError(
                 f"pull request #{pull.number} is open but branch {plan.branch} is not on the remote"
             )
-        commit = git.commit(parent, plan.files, plan.commit_message, plan.data_files)
+        tree = git.tree(parent, plan.files, plan.data_files)
+        if tree == git.tree_of(parent):
+            # The branch already carries this request: no empty commit, no new comment.
+            _describe(pull, plan)
+            message = f"#{pull.number} already carries this request"
+            return Outcome("unchanged", plan.branch, pull.number, pull.html_url, parent, message)
+        commit = git.commit_tree(tree, parent, plan.commit_message)
         git.push(commit, plan.branch, force=False)
-        pull.edit(title=plan.title, body=plan.body)
-        repo.get_issue(pull.number).create_comment(plan.comment)
-        return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
+        return _updated(plan, repo, pull, commit)
     # No open pull request: start the branch afresh from the base (a closed one's branch is stale).
     parent = git.remote_tip(base)
     if parent is None:
@@ -340,13 +369,14 @@ def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
     try:
         pull = repo.create_pull(base=base, head=plan.branch, title=plan.title, body=plan.body)
     except GithubException as error:
-        # A retried POST whose first attempt did reach GitHub answers 422 "already exists".
+        # 422 "already exists": another run opened it; 5xx: the answer may be lost, not the pull
+        # request (a POST is not retried, see github_client.IdempotentRetry). Look before failing.
         again = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
-        if error.status != 422 or not again:
+        if not again or (error.status != 422 and error.status < 500):
             raise
+        if error.status == 422:
+            return _updated(plan, repo, again[0], commit)
         pull = again[0]
-        repo.get_issue(pull.number).create_comment(plan.comment)
-        return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
     return Outcome("opened", plan.branch, pull.number, pull.html_url, commit, f"opened #{pull.number}")
 
 

@@ -38,7 +38,7 @@ from governance.core.records import (
     write_json,
 )
 from governance.core.text import fmt
-from tests.support.github_standin import FakeGitHub
+from tests.support.github_standin import FakeGitHub, Fault
 from tests.support.training import PROJECT
 
 DIGEST_A = "sha256:" + "a" * 64
@@ -88,6 +88,13 @@ def test_the_api_address_defaults_to_github():
     assert target.api_url == github_client.DEFAULT_API_URL
 
 
+def test_the_target_never_prints_its_token():
+    secret = "ghs_not-a-real-token"  # noqa: S105 -- what must not show
+    target = github_client.target_from_env({"GITHUB_TOKEN": secret, "GITHUB_REPOSITORY": "acme/loans"})
+    assert secret not in repr(target) and secret not in str(target)
+    assert "acme/loans" in repr(target) and target.token == secret
+
+
 # --- the one client: retries and clear refusals, for every bot -----------------------------------
 
 
@@ -107,6 +114,26 @@ def answer_first(fake: FakeGitHub, *statuses: int) -> None:
 
 
 TARGET = github_client.GitHubTarget("https://ghe.example/api/v3", "acme/loans", "t")
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "again"),
+    [
+        ("GET", 502, True),
+        ("PUT", 503, True),
+        ("DELETE", 500, True),
+        ("POST", 502, False),  # the comment may be posted already: a second POST could post it twice
+        ("PATCH", 500, False),
+        ("POST", 429, True),  # a rate limit refuses before doing anything: safe for every method
+        ("PATCH", 403, True),  # looked at by GithubRetry: retried only when the 403 is a rate limit
+        ("GET", 404, False),
+    ],
+)
+def test_only_requests_that_are_safe_to_repeat_are_retried(method, status, again):
+    retry = github_client.client(TARGET).requester.kwargs["retry"]  # what every bot's client uses
+    assert isinstance(retry, github_client.IdempotentRetry)
+    assert retry.is_retry(method, status) is again
+    assert retry.new(total=1).is_retry(method, status) is again  # urllib3 copies it for each attempt
 
 
 @pytest.mark.parametrize(
@@ -327,6 +354,18 @@ def test_without_a_token_the_comment_goes_to_a_file(tmp_path, outputs):
     assert (root / "reports" / "pr-comment.md").read_text().startswith(pr_comment.MARKER)
 
 
+def test_a_comment_whose_answer_is_lost_is_not_posted_twice(tmp_path, outputs, fake_api, monkeypatch):
+    """GitHub posted the comment, then the gateway answered 502: a blind retry would post it again."""
+    root = outputs(tmp_path)
+    monkeypatch.setenv("PR_NUMBER", "7")
+    fake_api.faults.append(Fault("POST", r"/issues/7/comments", 502, done=True))
+    assert main(["--root", str(root), "pr-comment"]) == 0
+    (comment,) = fake_api.comments[7]
+    assert comment["body"].startswith(pr_comment.MARKER)
+    posts = [entry for entry in fake_api.requests if entry[0] == "POST"]
+    assert posts == [("POST", "/repos/acme/loan-default-model/issues/7/comments")]
+
+
 def test_the_comment_is_created_once_and_then_edited_in_place(tmp_path, outputs, fake_api):
     root = outputs(tmp_path)
     environ = {
@@ -444,17 +483,64 @@ def test_promotion_refuses_what_is_not_in_staging(repo, version, rule):
     assert stages(repo)["v1"] == "production"
 
 
+def publish_staging(repo: Path, digest: str) -> str:
+    """`make pin-staging` for v3 with this image digest, from a clean checkout of main."""
+    subprocess.run(["git", "checkout", "--quiet", "--", "."], cwd=repo, check=True)
+    change = gitops.stage_for_staging(repo, {"digest": digest, "model_version": "v3"})
+    files = gitops.changed_files(repo)
+    assert set(files) == {"governance/registry.yaml", "deploy/overlays/staging/kustomization.yaml"}
+    return gitops.publish(repo, change, files)
+
+
+def staged_digest(fake: FakeGitHub) -> tuple[str, str]:
+    """The digest the branch pins in the overlay, and the one it registers for v3."""
+    pinned = yaml.safe_load(fake.file("gitops/staging", "deploy/overlays/staging/kustomization.yaml"))
+    entries = yaml.safe_load(fake.file("gitops/staging", "governance/registry.yaml"))["models"]
+    registered = next(entry for entry in entries if entry["version"] == "v3")["image"]["digest"]
+    return pinned["images"][0]["digest"], registered
+
+
 def test_the_gitops_pr_is_opened_once_and_updated_on_rerun(repo, fake_api):
+    """On GitHub a pull request whose branch is reset to its base is closed for good: an update
+    must move the branch straight to one new commit on top of main."""
     for digest in (DIGEST_B, DIGEST_A):
-        subprocess.run(["git", "checkout", "--quiet", "--", "."], cwd=repo, check=True)
-        change = gitops.stage_for_staging(repo, {"digest": digest, "model_version": "v3"})
-        files = gitops.changed_files(repo)
-        assert set(files) == {"governance/registry.yaml", "deploy/overlays/staging/kustomization.yaml"}
-        gitops.publish(repo, change, files)
-    (pull,) = fake_api.open_pulls()
+        publish_staging(repo, digest)
+    (pull,) = fake_api.pulls  # never a second pull request, and the first one still open
+    assert pull["state"] == "open" and pull["number"] == 1
     assert pull["head"] == "gitops/staging" and pull["title"] == "Deploy v3 to staging"
-    pinned = yaml.safe_load(fake_api.file("gitops/staging", "deploy/overlays/staging/kustomization.yaml"))
-    assert pinned["images"][0]["digest"] == DIGEST_A
+    assert staged_digest(fake_api) == (DIGEST_A, DIGEST_A)
+    tip = fake_api.tip("gitops/staging")
+    parents = fake_api._git("rev-list", "--parents", "-n", "1", tip).decode().split()[1:]
+    assert parents == [fake_api.tip("main")], "one commit on top of main, not a stack of them"
+    assert not [entry for entry in fake_api.requests if "/contents/" in entry[1]], (
+        "one commit, not one per file"
+    )
+
+
+def test_a_gitops_rerun_with_the_same_change_changes_nothing(repo, fake_api, monkeypatch):
+    monkeypatch.setattr(registry, "now", lambda: "2026-01-02T03:04:05Z")  # the same registry.yaml twice
+    publish_staging(repo, DIGEST_B)
+    tip, before = fake_api.tip("gitops/staging"), len(fake_api.requests)
+    outcome = publish_staging(repo, DIGEST_B)
+    assert "#1 already holds this change" in outcome
+    assert fake_api.tip("gitops/staging") == tip
+    writes = [entry for entry in fake_api.requests[before:] if entry[0] != "GET"]
+    assert writes == [], "no commit, no ref move, no pull request edit"
+    assert [pull["number"] for pull in fake_api.pulls] == [1]
+
+
+def test_a_gitops_update_that_fails_midway_leaves_the_branch_as_it_was(repo, fake_api):
+    publish_staging(repo, DIGEST_B)
+    tip = fake_api.tip("gitops/staging")
+    fake_api.faults += [
+        Fault("PUT", r"/contents/governance/registry\.yaml", 409),  # a file-by-file update, second file
+        Fault("POST", r"/git/trees", 500),  # the one-commit update, before anything moved
+    ]
+    with pytest.raises(InputError, match="GitHub answered"):
+        publish_staging(repo, DIGEST_A)
+    assert fake_api.tip("gitops/staging") == tip
+    assert staged_digest(fake_api) == (DIGEST_B, DIGEST_B), "never half of a change"
+    assert [pull["state"] for pull in fake_api.pulls] == ["open"]
 
 
 def test_the_gitops_bot_names_a_missing_repository(repo, fake_api, capsys):

@@ -143,6 +143,29 @@ def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo,
     assert git(repo, "branch", "--show-current") == "main"
     assert git(repo, "status", "--porcelain") == ""
 
+    third = run_bot(github, repo, store, which=0)  # the window moved back: one more update
+    assert third.action == "updated" and third.number == 1
+    (comment,) = github.fake.comments[1]  # the same comment, edited in place: never one per run
+    assert (
+        comment["id"] == comments[0]["id"]
+        and first_id in comment["body"]
+        and second_id not in comment["body"]
+    )
+    assert comment["body"].startswith(retrain_pr.UPDATE_MARKER)
+
+
+def test_a_rerun_with_the_same_request_changes_nothing(github, repo, store):
+    """The scheduled check fires twice on the same drift: no empty commit, no second comment."""
+    first = run_bot(github, repo, store)
+    origin = repo.parent / "origin.git"
+    tip, before = git(origin, "rev-parse", BRANCH), len(github.fake.requests)
+    again = run_bot(github, repo, store)
+    assert again.action == "unchanged" and again.number == first.number == 1
+    assert git(origin, "rev-parse", BRANCH) == tip == again.commit, "no new commit on the branch"
+    assert github.fake.comments.get(1, []) == []
+    assert [entry for entry in github.fake.requests[before:] if entry[0] != "GET"] == []
+    assert [pull["number"] for pull in github.fake.pulls] == [1]
+
 
 def test_it_retries_on_502_and_then_succeeds(github, repo, store):
     github.fake.failures.extend([502, 502])
