@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -411,6 +412,12 @@ class Demo:
             # uid 10001 writes the capture into a host folder through a bind mount, the root
             # filesystem stays read-only (as in Kubernetes), /tmp is a tmpfs.
             self.capture.chmod(0o777)
+            # The feedback token key, mounted read-only where the Kubernetes Secret goes: the image
+            # runs with APP_ENV=production, which refuses to start without one.
+            secrets_folder = self.build / "secrets"
+            secrets_folder.mkdir(exist_ok=True)
+            (secrets_folder / "key").write_text(secrets.token_urlsafe(32) + "\n")
+            (secrets_folder / "key").chmod(0o644)  # readable by uid 10001 through the bind mount
             # Named after the build folder too, so two demos (e.g. the test suite's) never collide.
             suffix = hashlib.sha256(str(self.build).encode()).hexdigest()[:8]
             self.container = f"demo-{self.project.name}-{suffix}"
@@ -419,6 +426,8 @@ class Demo:
                 "run", "--detach", "--name", self.container, "--read-only", "--tmpfs", "/tmp",
                 "--user", CONTAINER_UID, "--publish", f"127.0.0.1:{self.port}:8080",
                 "--volume", f"{self.capture}:/capture", "--env", "CAPTURE_URI=/capture",
+                "--volume", f"{secrets_folder}:/var/run/secrets/feedback:ro",
+                "--env", "FEEDBACK_KEY_FILE=/var/run/secrets/feedback/key",
                 "--stop-timeout", "30", self.image,
             )  # fmt: skip
             try:

@@ -7,8 +7,10 @@ drifted phase) and are shaped by its data contract; the demo runner itself has o
 
 One phase = `--rows` applications sent to `POST /predict` in batches, then the true labels
 of a `--feedback-share` of the scored rows sent to `POST /feedback`, the way a loan's
-outcome arrives later in production. Prints one JSON line with what was sent and what the
-service acknowledged; exits 1 when the service refused anything (the demo stops there).
+outcome arrives later in production: each label quotes the `feedback_token` its prediction
+carried (a label for a prediction the client never received is refused). Prints one JSON
+line with what was sent and what the service acknowledged; exits 1 when the service refused
+anything (the demo stops there).
 
 Usage: <project>/.venv/bin/python scripts/demo_traffic.py --url http://127.0.0.1:8080 \
            --project <project> --rows 1000 --seed 101 [--covariate-drift 0.8] [--concept-drift 0.5] \
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     records, labels = records_and_labels(args.rows, args.seed, args.covariate_drift, args.concept_drift)
     base = args.url.rstrip("/")
     started = time.perf_counter()
-    scored: list[tuple[str, int, int]] = []  # (request_id, row, true label)
+    scored: list[tuple[str, int]] = []  # (feedback token, true label)
     positives = 0
     for first in range(0, len(records), args.batch):
         batch = records[first : first + args.batch]
@@ -100,17 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"demo traffic: /predict answered {status}: {answer}", file=sys.stderr)
             return 1
         for row, prediction in enumerate(answer["predictions"]):
-            scored.append((answer["request_id"], row, labels[first + row]))
+            scored.append((prediction["feedback_token"], labels[first + row]))
             positives += int(prediction["label"] == 1)
     predict_seconds = time.perf_counter() - started
 
     chooser = random.Random(args.seed)
     labelled = [item for item in scored if chooser.random() < args.feedback_share]
     for first in range(0, len(labelled), 200):
-        items = [
-            {"request_id": request_id, "row": row, "label": label}
-            for request_id, row, label in labelled[first : first + 200]
-        ]
+        items = [{"feedback_token": token, "label": label} for token, label in labelled[first : first + 200]]
         status, answer = post(f"{base}/feedback", items)
         if status not in (200, 202):
             print(f"demo traffic: /feedback answered {status}: {answer}", file=sys.stderr)

@@ -57,7 +57,7 @@ def test_every_rendered_object_passes_the_kubernetes_schemas(rendered, tmp_path)
         [tool("kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("passed") == 5, result.stdout
+    assert result.stdout.count("passed") == 6, result.stdout
 
 
 def test_the_base_renders_on_its_own(project):
@@ -68,6 +68,7 @@ def test_the_base_renders_on_its_own(project):
         "Service",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
 
 
@@ -134,6 +135,49 @@ def test_the_app_reads_its_settings_from_the_generated_config_map(rendered):
     assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
     assert {"CAPTURE_URI", "MODEL_PATH", "PORT", "APP_ENV"} <= set(config_map["data"])
     assert config_map["data"]["APP_ENV"] == "production"  # staging refuses unsafe settings too
+
+
+def test_the_feedback_key_comes_from_a_secret_that_is_mounted_not_committed(rendered, project):
+    _, objects, _ = rendered
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    secret_mounts = {
+        mount["mountPath"]: volumes[mount["name"]]["secret"]
+        for mount in container["volumeMounts"]
+        if "secret" in volumes[mount["name"]]
+    }
+    key_file = objects["ConfigMap"]["data"]["FEEDBACK_KEY_FILE"]
+    folder = key_file.rsplit("/", 1)[0]
+    assert folder in secret_mounts, f"{key_file} is not on a mounted Secret: {secret_mounts}"
+    assert secret_mounts[folder]["secretName"] == "loan-default-model-feedback"
+    assert secret_mounts[folder].get("optional") is not True, "a pod must not start without its key"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
+    assert mount["readOnly"] is True
+    assert "Secret" not in {obj["kind"] for obj in objects.values()}, "the key's data is never committed"
+    assert "kubectl" in (project / "deploy" / "README.md").read_text().split("feedback Secret")[1]
+
+
+def test_the_network_policy_admits_only_the_gateway_and_prometheus_to_the_serving_port(rendered):
+    _, objects, _ = rendered
+    policy = objects["NetworkPolicy"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["apiVersion"] == "networking.k8s.io/v1"
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert "http" in {port["name"] for port in container["ports"]}
+    admitted = set()
+    for peer in rule["from"]:
+        # Kustomize's includeSelectors rewrites matchLabels, so a peer selecting by them would
+        # end up selecting the model server itself: the peers must use matchExpressions.
+        for selector in ("podSelector", "namespaceSelector"):
+            assert "matchLabels" not in peer.get(selector, {}), peer
+        for expression in peer["podSelector"]["matchExpressions"]:
+            admitted.update(expression["values"])
+    assert admitted == {"ingress-nginx", "gateway", "prometheus"}
 
 
 def test_argo_cd_applications_point_at_the_overlays(project):
@@ -247,4 +291,6 @@ def test_compose_runs_the_image_read_only_as_the_app_user(project):
     assert service["cap_drop"] == ["ALL"]
     assert all(port.startswith("127.0.0.1:") for port in service["ports"])
     assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert service["environment"]["FEEDBACK_KEY_FILE"] == "/run/secrets/feedback_key"
+    assert service["secrets"] == ["feedback_key"] and "file" in compose["secrets"]["feedback_key"]
     assert (project / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]).is_file()

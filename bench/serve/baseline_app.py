@@ -3,8 +3,9 @@
 What a tutorial-style service looks like: typed pydantic record models (generated from the
 same data contract), a synchronous endpoint that FastAPI runs in its thread pool, a
 pandas DataFrame per request and the joblib-loaded pipeline's `predict_proba`. It answers
-the same JSON shape as the project's `/predict`. It does less than the real service (no
-range checks, no capture, no metrics), so the comparison favours the baseline.
+the same JSON shape as the project's `/predict` without the feedback tokens. It does less
+than the real service (no range checks, no capture, no feedback tokens, no metrics), so the
+comparison favours the baseline.
 
 Run (bench/serve/run.py does): BENCH_MODEL=model.joblib BENCH_PROJECT=<project> \
     python -m uvicorn baseline_app:app --loop uvloop --http httptools --no-access-log

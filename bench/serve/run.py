@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -261,6 +262,8 @@ def main() -> int:
         prepared = json.loads((work / "prepared.json").read_text())
         bodies = {int(rows): Path(path) for rows, path in prepared["bodies"].items()}
         base_env = {key: value for key, value in os.environ.items() if key not in ("PORT", "HOST")}
+        feedback_key = work / "feedback.key"  # production settings refuse to start without one
+        feedback_key.write_text(secrets.token_urlsafe(32) + "\n")
 
         def service(port: int) -> Server:
             env = base_env | {
@@ -268,6 +271,7 @@ def main() -> int:
                 "HOST": "127.0.0.1",
                 "MODEL_PATH": prepared["onnx"],
                 "CAPTURE_URI": str(work / "capture"),
+                "FEEDBACK_KEY_FILE": str(feedback_key),
                 "LOG_LEVEL": "warning",
             }
             return Server(

@@ -104,9 +104,11 @@ class CaptureStore:
         """
         self._append(("prediction", request_id, timestamp, model_name, model_version, rows, labels, scores))
 
-    def record_feedback(self, timestamp: float, items: list[tuple[str, int, int]]) -> None:
-        """Buffer ground-truth labels: (request_id, row, label) each."""
-        self._append(("feedback", timestamp, items))
+    def record_feedback(
+        self, timestamp: float, items: list[tuple[str, int, int]], labelled_by: str | None = None
+    ) -> None:
+        """Buffer ground-truth labels: (request_id, row, label) each, from the API key `labelled_by`."""
+        self._append(("feedback", timestamp, items, labelled_by))
 
     def _append(self, entry: tuple[Any, ...]) -> None:
         rows = len(entry[-1]) if entry[0] == "prediction" else len(entry[2])
@@ -219,13 +221,14 @@ class CaptureStore:
                     )
                     lines.append(dumps(line))
             else:
-                _, timestamp, items = entry
+                _, timestamp, items, labelled_by = entry
                 stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
                 lines = by_date.setdefault(stamp[:10], [])
                 for request_id, row, label in items:
-                    lines.append(
-                        dumps(feedback_line(request_id=request_id, row=row, label=label, timestamp=stamp))
+                    line = feedback_line(
+                        request_id=request_id, row=row, label=label, timestamp=stamp, labelled_by=labelled_by
                     )
+                    lines.append(dumps(line))
         return {date: b"\n".join(lines) + b"\n" for date, lines in by_date.items() if lines}
 
     def _rows(self, rows: Any, count: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:

@@ -21,8 +21,9 @@ from typing import Any
 
 import onnxruntime as ort
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
 from app import schema
@@ -40,6 +41,7 @@ MODEL_ROUTES = (
     (re.compile(r"^/v2/models/[^/]+/versions/[^/]+$"), "/v2/models/{name}/versions/{version}"),
     (re.compile(r"^/v2/models/[^/]+/versions/[^/]+/ready$"), "/v2/models/{name}/versions/{version}/ready"),
 )
+BEARER = HTTPBearer(auto_error=False, description="a key of FEEDBACK_API_KEYS_FILE (when it is set)")
 STATIC_ROUTES = frozenset(
     {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/feedback", "/docs", "/openapi.json"}
 )
@@ -176,11 +178,22 @@ def build_api(service: Service) -> FastAPI:
         tags=["Scoring"],
         status_code=202,
         openapi_extra=schema.json_body(schema.feedback_request()),
-        responses=schema.ERRORS,
+        responses=schema.FEEDBACK_ERRORS,
+        # Declares the bearer scheme in /docs when keys are configured; the check itself is below.
+        dependencies=[Security(BEARER)] if service.api_keys is not None else None,
     )
     async def feedback(request: Request) -> Response:
-        """Record ground-truth labels of earlier predictions, by request id and row."""
-        return await answer(request, service.feedback)
+        """Record ground-truth labels of earlier predictions, each named by its feedback_token."""
+        try:
+            labelled_by = service.authorize_feedback(request.headers.get("authorization"))
+        except RequestError as error:  # checked before the body is read
+            return Response(
+                error.body(),
+                status_code=error.status,
+                media_type="application/json",
+                headers={"www-authenticate": 'Bearer realm="feedback"'},
+            )
+        return await answer(request, service.feedback, labelled_by)
 
     @api.get("/metrics", tags=["Operations"])
     async def metrics() -> Response:

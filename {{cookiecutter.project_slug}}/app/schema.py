@@ -117,11 +117,16 @@ def feedback_request() -> dict[str, Any]:
     label = {
         "type": "object",
         "properties": {
-            "request_id": {"type": "string", "minLength": 1, "maxLength": 128},
-            "row": {"type": "integer", "minimum": 0, "default": 0},
-            "label": {"type": "integer"},
+            "feedback_token": {
+                "type": "string",
+                "pattern": r"^[A-Za-z0-9_-]{1,128}\.(0|[1-9][0-9]{0,8})\.[A-Za-z0-9_-]{22}$",
+                "description": "the feedback_token of the prediction (<request_id>.<row>.<tag>), as "
+                "/predict or the OIP parameters.feedback_tokens answered it; a guessed or altered "
+                "token is refused (403)",
+            },
+            "label": {"type": "integer", "description": "the true class"},
         },
-        "required": ["request_id", "label"],
+        "required": ["feedback_token", "label"],
         "additionalProperties": False,
     }
     return {"anyOf": [label, {"type": "array", "items": label, "minItems": 1}], "title": "Feedback"}
@@ -140,10 +145,11 @@ class Error(BaseModel):
 class Prediction(BaseModel):
     label: int
     probabilities: dict[str, float] = Field(description="class -> probability")
+    feedback_token: str = Field(description="send it with the true label to POST /feedback")
 
 
 class PredictResponse(BaseModel):
-    request_id: str = Field(description="quote it in POST /feedback to record the true label")
+    request_id: str = Field(description="also in the x-request-id header, for logs and support")
     model_name: str
     model_version: str
     predictions: list[Prediction]
@@ -160,7 +166,10 @@ class InferResponse(BaseModel):
     model_name: str
     model_version: str
     id: str | None = None
-    parameters: dict[str, str] = Field(description="request_id: quote it in POST /feedback")
+    parameters: dict[str, str] = Field(
+        description="request_id; feedback_tokens: one token per row, comma-separated in row order, "
+        "to send with the true label to POST /feedback"
+    )
     outputs: list[OutputTensor]
 
 
@@ -174,4 +183,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "a record breaks the data contract, or the batch is empty or over the limit"),
         (503, "model not loaded or capture unavailable"),
     )
+}
+FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{status: ERRORS[status] for status in (400, 413, 415)},
+    401: {"model": Error, "description": "FEEDBACK_API_KEYS_FILE is set, the Bearer key is missing or wrong"},
+    403: {"model": Error, "description": "a feedback_token this service did not issue (forged or altered)"},
+    422: {"model": Error, "description": "a missing or extra field, a malformed token, a label not a class"},
+    503: {"model": Error, "description": "capture off or unavailable: the labels were not recorded"},
 }

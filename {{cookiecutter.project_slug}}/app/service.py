@@ -22,6 +22,7 @@ import orjson
 
 from app import model as model_loader
 from app.capture import CaptureStore, CaptureUnavailable, NoCapture
+from app.feedback import ApiKeys, FeedbackTokens
 from app.metrics import Metrics
 from app.settings import Settings
 from app.validation import RequestError, Validator, feedback_items, parse_json
@@ -39,6 +40,7 @@ class RequestIds:
 
     As unique as a uuid4 across replicas and restarts, at a fraction of the cost;
     `next()` on an itertools.count is atomic under the GIL, so scoring threads share it.
+    Unique, not secret: a label names its prediction by the feedback token (app/feedback.py).
     """
 
     def __init__(self) -> None:
@@ -78,6 +80,8 @@ class Service:
         self.threads = settings.intra_op_threads
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="score")
         self._ids = RequestIds()
+        self.tokens = FeedbackTokens.from_settings(settings.feedback_key_file)
+        self.api_keys = ApiKeys.from_settings(settings.feedback_api_keys_file)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,6 +189,7 @@ class Service:
         records, feeds = self.validator.records(body)
         labels, probabilities = model.predict(feeds)
         request_id, label_list, score_list = self._record(model, records, labels, probabilities)
+        tokens = self.tokens.issue(request_id, len(label_list))
         first, second = self.class_keys
         payload = orjson.dumps(
             {
@@ -192,8 +197,12 @@ class Service:
                 "model_name": model.name,
                 "model_version": model.version,
                 "predictions": [
-                    {"label": label, "probabilities": {first: scores[0], second: scores[1]}}
-                    for label, scores in zip(label_list, score_list, strict=True)
+                    {
+                        "label": label,
+                        "probabilities": {first: scores[0], second: scores[1]},
+                        "feedback_token": token,
+                    }
+                    for label, scores, token in zip(label_list, score_list, tokens, strict=True)
                 ],
             }
         )
@@ -231,7 +240,12 @@ class Service:
         response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
         if request_ref is not None:
             response["id"] = request_ref
-        response["parameters"] = {"request_id": request_id}
+        # OIP parameter values are strings, numbers or booleans, never lists: the row tokens are
+        # one string, comma-separated in row order (a token never holds a comma).
+        response["parameters"] = {
+            "request_id": request_id,
+            "feedback_tokens": ",".join(self.tokens.issue(request_id, len(labels))),
+        }
         response["outputs"] = outputs
         return 200, orjson.dumps(response, option=NUMPY), request_id
 
@@ -253,15 +267,22 @@ class Service:
             wanted.add(item["name"])
         return wanted
 
-    def feedback(self, body: bytes) -> Result:
+    def authorize_feedback(self, authorization: str | None) -> str | None:
+        """Who sends labels: the API key's fingerprint (401 without a valid key); None without API keys."""
+        return self.api_keys.check(authorization) if self.api_keys is not None else None
+
+    def feedback(self, body: bytes, labelled_by: str | None = None) -> Result:
+        """Labels for earlier predictions, each named by its feedback token; all recorded or none."""
         document = parse_json(body)
-        items = feedback_items(document, self.contract.target.classes, self.settings.max_batch_rows)
+        items = feedback_items(
+            document, self.contract.target.classes, self.settings.max_batch_rows, self.tokens.verify
+        )
         if isinstance(self.capture, NoCapture):
             raise RequestError(
                 503, "capture", "disabled", "capture is off (CAPTURE_URI), labels cannot be stored"
             )
         try:
-            self.capture.record_feedback(time.time(), items)
+            self.capture.record_feedback(time.time(), items, labelled_by)
         except CaptureUnavailable as error:
             raise RequestError(
                 503, "capture", "unavailable", f"{error}; the labels were not recorded"

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.feedback import MIN_API_KEY_CHARS, MIN_KEY_CHARS, KeyFileError, read_keys
 from governance.core import policy as policy_file
 from governance.core.paths import DEFAULT_CAPTURE_URI, PATHS
 
@@ -136,6 +137,13 @@ class Settings(BaseSettings):
 
     graceful_shutdown_seconds: float = Field(20.0, gt=0, le=600)
 
+    feedback_key_file: Path | None = Field(
+        None, description="HMAC key(s) of the feedback tokens, one per line (a mounted secret)"
+    )
+    feedback_api_keys_file: Path | None = Field(
+        None, description="when set, POST /feedback needs `Authorization: Bearer <one of these keys>`"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -165,6 +173,23 @@ class Settings(BaseSettings):
             raise ValueError(f"CAPTURE_URI {value!r} cannot be opened: {error}") from None
         return value
 
+    @field_validator("feedback_key_file", "feedback_api_keys_file", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("feedback_key_file", "feedback_api_keys_file")
+    @classmethod
+    def _readable_keys(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """A secret that is missing, empty or too short stops the process at start, naming the file."""
+        if value is not None:
+            minimum = MIN_KEY_CHARS if info.field_name == "feedback_key_file" else MIN_API_KEY_CHARS
+            try:
+                read_keys(value, minimum)
+            except KeyFileError as error:
+                raise ValueError(str(error)) from None
+        return value
+
     @property
     def capture_enabled(self) -> bool:
         return self.capture_uri.strip().lower() not in DISABLED_CAPTURE
@@ -187,6 +212,11 @@ class Settings(BaseSettings):
             problems.append(
                 f"CAPTURE_FLUSH_SECONDS={self.capture_flush_seconds} would lose up to that many seconds "
                 "of predictions on a crash (at most 60)"
+            )
+        if self.feedback_key_file is None:
+            problems.append(
+                "FEEDBACK_KEY_FILE is not set: feedback tokens need a key that every replica shares, "
+                "a mounted secret (app/README.md, deploy/README.md)"
             )
         if self.capture_flush_rows > self.capture_max_buffer_rows:
             problems.append(

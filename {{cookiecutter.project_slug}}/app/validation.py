@@ -408,8 +408,17 @@ class Validator:
             raise RequestError(400, f"{where}.data[{index}]", "datatype", f"must be >= 0 for {datatype}")
 
 
-def feedback_items(document: Any, classes: Sequence[int], max_rows: int) -> list[tuple[str, int, int]]:
-    """Check /feedback: one {"request_id", "row" (default 0), "label"} or a list of them."""
+def feedback_items(
+    document: Any,
+    classes: Sequence[int],
+    max_rows: int,
+    verify: Callable[[Any, str], tuple[str, int]],
+) -> list[tuple[str, int, int]]:
+    """Check /feedback: one {"feedback_token", "label"} or a list of them; (request_id, row, label) each.
+
+    `verify` turns a token into the (request_id, row) it was issued for, or raises (app/feedback.py):
+    a prediction is named only by the token its answer carried, never by a guessable id.
+    """
     items = document if type(document) is list else [document]
     if not items:
         raise RequestError(422, "body", "min_rows", "must hold at least one label")
@@ -419,20 +428,18 @@ def feedback_items(document: Any, classes: Sequence[int], max_rows: int) -> list
     for index, item in enumerate(items):
         where = f"[{index}]" if type(document) is list else "body"
         if type(item) is not dict:
-            raise RequestError(422, where, "type", 'must be an object like {"request_id": "...", "label": 1}')
-        extra = sorted(set(item) - {"request_id", "row", "label"})
-        if extra:
-            raise RequestError(422, f"{where}.{extra[0]}", "unknown_field", "is not accepted")
-        request_id, row, label = item.get("request_id"), item.get("row", 0), item.get("label")
-        if type(request_id) is not str or not 0 < len(request_id) <= 128:
             raise RequestError(
-                422,
-                f"{where}.request_id",
-                "type",
-                f"must be the request_id of a prediction (got {shown(request_id)})",
+                422, where, "type", 'must be an object like {"feedback_token": "...", "label": 1}'
             )
-        if type(row) is not int or row < 0:
-            raise RequestError(422, f"{where}.row", "type", f"must be a row index >= 0 (got {shown(row)})")
+        extra = sorted(set(item) - {"feedback_token", "label"})
+        if extra:
+            message = (
+                "is not accepted: name the prediction by the feedback_token its answer carried"
+                if extra[0] in ("request_id", "row")
+                else "is not accepted"
+            )
+            raise RequestError(422, f"{where}.{extra[0]}", "unknown_field", message)
+        label = item.get("label")
         if type(label) is not int or label not in classes:
             raise RequestError(
                 422,
@@ -440,5 +447,10 @@ def feedback_items(document: Any, classes: Sequence[int], max_rows: int) -> list
                 "category",
                 f"must be one of the classes {list(classes)} (got {shown(label)})",
             )
+        if "feedback_token" not in item:
+            raise RequestError(
+                422, f"{where}.feedback_token", "required", "is required (the token /predict answered)"
+            )
+        request_id, row = verify(item["feedback_token"], f"{where}.feedback_token")
         out.append((request_id, row, label))
     return out

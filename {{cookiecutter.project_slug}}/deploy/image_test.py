@@ -20,8 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +37,7 @@ from governance.core.contract import Contract, Feature, load
 from governance.core.errors import InputError
 
 CONTAINER_PORT = 8080
+SECRETS_MOUNT = "/var/run/secrets/feedback"  # where deploy/base/deployment.yaml mounts the Secret
 EXPECTED_UID = 10001
 ARBITRARY_UID = "4242:4242"  # OpenShift-style clusters run images under a uid they pick
 
@@ -113,6 +117,20 @@ class ImageTest:
         self.containers: list[str] = []
         self.failures: list[str] = []
         self.model_name = args.model_name
+        self.secrets: Path | None = None
+
+    def feedback_key(self) -> Path:
+        """A folder holding a fresh feedback token key, mounted read-only as the Secret is in Kubernetes.
+
+        The image runs with APP_ENV=production, which refuses to start without FEEDBACK_KEY_FILE.
+        """
+        if self.secrets is None:
+            self.secrets = Path(tempfile.mkdtemp(prefix="image-test-secrets-"))
+            (self.secrets / "key").write_text(secrets.token_urlsafe(32) + "\n")
+            # Readable by the image's user and an arbitrary uid through the bind mount.
+            self.secrets.chmod(0o755)
+            (self.secrets / "key").chmod(0o644)
+        return self.secrets
 
     def docker(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return docker(*args, docker_cli=self.args.docker, timeout=timeout)
@@ -172,6 +190,10 @@ class ImageTest:
             f"127.0.0.1:{port}:{CONTAINER_PORT}",
             "--env",
             f"CAPTURE_FLUSH_SECONDS={self.args.flush_seconds}",
+            "--volume",
+            f"{self.feedback_key()}:{SECRETS_MOUNT}:ro",
+            "--env",
+            f"FEEDBACK_KEY_FILE={SECRETS_MOUNT}/key",
         ]
         if self.model_name:
             args += ["--env", f"MODEL_NAME={self.model_name}"]
@@ -261,6 +283,23 @@ class ImageTest:
                 raise CheckFailed(f"the answer names no {word}: {text[:300]}")
         return f"3 records scored: {text[:120]}..."
 
+    def feedback_needs_the_token(self) -> str:
+        status, body = http("POST", self.base + "/predict", {"records": sample_records(self.contract, 1)})
+        if status != 200:
+            raise CheckFailed(f"POST /predict answered {status}: {body}")
+        token = body["predictions"][0].get("feedback_token")
+        if not token:
+            raise CheckFailed(f"the prediction carries no feedback_token: {json.dumps(body)[:300]}")
+        status, answer = http("POST", self.base + "/feedback", {"feedback_token": token, "label": 1})
+        if status != 202:
+            raise CheckFailed(f"POST /feedback with the prediction's token answered {status}: {answer}")
+        named, _, tag = token.rpartition(".")
+        forged = f"{named}.{'A' * len(tag)}"
+        status, answer = http("POST", self.base + "/feedback", {"feedback_token": forged, "label": 1})
+        if status != 403:
+            raise CheckFailed(f"a forged feedback_token answered {status}, not 403: {answer}")
+        return "the prediction's token is accepted (202), a forged one refused (403)"
+
     def bad_input_is_4xx(self) -> str:
         status, body = http("POST", self.base + "/predict", {"records": []})
         if not 400 <= status < 500:
@@ -322,6 +361,8 @@ class ImageTest:
     def cleanup(self) -> None:
         for name in self.containers:
             self.docker("rm", "--force", name, timeout=60)
+        if self.secrets is not None:
+            shutil.rmtree(self.secrets, ignore_errors=True)
 
     def run(self) -> int:
         print(f"image-test: {self.args.image}", flush=True)
@@ -337,6 +378,7 @@ class ImageTest:
             self.check("model metadata matches the contract", self.model_metadata)
             self.check("OIP infer call", self.oip_infer)
             self.check("/predict call", self.predict)
+            self.check("/feedback takes the prediction's token only", self.feedback_needs_the_token)
             self.check("bad input gets a 4xx", self.bad_input_is_4xx)
             self.check("runs as non-root", self.runs_as_non_root)
             self.check("read-only root filesystem", self.root_filesystem_is_read_only)

@@ -272,6 +272,7 @@ def serve(
 ) -> None:
     """Run the onnxruntime service (Open Inference Protocol v2 + /predict)."""
     from app.__main__ import main as serve_main
+    from app.feedback import local_key
 
     paths = paths_of(ctx)
     os.environ["PORT"] = str(port)
@@ -279,6 +280,10 @@ def serve(
     os.environ.setdefault("CONTRACT_PATH", str(paths.contract))
     os.environ.setdefault("POLICY_PATH", str(paths.policy))
     os.environ.setdefault("MODEL_PATH", str(paths.models / "latest"))
+    # A workstation has no mounted secret: a key of its own under artifacts/ (made once, mode 0600),
+    # so feedback tokens survive a restart. Deployments mount theirs (deploy/README.md).
+    if not os.environ.get("FEEDBACK_KEY_FILE"):
+        os.environ["FEEDBACK_KEY_FILE"] = str(local_key(paths.artifacts / "secrets" / "feedback.key"))
     code = serve_main()
     if code:
         raise typer.Exit(code)

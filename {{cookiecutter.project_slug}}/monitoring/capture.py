@@ -2,8 +2,12 @@
 
 Serving appends one JSON object per line to date-partitioned files, one stream per process
 (`<root>/date=YYYY-MM-DD/<host>-<pid>-<start>.jsonl`). Predictions and feedback share those
-streams, so a window is: the prediction lines whose timestamp falls in the window, plus the
-newest feedback label for each of them, wherever (and whenever) that feedback was written.
+streams, so a window is: the prediction lines whose timestamp falls in the window, plus one
+feedback label for each of them, wherever (and whenever) that feedback was written. Which one,
+when a prediction was labelled more than once, is the policy's (`feedback.relabel`): the first
+label by default, so a later label cannot rewrite an outcome already recorded; the newest with
+`last_wins`. Every label stays in the capture, and the window marks the predictions whose
+labels disagree (`relabelled`), which the drift report counts.
 
 Parsing is done by pyarrow's multithreaded JSON reader with an explicit schema derived from
 the data contract: a million rows parse in a few seconds, and a value of the wrong type fails
@@ -18,6 +22,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Literal
 
 import fsspec
 import pandas as pd
@@ -43,7 +48,9 @@ META_COLUMNS = (
     "predicted_label",
     "score",
     "feedback_timestamp",
+    "relabelled",
 )
+Relabel = Literal["first_wins", "last_wins"]
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -166,8 +173,14 @@ def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
     return pa.table(columns)
 
 
-def _feedback(table: pa.Table, target: str) -> pa.Table:
-    """The newest label per prediction (a correction replaces an earlier label)."""
+def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> pa.Table:
+    """One label per prediction: its first (`first_wins`) or its newest (`last_wins`).
+
+    `relabelled` marks the predictions whose labels disagree: a correction, or someone trying
+    to rewrite an outcome; the lines themselves stay in the capture as the audit trail.
+    """
+    if relabel not in ("first_wins", "last_wins"):
+        raise CaptureError(f"relabel must be first_wins or last_wins (got {relabel!r})")
     table = table.filter(pc.equal(table["kind"], "feedback"))
     derived = pc.binary_join_element_wise(table["request_id"], pc.cast(table["row"], pa.string()), ":")
     ids = pc.coalesce(table["prediction_id"], derived)
@@ -178,10 +191,18 @@ def _feedback(table: pa.Table, target: str) -> pa.Table:
             "feedback_timestamp": table["timestamp"],
         }
     ).sort_by([("feedback_timestamp", "ascending")])
+    pick = "first" if relabel == "first_wins" else "last"
     grouped = feedback.group_by("prediction_id", use_threads=False).aggregate(
-        [(target, "last"), ("feedback_timestamp", "last")]
+        [(target, pick), ("feedback_timestamp", pick), (target, "count_distinct")]
     )
-    return grouped.rename_columns(["prediction_id", target, "feedback_timestamp"])
+    return pa.table(
+        {
+            "prediction_id": grouped["prediction_id"],
+            target: grouped[f"{target}_{pick}"],
+            "feedback_timestamp": grouped[f"feedback_timestamp_{pick}"],
+            "relabelled": pc.greater(grouped[f"{target}_count_distinct"], 1),
+        }
+    )
 
 
 def _in_window(table: pa.Table, since: datetime | None, until: datetime | None) -> pa.Table:
@@ -217,12 +238,14 @@ def read_window(
     until: datetime | str | None = None,
     last_n: int | None = None,
     contract: Contract | None = None,
+    relabel: Relabel = "first_wins",
 ) -> pd.DataFrame:
     """Captured predictions with `since <= timestamp < until` (UTC), or the newest `last_n` of them.
 
     Returns one row per prediction: the contract's features and sensitive attribute, the
     positive-class `score`, the `predicted_label`, the true label in the target column
-    (missing until feedback arrives), ids, model name/version and timestamps, oldest first.
+    (missing until feedback arrives; the first label or the newest, as `relabel` says),
+    `relabelled` (its labels disagree), ids, model name/version and timestamps, oldest first.
     """
     contract = contract or load()
     clash = sorted(set(META_COLUMNS) & set(contract.columns))
@@ -246,8 +269,10 @@ def read_window(
     if last_n is not None and len(predictions) > last_n:
         predictions = predictions.sort_by([("timestamp", "ascending")])
         predictions = predictions.slice(len(predictions) - last_n)
-    feedback = _feedback(table, contract.target.name)
+    feedback = _feedback(table, contract.target.name, relabel)
     joined = predictions.join(feedback, "prediction_id", join_type="left outer", use_threads=True)
+    position = joined.schema.get_field_index("relabelled")
+    joined = joined.set_column(position, "relabelled", pc.fill_null(joined["relabelled"], False))
     joined = joined.sort_by([("timestamp", "ascending"), ("prediction_id", "ascending")])
     return _to_pandas(joined, contract).reset_index(drop=True)
 

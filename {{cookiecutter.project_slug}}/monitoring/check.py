@@ -95,6 +95,7 @@ def describe_window(
         uri=uri,
         rows=rows,
         labelled_rows=int(window[contract.target.name].notna().sum()) if rows else 0,
+        relabelled_rows=int(window["relabelled"].sum()) if rows else 0,
         start=window["timestamp"].min().isoformat() if rows else None,
         end=window["timestamp"].max().isoformat() if rows else None,
         since=str(since) if since else None,
@@ -103,6 +104,14 @@ def describe_window(
         model_versions=tuple(sorted(str(v) for v in window["model_version"].dropna().unique()))
         if rows
         else (),
+    )
+
+
+def relabel_note(count: int, relabel: str) -> str:
+    kept = "first" if relabel == "first_wins" else "newest"
+    return (
+        f"{count} prediction(s) in the window got disagreeing labels through /feedback; the {kept} "
+        f"label of each is used (policy feedback.relabel: {relabel}), every label stays in the capture"
     )
 
 
@@ -169,10 +178,19 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     ref = reference.load_reference(paths, champion, options.reference)
     step = timer.lap("reference_s", timer.started)
     with progress.step(f"reading the capture window from {uri}"):
-        window = read_window(uri, since=bounds[0], until=bounds[1], last_n=bounds[2], contract=contract)
+        window = read_window(
+            uri,
+            since=bounds[0],
+            until=bounds[1],
+            last_n=bounds[2],
+            contract=contract,
+            relabel=policy.feedback.relabel,
+        )
     step = timer.lap("read_window_s", step)
     described = describe_window(window, contract, uri, bounds)
     progress.note(f"{described.rows} captured rows ({described.labelled_rows} labelled)")
+    if described.relabelled_rows:
+        notes.append(relabel_note(described.relabelled_rows, policy.feedback.relabel))
     if champion and described.model_versions and list(described.model_versions) != [champion.version]:
         notes.append(
             f"the window was scored by model version(s) {', '.join(described.model_versions)}, "

@@ -35,14 +35,23 @@ class PredictionRecord(Record):
 
 
 class FeedbackRecord(Record):
-    """A ground-truth label for an earlier prediction."""
+    """A ground-truth label for an earlier prediction.
+
+    Serving writes one only for a prediction named by the feedback token its answer carried
+    (app/feedback.py), and never rewrites one: a second label for the same prediction is a new
+    line, so every relabel stays in the capture; `governance/policy.yaml` (`feedback.relabel`)
+    says which label the reader keeps.
+    """
 
     kind: Literal["feedback"] = "feedback"
     request_id: str
     row: int = Field(ge=0)
-    prediction_id: str
+    prediction_id: str = Field(description="<request_id>:<row> of the prediction the token named")
     label: int = Field(description="the true class")
     timestamp: str
+    labelled_by: str | None = Field(
+        None, description="fingerprint of the API key that sent it (FEEDBACK_API_KEYS_FILE), else null"
+    )
 
 
 # Logical column types of a capture line (both kinds share one file, so one column set).
@@ -59,6 +68,7 @@ COLUMNS: dict[str, str] = {
     "sensitive": "sensitive",
     "label": "integer",
     "scores": "scores",
+    "labelled_by": "string",
 }
 
 
@@ -94,7 +104,9 @@ def prediction_line(
     }
 
 
-def feedback_line(*, request_id: str, row: int, label: int, timestamp: str) -> dict[str, Any]:
+def feedback_line(
+    *, request_id: str, row: int, label: int, timestamp: str, labelled_by: str | None = None
+) -> dict[str, Any]:
     """A `FeedbackRecord` as the dict the writer serialises."""
     return {
         "kind": "feedback",
@@ -103,4 +115,5 @@ def feedback_line(*, request_id: str, row: int, label: int, timestamp: str) -> d
         "prediction_id": prediction_id(request_id, row),
         "label": label,
         "timestamp": timestamp,
+        "labelled_by": labelled_by,
     }

@@ -1,9 +1,9 @@
 """governance/policy.yaml, the requirements as code, read by exactly this one parser.
 
-The CI gates (`ml`), the serving limits (`app`), the drift decision (`monitoring`) and the
-model card (`governance`) all read their section of this one record, so changing what is
-required is one reviewed edit of one file, and a typo there stops the first command that
-reads it with the key, the rule and the value named.
+The CI gates (`ml`), the serving limits (`app`), the drift decision and the relabel rule
+(`monitoring`) and the model card (`governance`) all read their section of this one record,
+so changing what is required is one reviewed edit of one file, and a typo there stops the
+first command that reads it with the key, the rule and the value named.
 """
 
 from __future__ import annotations
@@ -51,6 +51,17 @@ class ServingPolicy(Record):
     unknown_category: Literal["reject", "score"] = "reject"
 
 
+class FeedbackPolicy(Record):
+    """Which label counts when a prediction is labelled more than once (every label stays captured).
+
+    `first_wins`: a later label cannot overwrite the first one, so whoever holds a feedback token
+    cannot rewrite an outcome already recorded (the safe default for data that becomes training
+    data). `last_wins`: a later label corrects an earlier one (for sources that do send corrections).
+    """
+
+    relabel: Literal["first_wins", "last_wins"] = "first_wins"
+
+
 class DriftPolicy(Record):
     p_value: float = Field(gt=0, le=0.5)
     correction: Literal["bonferroni", "fdr"] = "bonferroni"
@@ -85,6 +96,7 @@ class Policy(Record):
     bias: BiasPolicy
     onnx: OnnxPolicy
     serving: ServingPolicy = ServingPolicy()
+    feedback: FeedbackPolicy = FeedbackPolicy()
     drift: DriftPolicy
     retrain: RetrainPolicy
     model_card: ModelCardPolicy = ModelCardPolicy()

@@ -524,6 +524,7 @@ class Window(Record):
     uri: str
     rows: int
     labelled_rows: int
+    relabelled_rows: int = Field(0, description="predictions whose /feedback labels disagree")
     start: str | None = None
     end: str | None = None
     since: str | None = None
@@ -593,7 +594,9 @@ class DriftSummary(Record):
             reasons=self.decision.reasons,
             notes=self.decision.notes,
             detector=self.detector,
-            window=self.window.model_dump(include={"uri", "rows", "labelled_rows", "start", "end"}),
+            window=self.window.model_dump(
+                include={"uri", "rows", "labelled_rows", "relabelled_rows", "start", "end"}
+            ),
             reference=self.reference,
             drifted_features=tuple(self.drift.drifted_features) if self.drift else (),
             score_drift=self.score_drift.drifted if self.score_drift else None,

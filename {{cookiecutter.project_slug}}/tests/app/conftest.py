@@ -6,6 +6,7 @@ The builders behind them are in tests/support/serving.py (the serving benchmark 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,19 @@ import yaml
 from governance.core.contract import Contract, ContractError, load
 from governance.core.paths import PATHS
 from tests.support import serving
+
+
+@pytest.fixture(scope="package", autouse=True)
+def feedback_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The mounted secret a deployment gives the service (FEEDBACK_KEY_FILE), for every serving test.
+
+    Production settings refuse to start without one; the tests that check that remove it.
+    """
+    path = tmp_path_factory.mktemp("secrets") / "feedback.key"
+    path.write_text(secrets.token_urlsafe(32) + "\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEEDBACK_KEY_FILE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from governance.core import encoding
-from tests.support.serving import MODEL_NAME, infer_body, read_capture, sample_records
+from tests.support.serving import MODEL_NAME, infer_body, read_capture, sample_records, scored
 
 
 def onnx_scores(model_file: Path, contract, records) -> np.ndarray:
@@ -89,6 +89,7 @@ def test_predict_answers_label_probabilities_version_and_request_id(client, cont
     assert body["model_version"] == model_file.parent.name
     assert response.headers["x-request-id"] == body["request_id"]
     [prediction] = body["predictions"]
+    assert set(prediction) == {"label", "probabilities", "feedback_token"}
     assert prediction["label"] in (0, 1)
     assert set(prediction["probabilities"]) == {"0", "1"}
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -141,10 +142,12 @@ def test_the_sensitive_attribute_is_accepted_but_not_scored(client, contract):
     record = sample_records(contract, 1, sensitive=False)[0]
     name = contract.sensitive.name
     answers = {
-        category: client.post("/predict", json={"records": [record | {name: category}]}).json()["predictions"]
+        category: scored(
+            client.post("/predict", json={"records": [record | {name: category}]}).json()["predictions"]
+        )
         for category in contract.sensitive.categories
     }
-    without = client.post("/predict", json={"records": [record]}).json()["predictions"]
+    without = scored(client.post("/predict", json={"records": [record]}).json()["predictions"])
     assert all(answer == without for answer in answers.values())
 
 
@@ -192,7 +195,7 @@ def test_a_large_body_is_scored_in_a_worker_thread_with_the_same_answer(settings
     answers = []
     for inline in (1_000_000, 0):
         with TestClient(create_app(settings_for(inline_body_bytes=inline))) as client:
-            answers.append(client.post("/predict", json={"records": records}).json()["predictions"])
+            answers.append(scored(client.post("/predict", json={"records": records}).json()["predictions"]))
     assert answers[0] == answers[1]
 
 
@@ -205,9 +208,12 @@ def test_the_fast_routes_and_the_framework_routes_answer_alike(settings_for, con
         for path, body in (("/predict", {"records": records}), ("/predict", {"records": []})):
             one, two = fast.post(path, json=body), framework.post(path, json=body)
             assert one.status_code == two.status_code
-            assert {k: v for k, v in one.json().items() if k != "request_id"} == {
-                k: v for k, v in two.json().items() if k != "request_id"
-            }
+            one_body, two_body = one.json(), two.json()
+            for answer in (one_body, two_body):
+                answer.pop("request_id", None)
+                if "predictions" in answer:
+                    answer["predictions"] = scored(answer["predictions"])
+            assert one_body == two_body
         infer = infer_body(contract, records)
         one = fast.post(f"/v2/models/{MODEL_NAME}/infer", json=infer).json()
         two = framework.post(f"/v2/models/{MODEL_NAME}/infer", json=infer).json()
@@ -222,11 +228,11 @@ def test_the_fast_routes_and_the_framework_routes_answer_alike(settings_for, con
 def test_feedback_records_labels_against_the_prediction(settings_for, contract, tmp_path):
     settings = settings_for()
     with TestClient(create_app(settings)) as client:
-        request_id = client.post("/predict", json={"records": sample_records(contract, 2)}).json()[
-            "request_id"
-        ]
-        single = client.post("/feedback", json={"request_id": request_id, "label": 1})
-        several = client.post("/feedback", json=[{"request_id": request_id, "row": 1, "label": 0}])
+        answer = client.post("/predict", json={"records": sample_records(contract, 2)}).json()
+        request_id = answer["request_id"]
+        first, second = (prediction["feedback_token"] for prediction in answer["predictions"])
+        single = client.post("/feedback", json={"feedback_token": first, "label": 1})
+        several = client.post("/feedback", json=[{"feedback_token": second, "label": 0}])
     assert single.status_code == 202 and single.json() == {"recorded": 1}
     assert several.status_code == 202
     feedback = [row for row in read_capture(Path(settings.capture_uri)) if row["kind"] == "feedback"]

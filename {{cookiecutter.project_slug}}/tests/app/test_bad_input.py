@@ -337,23 +337,28 @@ def test_oip_infer_of_an_unknown_version_is_404(client, contract):
 
 
 # -- /feedback -------------------------------------------------------------------------------------------
+TOKEN = "req.0.AAAAAAAAAAAAAAAAAAAAAA"  # noqa: S105 shaped like a feedback token, never issued
+
+
 @pytest.mark.parametrize(
     ("body", "field", "rule"),
     [
-        ({"request_id": "r", "label": 7}, "body.label", "category"),
-        ({"request_id": "r", "label": True}, "body.label", "category"),
-        ({"request_id": "", "label": 1}, "body.request_id", "type"),
-        ({"request_id": "r", "row": -1, "label": 1}, "body.row", "type"),
-        ({"request_id": "r", "label": 1, "note": "x"}, "body.note", "unknown_field"),
+        ({"feedback_token": TOKEN, "label": 7}, "body.label", "category"),
+        ({"feedback_token": TOKEN, "label": True}, "body.label", "category"),
+        ({"feedback_token": "", "label": 1}, "body.feedback_token", "format"),
+        ({"label": 1}, "body.feedback_token", "required"),
+        ({"feedback_token": TOKEN, "label": 1, "note": "x"}, "body.note", "unknown_field"),
+        ({"request_id": "r", "row": 0, "label": 1}, "body.request_id", "unknown_field"),
         ([], "body", "min_rows"),
-        ([{"request_id": "r"}], "[0].label", "category"),
+        ([{"feedback_token": TOKEN}], "[0].label", "category"),
     ],
     ids=[
         "unknown_class",
         "boolean_label",
-        "empty_request_id",
-        "negative_row",
+        "empty_token",
+        "no_token",
         "extra_field",
+        "request_id_instead_of_a_token",
         "empty_list",
         "no_label",
     ],

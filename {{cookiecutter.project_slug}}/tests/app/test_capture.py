@@ -99,10 +99,11 @@ def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(set
     records = sample_records(contract, 3, seed=21)
     records[0] |= dict.fromkeys(feature.name for feature in contract.features if feature.nullable)
     with TestClient(create_app(settings)) as client:
-        request_id = client.post("/predict", json={"records": records}).json()["request_id"]
+        answer = client.post("/predict", json={"records": records}).json()
+        request_id = answer["request_id"]
         infer = client.post(f"/v2/models/{MODEL_NAME}/infer", json=infer_body(contract, records[1:]))
         assert infer.status_code == 200
-        feedback = [{"request_id": request_id, "row": 2, "label": 1}]
+        feedback = [{"feedback_token": answer["predictions"][2]["feedback_token"], "label": 1}]
         assert client.post("/feedback", json=feedback).status_code == 202
     schema = {"prediction": PredictionRecord, "feedback": FeedbackRecord}
     rows = read_capture(Path(settings.capture_uri))

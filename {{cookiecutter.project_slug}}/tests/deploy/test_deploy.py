@@ -6,6 +6,7 @@ variable the app would ignore (or refuse) is caught here rather than by a failed
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -41,23 +42,45 @@ def test_overlay_renders_objects_that_pass_the_kubernetes_schemas(environment, t
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def a_key_file(tmp_path: Path) -> str:
+    """What the mounted Secret holds (its path inside the pod does not exist here)."""
+    path = tmp_path / "feedback-key"
+    path.write_text(secrets.token_urlsafe(32) + "\n")
+    return str(path)
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_the_service_accepts_every_setting_the_config_map_gives_it(environment, monkeypatch):
-    (config_map,) = [obj for obj in render(environment) if obj["kind"] == "ConfigMap"]
+def test_the_service_accepts_every_setting_the_config_map_gives_it(environment, monkeypatch, tmp_path):
+    objects = render(environment)
+    (config_map,) = [obj for obj in objects if obj["kind"] == "ConfigMap"]
     known = {name.upper() for name in Settings.model_fields}
     unknown = sorted(set(config_map["data"]) - known)
     assert not unknown, f"the app ignores {unknown}: settings are {sorted(known)}"
+    (deployment,) = [obj for obj in objects if obj["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    secrets_mounted = {
+        mount["mountPath"]
+        for mount in pod["containers"][0]["volumeMounts"]
+        for volume in pod["volumes"]
+        if volume["name"] == mount["name"] and "secret" in volume
+    }
+    key_file = Path(config_map["data"]["FEEDBACK_KEY_FILE"])
+    assert str(key_file.parent) in secrets_mounted, "the feedback key is read from the mounted Secret"
     for name, value in config_map["data"].items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FEEDBACK_KEY_FILE", a_key_file(tmp_path))
     settings = Settings()
     assert settings.app_env == "production" and settings.capture_enabled
     assert settings.port == 8080
 
 
-def test_the_compose_stack_uses_settings_the_service_accepts(monkeypatch):
+def test_the_compose_stack_uses_settings_the_service_accepts(monkeypatch, tmp_path):
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     (service,) = compose["services"].values()
     for name, value in service["environment"].items():
         monkeypatch.setenv(name, str(value))
+    assert service["environment"]["FEEDBACK_KEY_FILE"] == "/run/secrets/feedback_key"
+    assert service["secrets"] == ["feedback_key"] and "feedback_key" in compose["secrets"]
+    monkeypatch.setenv("FEEDBACK_KEY_FILE", a_key_file(tmp_path))
     assert Settings().capture_enabled
     assert set(service["environment"]) <= {name.upper() for name in Settings.model_fields}

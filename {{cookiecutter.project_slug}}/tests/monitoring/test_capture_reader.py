@@ -56,20 +56,55 @@ def test_last_n_returns_the_newest_predictions(store):
     assert np.allclose(window["score"], fake_scores(frame)[-25:])
 
 
-def test_a_later_feedback_corrects_an_earlier_label(store):
+def label_again(root, index: int, label: int, days: int, stream: str) -> None:
+    """Another feedback line for prediction `index` of the store, `days` after START."""
+    moment = START + timedelta(days=days)
+    line = feedback_line(
+        request_id=f"req-host-1-0-{index // 5}", row=index % 5, label=label, timestamp=moment.isoformat()
+    )
+    folder = root / f"date={moment.date()}"
+    folder.mkdir(exist_ok=True)
+    with (folder / f"{stream}.jsonl").open("ab") as handle:
+        handle.write(orjson.dumps(line) + b"\n")
+
+
+def test_the_first_label_wins_by_default_and_the_policy_can_let_the_newest_win(store):
+    root, frame = store
+    first = {index: int(frame["defaulted"].iloc[index]) for index in (0, 2, 4)}
+    label_again(root, 0, 1 - first[0], days=5, stream="other-2-0")  # overwritten ...
+    label_again(root, 0, first[0], days=6, stream="other-3-0")  # ... and set back
+    label_again(root, 2, 1 - first[2], days=5, stream="other-2-0")  # a changed outcome
+    label_again(root, 4, first[4], days=5, stream="other-2-0")  # the same label again: no relabel
+    default = read_window(str(root), contract=CONTRACT).set_index("prediction_id")
+    kept = {index: default.loc[f"req-host-1-0-0:{index}", "defaulted"] for index in first}
+    assert kept == first, "a later label cannot overwrite the first"
+    assert default["relabelled"].sum() == 2
+    assert default.loc[["req-host-1-0-0:0", "req-host-1-0-0:2"], "relabelled"].all()
+    assert default["defaulted"].notna().sum() == 150, "labelling again adds no rows"
+    newest = read_window(str(root), contract=CONTRACT, relabel="last_wins").set_index("prediction_id")
+    kept = {index: newest.loc[f"req-host-1-0-0:{index}", "defaulted"] for index in first}
+    assert kept == {0: first[0], 2: 1 - first[2], 4: first[4]}
+    assert newest["relabelled"].sum() == 2
+    assert str(newest.loc["req-host-1-0-0:2", "feedback_timestamp"]).startswith("2024-05-06")
+    with pytest.raises(CaptureError, match="first_wins or last_wins"):
+        read_window(str(root), contract=CONTRACT, relabel="any")
+
+
+def test_a_label_without_a_prediction_id_is_joined_by_request_id_and_row(store):
     root, _ = store
-    fix = {
+    legacy = {
         "kind": "feedback",
         "request_id": "req-host-1-0-0",
-        "row": 0,
+        "row": 1,  # an unlabelled prediction (every other one is labelled)
         "label": 1,
         "timestamp": (START + timedelta(days=5)).isoformat(),
     }  # no prediction_id: derived from request_id and row
     folder = root / "date=2024-05-06"
     folder.mkdir()
-    (folder / "other-2-0.jsonl").write_bytes(orjson.dumps(fix) + b"\n")
+    (folder / "other-2-0.jsonl").write_bytes(orjson.dumps(legacy) + b"\n")
     window = read_window(str(root), contract=CONTRACT)
-    assert window.loc[window["prediction_id"] == "req-host-1-0-0:0", "defaulted"].item() == 1
+    assert window.loc[window["prediction_id"] == "req-host-1-0-0:1", "defaulted"].item() == 1
+    assert not window["relabelled"].any()
 
 
 def test_a_half_written_last_line_is_ignored_and_a_bad_line_names_its_file(store):

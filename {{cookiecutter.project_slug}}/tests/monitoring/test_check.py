@@ -8,21 +8,26 @@ history, the snapshots) and from what the command line printed.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
+import yaml
 
 from data_pipelines.example import example_contract
+from data_pipelines.snapshot import read_parquet
 from governance.cli import main
 from governance.core import encoding
+from governance.core.capture import feedback_line
 from governance.core.paths import Paths
 from governance.core.records import DriftSummary, read_drift_summary
 from monitoring import check, reference
 from monitoring.capture import read_window
 from monitoring.decision import read_history
-from tests.support.drift import example, write_capture
+from tests.support.drift import START, example, write_capture
 
 CONTRACT = example_contract()
 
@@ -97,6 +102,52 @@ def test_a_window_that_fails_validation_is_reported_and_never_becomes_training_d
     assert snapshots(paths) == before
     assert main(["--root", str(paths.root), "retrain-pr", "--dry-run"]) == 0
     assert "failed validation" in capsys.readouterr().out
+
+
+def test_relabels_keep_the_first_label_in_the_retraining_set_unless_the_policy_says_otherwise(
+    registered_workspace, capsys
+):
+    """Someone holding feedback tokens flips 50 recorded outcomes: the run counts them, and the
+    snapshot trains on the first labels unless governance/policy.yaml (`feedback.relabel`) says
+    the newest label wins."""
+    paths, _ = registered_workspace
+    frame = example(1200, seed=36, concept_drift=1.0)
+    capture = capture_from(paths, frame, "relabelled")
+    labels = frame[CONTRACT.target.name]
+    flipped = [index for index in range(0, len(frame), 2) if labels.iloc[index] == 0][:50]
+    later = START + timedelta(days=9)
+    lines = [
+        feedback_line(
+            request_id=f"req-host-1-0-{index // 5}", row=index % 5, label=1, timestamp=later.isoformat()
+        )
+        for index in flipped
+    ]
+    folder = capture / f"date={later.date()}"
+    folder.mkdir()
+    (folder / "elsewhere-1-0.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    recorded = int(labels.iloc[::2].sum())
+
+    def trained_on(summary: DriftSummary) -> int:
+        assert summary.decision.retrain and summary.dataset is not None and summary.dataset.valid
+        return int(read_parquet(Path(summary.dataset.path) / "data.parquet")[CONTRACT.target.name].sum())
+
+    summary, _ = drift(paths, capture, capsys)
+    assert summary.window.relabelled_rows == 50 and summary.window.labelled_rows == 600
+    assert any("50 prediction(s)" in note and "first_wins" in note for note in summary.decision.notes)
+    assert "50 relabelled" in (paths.drift_reports / "summary.md").read_text()
+    assert read_history(paths.history)[-1].window["relabelled_rows"] == 50
+    assert trained_on(summary) == recorded, "the first labels are the retraining set"
+
+    original = paths.policy.read_text()
+    policy = yaml.safe_load(original)
+    policy["feedback"] = {"relabel": "last_wins"}
+    paths.policy.write_text(yaml.safe_dump(policy, sort_keys=False))
+    try:
+        summary, _ = drift(paths, capture, capsys)
+    finally:
+        paths.policy.write_text(original)
+    assert any("last_wins" in note for note in summary.decision.notes)
+    assert trained_on(summary) == recorded + 50, "the newest labels, as the policy says"
 
 
 def test_a_window_too_small_to_judge_is_recorded_without_a_decision(registered_workspace, capsys):

@@ -188,6 +188,11 @@ def infer_body(
     return body
 
 
+def scored(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """/predict's predictions without their feedback tokens (unique per request): what was scored."""
+    return [{key: value for key, value in item.items() if key != "feedback_token"} for item in predictions]
+
+
 # -- an in-process ASGI driver ------------------------------------------------------------------
 class AsgiDriver:
     """Calls an ASGI app directly, lifespan included: thousands of requests per second in tests."""

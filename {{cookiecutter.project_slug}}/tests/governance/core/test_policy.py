@@ -26,6 +26,15 @@ def test_the_projects_policy_parses_whole():
     assert loaded.model.primary_metric in policy.PRIMARY_METRICS
     assert loaded.serving.max_batch_rows >= 1
     assert loaded.model_card.limitations
+    assert loaded.feedback.relabel == "first_wins", "a later label must not overwrite unless chosen"
+
+
+def test_a_policy_without_a_feedback_section_keeps_the_first_label(tmp_path):
+    raw = yaml.safe_load(PATHS.policy.read_text())
+    del raw["feedback"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert policy.load(path).feedback.relabel == "first_wins"
 
 
 @pytest.mark.parametrize(
@@ -37,6 +46,7 @@ def test_the_projects_policy_parses_whole():
         ("onnx", "opset", "17", "field 'onnx.opset'"),
         ("drift", "correction", "holm", "field 'drift.correction'"),
         ("serving", "unknown_category", "maybe", "field 'serving.unknown_category'"),
+        ("feedback", "relabel", "newest", "field 'feedback.relabel'"),
     ],
 )
 def test_a_broken_policy_is_refused_naming_the_key(tmp_path, section, key, value, expected):
