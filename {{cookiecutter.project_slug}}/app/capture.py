@@ -149,9 +149,11 @@ class CaptureStore:
     def flush(self) -> int:
         """Write everything buffered; on failure keep it buffered for the next try."""
         with self._write_lock:
+            # The rows in flight stay counted in _pending_rows until they are written, so the
+            # buffer limit (and readiness) sees them while a slow or failing store holds them.
             with self._lock:
                 batch, self._pending = self._pending, []
-                rows, self._pending_rows = self._pending_rows, 0
+                rows = self._pending_rows
             if not batch:
                 return 0
             try:
@@ -160,7 +162,6 @@ class CaptureStore:
             except Exception as error:  # any storage failure: keep the rows and retry later
                 with self._lock:
                     self._pending[:0] = batch
-                    self._pending_rows += rows
                 self.write_errors += 1
                 self._drop_handles()
                 if not self._failing:
@@ -172,6 +173,8 @@ class CaptureStore:
             if self._failing:
                 log.warning("capture store %s: writing again", self.uri)
                 self._failing = False
+            with self._lock:
+                self._pending_rows -= rows
             self.rows_written += rows
             return rows
 
