@@ -179,6 +179,24 @@ def require_git_commit(root: Path) -> None:
         )
 
 
+def push_event(root: Path) -> Path | None:
+    """The `push` payload GitHub sends carries the pushed ref; without one, act guesses the ref from
+    the branches that point at HEAD and may pick another branch at the same commit (after a
+    fast-forward merge, `retrain/auto` instead of `main`), which skips the jobs that run on main only."""
+    branch = subprocess.run(  # noqa: S603 -- fixed arguments, no shell
+        ["git", "-C", str(root), "symbolic-ref", "--quiet", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not branch:
+        return None
+    path = root / "reports" / "act" / "push-event.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ref": branch}) + "\n")
+    return path
+
+
 def event_repository(event_file: Path | None) -> str | None:
     if event_file is None:
         return None
@@ -195,6 +213,8 @@ def build_command(args: argparse.Namespace, root: Path, environ: dict[str, str])
     mode = choose_mode(environ.get("ACT_MODE", "auto"))
     event_file = EVENTS / f"{args.event}.json"
     event_file = event_file if event_file.is_file() else None
+    if event_file is None and args.event == "push":
+        event_file = push_event(root)
 
     command = [find_act(), args.event, "--workflows", str(workflow)]
     if event_file:

@@ -145,3 +145,16 @@ def test_a_missing_artifact_fails_the_download_and_an_empty_upload_can_fail(tmp_
     assert missing.returncode == 1 and "nothing-here" in missing.stdout
     empty = stand_in("upload", tmp_path, tmp_path / "store", ARTIFACT_PATHS="nope/", IF_NO_FILES="error")
     assert empty.returncode == 1 and "no files match" in empty.stdout
+
+
+def test_a_push_run_names_the_checked_out_branch_as_github_would(tmp_path):
+    """After a fast-forward merge two branches point at HEAD; act alone may pick the wrong one."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "--quiet", "--initial-branch=main")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x")
+    git("branch", "retrain/auto")  # same commit as main, and sorts before it
+    event = run_act.push_event(tmp_path)
+    assert json.loads(event.read_text()) == {"ref": "refs/heads/main"}
