@@ -16,6 +16,7 @@ from pathlib import Path
 
 from governance.core.errors import InputError
 from governance.core.paths import Paths
+from governance.registry import git_commit
 
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
@@ -59,21 +60,6 @@ def stage_context(paths: Paths, version: str, wheelhouse: Path | None) -> Path:
         for name in files:
             os.chmod(Path(folder) / name, 0o644)
     return context
-
-
-def git_commit(root: Path) -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except OSError:
-        return "unknown"
-    return result.stdout.strip() or "unknown"
 
 
 def build(

@@ -33,6 +33,7 @@ from governance.core.records import (
     Performance,
     RegistryEntry,
     Window,
+    write_json,
 )
 from monitoring import dataset, reference, report
 from monitoring.capture import capture_uri, read_window
@@ -233,7 +234,7 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     timer.lap("report_s", step)
     timer.lap("total_s", timer.started)
     summary = summary.model_copy(update={"timings": timer.timings})
-    report.write_json(summary, paths.drift_reports / report.JSON_NAME)
+    write_json(summary, paths.drift_reports / report.JSON_NAME)  # again, now with the timings
     if options.record:
         append_history(paths.history, summary.history_record)
     progress.note(f"decision: {decision.status}; reports in {paths.relative(paths.drift_reports)}")
