@@ -17,7 +17,12 @@ from pathlib import Path
 
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-EXAMPLE_TARGET = "defaulted"
+# The example generator's label column for each task (data_pipelines/example.py).
+EXAMPLE_TARGETS = {
+    "binary_classification": "defaulted",
+    "multiclass_classification": "risk_grade",
+    "regression": "interest_rate",
+}
 EXAMPLE_SENSITIVE = ("sex", "")
 RESERVED_NAMES = {"app", "ml", "data_pipelines", "governance", "deploy", "monitoring", "tests"}
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -123,9 +128,10 @@ def check_data(ctx: dict[str, str]) -> None:
     if source == "example":
         if path:
             raise Invalid("data_path", path, "must be empty when data_source is 'example'")
-        if ctx["target_column"] != EXAMPLE_TARGET:
+        expected = EXAMPLE_TARGETS.get(ctx["task"], EXAMPLE_TARGETS["binary_classification"])
+        if ctx["target_column"] != expected:
             raise Invalid(
-                "target_column", ctx["target_column"], f"must be '{EXAMPLE_TARGET}' for the example data"
+                "target_column", ctx["target_column"], f"must be '{expected}' for the example data and task {ctx['task']}"
             )
         if ctx["sensitive_attribute"] not in EXAMPLE_SENSITIVE:
             raise Invalid(
@@ -174,6 +180,7 @@ CHECKS = {
     "sensitive_attribute": lambda v: (
         v == "" or check_pattern(v, COLUMN, "must be empty or a column name of letters, digits and _", 64)
     ),
+    "task": lambda v: check_choice(v, list(EXAMPLE_TARGETS)),
     "model_family": lambda v: check_choice(v, ["logistic_regression", "random_forest", "gradient_boosting"]),
     "drift_detector": lambda v: check_choice(v, ["alibi-detect", "scipy"]),
     "container_registry": lambda v: check_pattern(

@@ -67,7 +67,8 @@ class Model:
 
     def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Labels [N] int64 and class probabilities [N, 2] float32 for one batch."""
-        return self.scorer.score(feeds)
+        scores = self.scorer.score(feeds)
+        return scores.label, scores.probabilities
 
 
 def load(path: Path, contract: Contract, threads: int, name: str = "", strict: bool = True) -> Model:

@@ -27,7 +27,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.validation import RequestError, Validator, feedback_items, parse_json
 from governance.core.contract import load as load_contract
-from governance.core.encoding import OUTPUTS
+from governance.core.encoding import CLASSIFIER_OUTPUTS as OUTPUTS
 
 log = logging.getLogger("app")
 Result = tuple[int, bytes, str | None]

@@ -20,7 +20,8 @@ from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
 from governance.core.contract import Contract
-from governance.core.encoding import OUTPUTS, Scorer
+from governance.core.encoding import CLASSIFIER_OUTPUTS as OUTPUTS
+from governance.core.encoding import Scorer
 from governance.core.errors import CheckFailed
 from governance.core.records import Parity
 from ml.features import onnx_inputs
@@ -118,7 +119,8 @@ def parity(
     version: str,
 ) -> Parity:
     """onnxruntime versus scikit-learn on every row given (the whole test split)."""
-    onnx_labels, onnx_proba = scorer.score(onnx_inputs(frame, contract))
+    scored = scorer.score(onnx_inputs(frame, contract))
+    onnx_labels, onnx_proba = scored.label, scored.probabilities
     sklearn_proba = pipeline.predict_proba(frame)
     sklearn_labels = pipeline.predict(frame)
     diff = np.abs(onnx_proba.astype(np.float64) - sklearn_proba)

@@ -77,7 +77,8 @@ def champion_baseline(
     if hashlib.sha256(content).hexdigest() != champion.artifact.sha256:
         return not_comparable(f"{champion.artifact.path} does not match its registered sha256")
     scorer = Scorer(content)
-    labels, proba = scorer.score(onnx_inputs(frame, contract))
+    scored = scorer.score(onnx_inputs(frame, contract))
+    labels, proba = scored.label, scored.probabilities
     classes = json.loads(scorer.metadata["classes"])
     positive = contract.target.positive_class
     scores = task_metrics(
@@ -149,7 +150,7 @@ def primary_gate(policy: Policy, metrics: dict[str, float | int | None]) -> Gate
     return _gate(
         "primary_metric",
         metrics.get(metric),
-        policy.model.min_primary_metric,
+        policy.model.threshold,
         "model.min_primary_metric",
         f"held-out {metric}",
         at_least=True,

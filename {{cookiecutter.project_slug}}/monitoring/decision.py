@@ -74,10 +74,10 @@ def performance_checks(policy: Policy, performance: Performance) -> list[Check]:
             Check(
                 name="min_primary_metric",
                 value=round(performance.value, 6),
-                limit=policy.model.min_primary_metric,
-                triggered=performance.value < policy.model.min_primary_metric,
+                limit=policy.model.threshold,
+                triggered=performance.value < policy.model.threshold,
                 detail=f"{performance.metric} {performance.value:.4f} vs the policy minimum "
-                f"{policy.model.min_primary_metric}",
+                f"{policy.model.threshold}",
             )
         )
     if performance.bias_gap is not None:

@@ -65,9 +65,8 @@ def model_scores(path: Path, frame: pd.DataFrame, contract: Contract) -> np.ndar
             columns[feature.name] = pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             columns[feature.name] = column.astype("object").to_numpy(dtype=object, na_value=None)
-    _, probabilities = Scorer(path).score(feeds(columns, contract))
-    positive = contract.target.classes.index(contract.target.positive_class)
-    return np.asarray(probabilities, dtype=np.float64)[:, positive]
+    probabilities = Scorer(path).score(feeds(columns, contract)).probabilities
+    return np.asarray(probabilities, dtype=np.float64)[:, contract.target.positive_index]
 
 
 @dataclass

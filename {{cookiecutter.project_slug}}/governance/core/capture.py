@@ -16,6 +16,7 @@ from pydantic import Field
 from governance.core.records import Record
 
 Value = float | int | str | None
+Answer = bool | int | float | str  # a class value of the contract's type, or a regression value
 
 
 class PredictionRecord(Record):
@@ -30,8 +31,10 @@ class PredictionRecord(Record):
     model_version: str
     features: dict[str, Value] = Field(description="the model inputs, by contract name")
     sensitive: dict[str, str | None] = Field(default_factory=dict, description="bias-only columns sent")
-    label: int = Field(description="the predicted class")
-    scores: list[float] = Field(description="class probabilities, in the contract's class order")
+    label: Answer = Field(description="the predicted class (a contract class value), or the predicted value")
+    scores: list[float] = Field(
+        description="class probabilities in the contract's class order; empty for regression"
+    )
 
 
 class FeedbackRecord(Record):
@@ -47,7 +50,7 @@ class FeedbackRecord(Record):
     request_id: str
     row: int = Field(ge=0)
     prediction_id: str = Field(description="<request_id>:<row> of the prediction the token named")
-    label: int = Field(description="the true class")
+    label: Answer = Field(description="the true class (a contract class value), or the observed value")
     timestamp: str
     labelled_by: str | None = Field(
         None, description="fingerprint of the API key that sent it (FEEDBACK_API_KEYS_FILE), else null"
@@ -66,7 +69,7 @@ COLUMNS: dict[str, str] = {
     "model_version": "string",
     "features": "features",
     "sensitive": "sensitive",
-    "label": "integer",
+    "label": "target",  # typed from the contract's target (class values, or numbers for regression)
     "scores": "scores",
     "labelled_by": "string",
 }
@@ -85,7 +88,7 @@ def prediction_line(
     model_version: str,
     features: dict[str, Any],
     sensitive: dict[str, Any],
-    label: int,
+    label: Answer,
     scores: list[float],
 ) -> dict[str, Any]:
     """A `PredictionRecord` as the dict the writer serialises (fields in the record's order)."""
@@ -105,7 +108,7 @@ def prediction_line(
 
 
 def feedback_line(
-    *, request_id: str, row: int, label: int, timestamp: str, labelled_by: str | None = None
+    *, request_id: str, row: int, label: Answer, timestamp: str, labelled_by: str | None = None
 ) -> dict[str, Any]:
     """A `FeedbackRecord` as the dict the writer serialises."""
     return {

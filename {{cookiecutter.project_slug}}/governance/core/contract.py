@@ -8,15 +8,18 @@ the ground layer where every domain (the serving image included) may read it.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import Field, PrivateAttr, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from governance.core.errors import FieldRule, InputError
 from governance.core.paths import PATHS
 from governance.core.records import IDENTIFIER, Record, parse
+from governance.core.tasks import BINARY, MULTICLASS, REGRESSION, Task
 
 NUMERIC_DTYPES = ("int64", "float64")
 Number = StrictInt | StrictFloat
@@ -62,23 +65,124 @@ class Feature(Record):
         return self.kind == "numeric"
 
 
+ClassLabel = StrictBool | StrictInt | StrictStr
+TARGET_DTYPES = {bool: "bool", int: "int64", str: "string"}
+
+
+def class_key(value: Any) -> str:
+    """A class as text (JSON object keys, metric labels): strings as they are, others as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 class Target(Record):
-    """The label: a binary target with its two classes and the positive one."""
+    """The label and its task: a binary or multiclass class list (any label type), or a number.
+
+    Classes keep the file's own values (`yes`/`no`, `setosa`, `true`, `3`): nothing asks the
+    user to recode a file. The model itself sees class indices (the position in `classes`),
+    and serving maps them back, so `classes` is also the order of every probability vector.
+    """
 
     name: str = Field(pattern=IDENTIFIER)
-    dtype: Literal["int64"] = "int64"
-    classes: tuple[StrictInt, ...] = (0, 1)
-    positive_class: StrictInt | None = None
+    task: Task = "binary_classification"
+    dtype: Literal["int64", "float64", "string", "bool"] | None = None
+    classes: tuple[ClassLabel, ...] = ()
+    positive_class: ClassLabel | None = None
+    description: str = ""
 
     @model_validator(mode="after")
-    def _binary(self) -> Target:
-        if len(self.classes) != 2 or len(set(self.classes)) != 2:
-            raise FieldRule("classes", "must list the two classes of a binary target", list(self.classes))
-        positive = self.classes[-1] if self.positive_class is None else self.positive_class
-        if positive not in self.classes:
-            raise FieldRule("positive_class", "must be one of target.classes", positive)
+    def _fits_its_task(self) -> Target:
+        if self.task == REGRESSION:
+            return self._regression()
+        classes = self.classes or ((0, 1) if self.task == BINARY else ())
+        kinds = {type(value) for value in classes}
+        if len(kinds) > 1:
+            raise FieldRule("classes", "must all be of one type (all strings, all integers or all booleans)", list(classes))
+        if len(set(classes)) != len(classes):
+            raise FieldRule("classes", "must not repeat", list(classes))
+        if self.task == BINARY and len(classes) != 2:
+            raise FieldRule("classes", "must list the two classes of a binary target", list(classes))
+        if self.task == MULTICLASS and len(classes) < 3:
+            raise FieldRule(
+                "classes", "must list at least three classes (two classes: task binary_classification)", list(classes)
+            )
+        dtype = TARGET_DTYPES[kinds.pop()]
+        if self.dtype is not None and self.dtype != dtype:
+            raise FieldRule("dtype", f"must be {dtype} for classes like {list(classes)[:3]}", self.dtype)
+        positive = self.positive_class
+        if self.task == BINARY:
+            positive = classes[-1] if positive is None else positive
+            if positive not in classes or type(positive) is not type(classes[0]):
+                raise FieldRule("positive_class", "must be one of target.classes", positive)
+        elif positive is not None:
+            raise FieldRule("positive_class", "is only for binary_classification", positive)
+        object.__setattr__(self, "classes", tuple(classes))
+        object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "positive_class", positive)
         return self
+
+    def _regression(self) -> Target:
+        if self.classes:
+            raise FieldRule("classes", "must be empty for a regression target", list(self.classes))
+        if self.positive_class is not None:
+            raise FieldRule("positive_class", "is only for binary_classification", self.positive_class)
+        dtype = self.dtype or "float64"
+        if dtype not in NUMERIC_DTYPES:
+            raise FieldRule("dtype", f"must be one of {NUMERIC_DTYPES} for a regression target", dtype)
+        object.__setattr__(self, "dtype", dtype)
+        return self
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != REGRESSION
+
+    @property
+    def class_keys(self) -> tuple[str, ...]:
+        """The classes as text, in order: the keys of a served probabilities object."""
+        return tuple(class_key(value) for value in self.classes)
+
+    @property
+    def positive_index(self) -> int:
+        """Position of the positive class in `classes` (binary only)."""
+        return self.classes.index(self.positive_class)
+
+    def class_indices(self, values: Any) -> np.ndarray:
+        """Class values (any sequence) as int64 positions in `classes`; unknown values are refused.
+
+        Numbers read from a file as floats (`1.0`) count as the integer class they equal.
+        """
+        lookup = {value: index for index, value in enumerate(self.classes)}
+        items = values.tolist() if hasattr(values, "tolist") else list(values)
+        indices = np.empty(len(items), dtype=np.int64)
+        unknown: list[Any] = []
+        for position, item in enumerate(items):
+            index = lookup.get(_plain(item, self.dtype))
+            if index is None:
+                unknown.append(item)
+                index = -1
+            indices[position] = index
+        if unknown:
+            shown = sorted({repr(item) for item in unknown})[:5]
+            raise ValueError(
+                f"target '{self.name}' has value(s) {', '.join(shown)} outside the classes {list(self.classes)}"
+            )
+        return indices
+
+    def class_values(self, indices: Any) -> list[Any]:
+        """Class positions (the model's label output) as the contract's class values."""
+        return [self.classes[int(index)] for index in np.asarray(indices).ravel()]
+
+
+def _plain(item: Any, dtype: str | None) -> Any:
+    """One target value as the Python type of the contract's classes (numpy scalars, 1.0 for 1)."""
+    if hasattr(item, "item"):
+        item = item.item()
+    if dtype == "int64" and isinstance(item, float) and item.is_integer():
+        return int(item)
+    if dtype == "bool" and isinstance(item, bool):
+        return item
+    if dtype == "int64" and isinstance(item, bool):
+        return None  # True is not the class 1
+    return item
 
 
 class SensitiveAttribute(Record):
@@ -118,6 +222,10 @@ class Contract(Record):
     def digest(self) -> str:
         """sha256 of the file's bytes: travels with every snapshot and model as lineage."""
         return self._digest
+
+    @property
+    def task(self) -> Task:
+        return self.target.task
 
     @property
     def sensitive(self) -> SensitiveAttribute | None:

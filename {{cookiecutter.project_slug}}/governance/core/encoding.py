@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ import onnxruntime as ort
 
 from governance.core.contract import Contract, Feature
 
-OUTPUTS = ("label", "probabilities")
+# The model's outputs per task: a classifier answers the class index (its position in the
+# contract's `target.classes`) and one probability per class in that order; a regressor a value.
+CLASSIFIER_OUTPUTS = ("label", "probabilities")
+REGRESSOR_OUTPUTS = ("value",)
+OUTPUT_TYPES = {"label": "tensor(int64)", "probabilities": "tensor(float)", "value": "tensor(float)"}
 ONNX_INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
 MISSING_TEXT = ""  # how a missing categorical value travels into the model
 
@@ -66,8 +71,29 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return options
 
 
+def outputs_for(task: str) -> tuple[str, ...]:
+    return REGRESSOR_OUTPUTS if task == "regression" else CLASSIFIER_OUTPUTS
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One batch's answers: class indices [N] + probabilities [N, classes], or values [N]."""
+
+    label: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    value: np.ndarray | None = None
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """What the model predicts per row: the class index, or the value."""
+        return self.value if self.label is None else self.label  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+
 class Scorer:
-    """An ONNX model ready to score feeds: labels [N] and class probabilities [N, classes]."""
+    """An ONNX model ready to score feeds (classifier or regressor, told by its output names)."""
 
     def __init__(self, model: bytes | Path | str, threads: int = 1) -> None:
         content = model if isinstance(model, bytes) else Path(model).read_bytes()
@@ -79,9 +105,18 @@ class Scorer:
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def score(self, feed: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        label, probabilities = self.session.run(list(OUTPUTS), dict(feed))
-        return label, probabilities
+        names = {output.name for output in self.session.get_outputs()}
+        self.outputs = REGRESSOR_OUTPUTS if "value" in names else CLASSIFIER_OUTPUTS
 
-    def score_columns(self, columns: Mapping[str, Any], contract: Contract) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def is_regressor(self) -> bool:
+        return self.outputs == REGRESSOR_OUTPUTS
+
+    def score(self, feed: Mapping[str, np.ndarray]) -> Scores:
+        results = self.session.run(list(self.outputs), dict(feed))
+        if self.is_regressor:
+            return Scores(value=results[0].reshape(-1))
+        return Scores(label=results[0].reshape(-1), probabilities=results[1])
+
+    def score_columns(self, columns: Mapping[str, Any], contract: Contract) -> Scores:
         return self.score(feeds(columns, contract))

@@ -11,15 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool
+from pydantic import Field, StrictBool, model_validator
 
-from governance.core.errors import InputError
+from governance.core.errors import FieldRule, InputError
 from governance.core.paths import PATHS
 from governance.core.records import Record, parse, read_yaml
+from governance.core.tasks import GROUP_METRICS, METRICS, higher_is_better, metrics_of
 
-# The metrics training computes (ml/evaluate.py implements exactly these; a test holds them equal).
-PRIMARY_METRICS = ("roc_auc", "accuracy", "f1", "precision", "recall")
-GROUP_METRICS = ("selection_rate", "accuracy", "true_positive_rate", "false_positive_rate")
 CORRECTIONS = ("bonferroni", "fdr")
 
 
@@ -28,16 +26,52 @@ class PolicyError(InputError):
 
 
 class ModelPolicy(Record):
-    primary_metric: Literal["roc_auc", "accuracy", "f1", "precision", "recall"]
-    min_primary_metric: float = Field(ge=0, le=1)
-    max_regression_vs_champion: float = Field(ge=0, le=1)
+    """The primary metric and its bound: `min_primary_metric` when higher is better, else `max_`.
+
+    `max_regression_vs_champion` is how much worse than the champion a candidate may be, in the
+    metric's own units, whichever its direction (governance/core/tasks.py).
+    """
+
+    primary_metric: Literal[tuple(METRICS)]  # type: ignore[valid-type]
+    min_primary_metric: float | None = None
+    max_primary_metric: float | None = None
+    max_regression_vs_champion: float = Field(ge=0)
     # `fail` refuses to compare with a champion score from another test split; `registered_metric` allows it.
     regression_fallback: Literal["fail", "registered_metric"] = "fail"
 
+    @model_validator(mode="after")
+    def _bound_follows_direction(self) -> ModelPolicy:
+        metric = METRICS[self.primary_metric]
+        wanted, other = (
+            ("min_primary_metric", "max_primary_metric")
+            if metric.higher_is_better
+            else ("max_primary_metric", "min_primary_metric")
+        )
+        if getattr(self, other) is not None:
+            raise FieldRule(other, f"does not apply: for {metric.name} {metric.direction}, set {wanted}", getattr(self, other))
+        bound = getattr(self, wanted)
+        if bound is None:
+            raise FieldRule(wanted, f"is required: {metric.name} is the primary metric and {metric.direction}", None)
+        if (metric.low is not None and bound < metric.low) or (metric.high is not None and bound > metric.high):
+            raise FieldRule(wanted, f"must lie in {metric.name}'s range [{metric.low}, {metric.high}]", bound)
+        return self
+
+    @property
+    def threshold(self) -> float:
+        """The primary metric's bound, whichever side it is on."""
+        bound = self.min_primary_metric if higher_is_better(self.primary_metric) else self.max_primary_metric
+        return float(bound)  # type: ignore[arg-type]
+
 
 class BiasPolicy(Record):
-    metric: Literal["selection_rate", "accuracy", "true_positive_rate", "false_positive_rate"]
-    max_gap: float = Field(ge=0, le=1)
+    """The per-group metric compared across the sensitive attribute and the largest gap allowed.
+
+    For classification the gap is a difference of rates (0..1); for regression it is relative
+    to the overall value (see governance/core/tasks.py GROUP_METRICS).
+    """
+
+    metric: Literal[tuple(sorted({name for names in GROUP_METRICS.values() for name in names}))]  # type: ignore[valid-type]
+    max_gap: float = Field(ge=0)
 
 
 class OnnxPolicy(Record):
@@ -72,15 +106,15 @@ class DriftPolicy(Record):
 class RetrainPolicy(Record):
     max_drifted_feature_share: float = Field(ge=0, le=1)
     on_score_drift: StrictBool = True
-    max_metric_drop: float = Field(ge=0, le=1)
-    max_bias_gap: float = Field(ge=0, le=1)
+    max_metric_drop: float = Field(ge=0)  # in the primary metric's units, whichever its direction
+    max_bias_gap: float = Field(ge=0)
 
 
 class ModelCardPolicy(Record):
     """Statements reviewers sign off; every model card quotes them."""
 
     intended_use: str = (
-        "Scores one tabular record at a time for the binary target in the data contract, to support "
+        "Scores one tabular record at a time for the target in the data contract, to support "
         "(not replace) a human decision."
     )
     out_of_scope: str = ""
@@ -102,7 +136,27 @@ class Policy(Record):
     model_card: ModelCardPolicy = ModelCardPolicy()
 
 
-def load(path: Path | str | None = None) -> Policy:
-    """The policy (default: governance/policy.yaml of this project), checked whole before any use."""
+def load(path: Path | str | None = None, task: str | None = None) -> Policy:
+    """The policy (default: governance/policy.yaml of this project), checked whole before any use.
+
+    With `task` (the data contract's), the metrics it names must be ones that task computes.
+    """
     path = Path(path) if path else PATHS.policy
-    return parse(Policy, read_yaml(path, "policy file", PolicyError), str(path), PolicyError)
+    policy = parse(Policy, read_yaml(path, "policy file", PolicyError), str(path), PolicyError)
+    if task is not None:
+        check_task(policy, task, str(path))
+    return policy
+
+
+def check_task(policy: Policy, task: str, source: str = "policy") -> None:
+    """Refuse a policy whose metrics the contract's task does not compute (e.g. roc_auc for regression)."""
+    if policy.model.primary_metric not in metrics_of(task):
+        raise PolicyError(
+            f"{source}: field 'model.primary_metric' must be one of {metrics_of(task)} for task {task} "
+            f"(got {policy.model.primary_metric!r})"
+        )
+    if policy.bias.metric not in GROUP_METRICS[task]:
+        raise PolicyError(
+            f"{source}: field 'bias.metric' must be one of {list(GROUP_METRICS[task])} for task {task} "
+            f"(got {policy.bias.metric!r})"
+        )

@@ -9,8 +9,11 @@ import pytest
 import yaml
 
 from governance.core import policy
+from governance.core.contract import load as load_contract
 from governance.core.paths import PATHS
-from ml.evaluate import GROUP_METRICS, task_metrics
+from governance.core.tasks import metrics_of
+from governance.core.tasks import GROUP_METRICS
+from ml.evaluate import task_metrics
 
 
 def edited(tmp_path: Path, section: str, key: str, value: object) -> Path:
@@ -22,8 +25,9 @@ def edited(tmp_path: Path, section: str, key: str, value: object) -> Path:
 
 
 def test_the_projects_policy_parses_whole():
-    loaded = policy.load()
-    assert loaded.model.primary_metric in policy.PRIMARY_METRICS
+    task = load_contract().task
+    loaded = policy.load(task=task)
+    assert loaded.model.primary_metric in metrics_of(task)
     assert loaded.serving.max_batch_rows >= 1
     assert loaded.model_card.limitations
     assert loaded.feedback.relabel == "first_wins", "a later label must not overwrite unless chosen"
@@ -59,8 +63,8 @@ def test_the_metric_names_the_policy_allows_are_the_ones_training_computes():
     import numpy as np
 
     computed = task_metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array([0.2, 0.9, 0.4, 0.1]))
-    assert set(policy.PRIMARY_METRICS) <= set(computed)
-    assert set(policy.GROUP_METRICS) == set(GROUP_METRICS)
+    assert set(metrics_of("binary_classification")) <= set(computed)
+    assert set(GROUP_METRICS["binary_classification"]) == set(GROUP_METRICS)
 
 
 def test_no_module_outside_the_ground_parses_the_policy_file():
