@@ -100,13 +100,12 @@ class Scorer:
         self.session = ort.InferenceSession(
             content, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
+        names = {output.name for output in self.session.get_outputs()}
+        self.outputs = REGRESSOR_OUTPUTS if "value" in names else CLASSIFIER_OUTPUTS
 
     @property
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
-
-        names = {output.name for output in self.session.get_outputs()}
-        self.outputs = REGRESSOR_OUTPUTS if "value" in names else CLASSIFIER_OUTPUTS
 
     @property
     def is_regressor(self) -> bool:
