@@ -181,7 +181,7 @@ CHECKS = {
         v == "" or check_pattern(v, COLUMN, "must be empty or a column name of letters, digits and _", 64)
     ),
     "task": lambda v: check_choice(v, list(EXAMPLE_TARGETS)),
-    "model_family": lambda v: check_choice(v, ["logistic_regression", "random_forest", "gradient_boosting"]),
+    "model_family": lambda v: check_choice(v, ["linear", "random_forest", "gradient_boosting"]),
     "drift_detector": lambda v: check_choice(v, ["alibi-detect", "scipy"]),
     "container_registry": lambda v: check_pattern(
         v,

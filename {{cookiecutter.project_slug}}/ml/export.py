@@ -20,8 +20,7 @@ from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
 from governance.core.contract import Contract
-from governance.core.encoding import CLASSIFIER_OUTPUTS as OUTPUTS
-from governance.core.encoding import Scorer
+from governance.core.encoding import Scorer, outputs_for
 from governance.core.errors import CheckFailed
 from governance.core.records import Parity
 from ml.features import onnx_inputs
@@ -40,28 +39,33 @@ def input_types(contract: Contract) -> list[tuple[str, Any]]:
 
 
 def convert(pipeline: Pipeline, contract: Contract, opset: int, name: str) -> onnx.ModelProto:
-    """skl2onnx conversion at the policy's opset, without ZipMap (plain probability tensor).
+    """skl2onnx conversion at the policy's opset, with the outputs serving reads for the task.
 
-    Two things skl2onnx leaves to chance are pinned so the bytes are reproducible: the
-    graph name (a random UUID by default) and the order of the opset imports (it follows
-    set iteration order, which changes with Python's string hash seed).
+    A classifier keeps skl2onnx's `label` (the class index) and `probabilities` (a plain tensor:
+    ZipMap off); a regressor's one output is named `value`. Two things skl2onnx leaves to chance
+    are pinned so the bytes are reproducible: the graph name (a random UUID by default) and the
+    order of the opset imports (it follows set iteration order, which changes with Python's
+    string hash seed).
     """
     estimator = pipeline.steps[-1][1]
-    model = convert_sklearn(
-        pipeline,
-        name=name,
-        initial_types=input_types(contract),
-        target_opset=opset,
-        options={id(estimator): {"zipmap": False}},
-    )
+    expected = outputs_for(contract.task)
+    if contract.target.is_classification:
+        fitted = [int(value) for value in getattr(estimator, "classes_", [])]
+        if fitted != list(range(len(contract.target.classes))):
+            raise ExportError(
+                f"the classifier was fitted on classes {fitted}, the contract's class indices are "
+                f"{list(range(len(contract.target.classes)))}: fit on target.class_indices of every class"
+            )
+        extra: dict[str, Any] = {"options": {id(estimator): {"zipmap": False}}}
+    else:
+        extra = {"final_types": [("value", FloatTensorType([None, 1]))]}
+    model = convert_sklearn(pipeline, name=name, initial_types=input_types(contract), target_opset=opset, **extra)
     imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
     del model.opset_import[:]
     model.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports)
     outputs = tuple(output.name for output in model.graph.output)
-    if outputs != OUTPUTS:
-        raise ExportError(
-            f"the converted model's outputs are {list(outputs)}, serving expects {list(OUTPUTS)}"
-        )
+    if outputs != expected:
+        raise ExportError(f"the converted model's outputs are {list(outputs)}, serving expects {list(expected)}")
     inputs = [graph_input.name for graph_input in model.graph.input]
     if inputs != contract.feature_names:
         raise ExportError(f"the converted model's inputs {inputs} differ from the contract order")
@@ -96,16 +100,19 @@ def stamp(model: onnx.ModelProto, properties: dict[str, str], snapshot_created_a
     return model.SerializeToString(), version
 
 
-def metadata(
-    model_name: str, model_family: str, contract: Contract, classes: list[int], data_sha256: str
-) -> dict[str, str]:
-    """The metadata props serving and monitoring read (all strings, JSON for lists)."""
+def metadata(model_name: str, model_family: str, contract: Contract, data_sha256: str) -> dict[str, str]:
+    """The metadata props serving and monitoring read (all strings, JSON for lists).
+
+    `classes` are the contract's class values in index order ([] for regression): the model's
+    `label` output is a position in this list.
+    """
     return {
         "model_name": model_name,
         "model_family": model_family,
         "contract_sha256": contract.digest,
         "feature_order": json.dumps(contract.feature_names),
-        "classes": json.dumps([int(value) for value in classes]),
+        "task": contract.task,
+        "classes": json.dumps(list(contract.target.classes)),
         "data_sha256": data_sha256,
     }
 
@@ -118,13 +125,20 @@ def parity(
     tolerance: float,
     version: str,
 ) -> Parity:
-    """onnxruntime versus scikit-learn on every row given (the whole test split)."""
+    """onnxruntime versus scikit-learn on every row given (the whole test split).
+
+    Classification: the largest absolute difference of a class probability, and the labels must
+    be equal. Regression: the largest |onnx - sklearn| / (1 + |sklearn|), a difference relative to
+    the value's size (float32 inference rounds large targets by more than small ones).
+    """
     scored = scorer.score(onnx_inputs(frame, contract))
-    onnx_labels, onnx_proba = scored.label, scored.probabilities
-    sklearn_proba = pipeline.predict_proba(frame)
-    sklearn_labels = pipeline.predict(frame)
-    diff = np.abs(onnx_proba.astype(np.float64) - sklearn_proba)
-    mismatched = int(np.sum(onnx_labels != sklearn_labels))
+    if contract.target.is_classification:
+        diff = np.abs(scored.probabilities.astype(np.float64) - pipeline.predict_proba(frame))
+        mismatched = int(np.sum(scored.label != pipeline.predict(frame)))
+    else:
+        expected = np.asarray(pipeline.predict(frame), dtype=np.float64).reshape(-1)
+        diff = np.abs(scored.value.astype(np.float64) - expected) / (1.0 + np.abs(expected))
+        mismatched = 0
     max_abs_diff = float(diff.max()) if diff.size else 0.0
     return Parity(
         version=version,

@@ -20,11 +20,18 @@ from governance.core.contract import Contract
 from governance.core.encoding import Scorer
 from governance.core.policy import Policy
 from governance.core.records import Baseline, Bias, GateResult, Parity, RegistryEntry, numeric_items
+from governance.core.tasks import BINARY, METRICS, MULTICLASS, REGRESSION, higher_is_better, worsening
 from ml.evaluate import task_metrics
 from ml.features import onnx_inputs
 
 LATENCY_RUNS = 200
 LATENCY_WARMUP = 20
+# What ml.export.parity measures per task (the parity gate's message says it).
+PARITY_MEASURE = {
+    BINARY: "max |p_onnx - p_sklearn| on the test split",
+    MULTICLASS: "max |p_onnx - p_sklearn| over the classes on the test split",
+    REGRESSION: "max |onnx - sklearn| / (1 + |sklearn|) on the test split",
+}
 FETCH_HINT = "fetch the champion's model with `make champion` before `make train`"
 
 
@@ -59,7 +66,7 @@ def champion_baseline(
     """
     if champion is None:
         return None
-    registered = float(champion.metrics[metric] or 0.0)
+    registered = float(champion.metrics.get(metric) or 0.0)
     recorded = numeric_items(champion.metrics)
     artifact = root / champion.artifact.path
 
@@ -77,21 +84,26 @@ def champion_baseline(
     if hashlib.sha256(content).hexdigest() != champion.artifact.sha256:
         return not_comparable(f"{champion.artifact.path} does not match its registered sha256")
     scorer = Scorer(content)
-    scored = scorer.score(onnx_inputs(frame, contract))
-    labels, proba = scored.label, scored.probabilities
-    classes = json.loads(scorer.metadata["classes"])
-    positive = contract.target.positive_class
-    scores = task_metrics(
-        (np.asarray(y_true) == positive).astype(np.int64),
-        (labels == positive).astype(np.int64),
-        proba[:, classes.index(positive)],
-    )
+    classes = json.loads(scorer.metadata.get("classes", "[]"))
+    if contract.target.is_classification and classes != list(contract.target.classes):
+        return not_comparable(f"its classes {classes} are not the contract's {list(contract.target.classes)}")
+    scores = rescore(scorer, frame, y_true, contract)
+    if scores.get(metric) is None:
+        return not_comparable(f"its {metric} is undefined on this candidate's test split")
     return Baseline(
         version=champion.version,
         value=float(scores[metric]),
         basis="re-scored on this candidate's test split",
         metrics=numeric_items(scores),
     )
+
+
+def rescore(scorer: Scorer, frame: pd.DataFrame, y_true: np.ndarray, contract: Contract) -> dict:
+    """A model's task metrics on rows (`y_true`: class indices, or numbers for regression)."""
+    target = contract.target
+    scored = scorer.score(onnx_inputs(frame, contract))
+    positive = target.positive_index if contract.task == BINARY else 1
+    return task_metrics(y_true, scored.predicted, scored.probabilities, contract.task, positive)
 
 
 def _gate(
@@ -111,15 +123,15 @@ def _gate(
     passed = margin >= 0
     if at_least:
         message = (
-            f"{what} {value:.4f} meets the minimum {threshold:.4f} (margin {margin:.4f})"
+            f"{what} {value:.4f} meets the minimum {threshold:.4f}: at least {threshold:.4f} (margin {margin:.4f})"
             if passed
-            else f"{what} {value:.4f} is {-margin:.4f} below the minimum {threshold:.4f}"
+            else f"{what} {value:.4f} is {-margin:.4f} below the minimum {threshold:.4f}: must be at least {threshold:.4f}"
         )
     else:
         message = (
-            f"{what} {value:.4g} is within the maximum {threshold:.4g}"
+            f"{what} {value:.4g} is within the maximum {threshold:.4g}: at most {threshold:.4g}"
             if passed
-            else f"{what} {value:.4g} exceeds the maximum {threshold:.4g} by {-margin:.4g}"
+            else f"{what} {value:.4g} exceeds the maximum {threshold:.4g} by {-margin:.4g}: must be at most {threshold:.4g}"
         )
     return GateResult(
         name=name,
@@ -146,14 +158,16 @@ def _verdict(name: str, passed: bool, threshold: float, requirement: str, messag
 
 
 def primary_gate(policy: Policy, metrics: dict[str, float | int | None]) -> GateResult:
+    """At least `min_primary_metric` when higher is better, at most `max_primary_metric` otherwise."""
     metric = policy.model.primary_metric
+    at_least = higher_is_better(metric)
     return _gate(
         "primary_metric",
         metrics.get(metric),
         policy.model.threshold,
-        "model.min_primary_metric",
+        "model.min_primary_metric" if at_least else "model.max_primary_metric",
         f"held-out {metric}",
-        at_least=True,
+        at_least=at_least,
     )
 
 
@@ -176,13 +190,13 @@ def bias_gate(policy: Policy, bias: Bias) -> GateResult:
     )
 
 
-def parity_gate(policy: Policy, parity: Parity) -> GateResult:
+def parity_gate(policy: Policy, parity: Parity, task: str = BINARY) -> GateResult:
     gate = _gate(
         "onnx_parity",
         parity.max_abs_diff,
         policy.onnx.parity_tolerance,
         "onnx.parity_tolerance",
-        "max |p_onnx - p_sklearn| on the test split",
+        PARITY_MEASURE[task],
         at_least=False,
     )
     if parity.labels_equal:
@@ -235,10 +249,10 @@ def regression_gate(policy: Policy, primary: float | None, baseline: Baseline | 
         )
     return _gate(
         "regression_vs_champion",
-        baseline.value - primary,
+        worsening(metric, primary, baseline.value),
         limit,
         requirement,
-        f"drop in {metric} versus champion {baseline.version} ({baseline.value:.4f}, {baseline.basis})",
+        f"worsening of {metric} ({METRICS[metric].direction}) versus champion {baseline.version} ({baseline.value:.4f}, {baseline.basis})",
         at_least=False,
     )
 
@@ -250,12 +264,13 @@ def check(
     parity: Parity,
     latency_ms: float,
     baseline: Baseline | None,
+    task: str = BINARY,
 ) -> list[GateResult]:
     """Every gate, passed or not, in a fixed order."""
     return [
         primary_gate(policy, metrics),
         bias_gate(policy, bias),
-        parity_gate(policy, parity),
+        parity_gate(policy, parity, task),
         latency_gate(policy, latency_ms),
         regression_gate(policy, metrics.get(policy.model.primary_metric), baseline),
     ]

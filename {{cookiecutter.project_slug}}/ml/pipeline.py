@@ -68,9 +68,9 @@ class Candidate:
 
 
 def load_inputs(paths: Paths, snapshot_ref: str | None) -> Inputs:
-    policy = policy_file.load(paths.policy)
-    params = load_params(paths.params)
     contract = load_contract(paths.contract)
+    policy = policy_file.load(paths.policy, task=contract.task)
+    params = load_params(paths.params)
     champion = registry.load(paths.registry).champion
     folder = snapshot.resolve(snapshot_ref or snapshot.LATEST, root=paths.snapshots)
     with progress.step(f"loading snapshot {folder.name}"):
@@ -92,13 +92,8 @@ def fit_model(inputs: Inputs) -> tuple[Split, Pipeline]:
 def export_model(inputs: Inputs, pipeline: Pipeline) -> tuple[bytes, str]:
     opset = inputs.policy.onnx.opset
     with progress.step(f"exporting to ONNX (opset {opset})"):
-        classes = [int(value) for value in pipeline.classes_]
         props = metadata(
-            inputs.params.model_name,
-            inputs.params.model_family,
-            inputs.contract,
-            classes,
-            str(inputs.manifest["sha256"]),
+            inputs.params.model_name, inputs.params.model_family, inputs.contract, str(inputs.manifest["sha256"])
         )
         model = convert(pipeline, inputs.contract, opset, inputs.params.model_name)
         return stamp(model, props, str(inputs.manifest["created_at"]))
@@ -112,15 +107,9 @@ def measure(
     with progress.step(f"evaluating on {len(parts.test)} held-out rows"):
         frame = model_frame(parts.test, contract)
         y_test = labels(parts.test, contract)
-        classes = [int(value) for value in pipeline.classes_]
-        metrics, bias = evaluate(
-            parts.test,
-            y_test,
-            pipeline.predict(frame),
-            pipeline.predict_proba(frame),
-            classes,
-            contract,
-            policy.bias.metric,
+        proba = pipeline.predict_proba(frame) if contract.target.is_classification else None
+        metrics, bias, details = evaluate(
+            parts.test, y_test, pipeline.predict(frame), proba, contract, policy.bias.metric
         )
     with progress.step("checking parity (onnxruntime vs scikit-learn) and single-row latency"):
         scorer = Scorer(content)
@@ -130,8 +119,10 @@ def measure(
         baseline = champion_baseline(
             inputs.champion, paths.root, frame, y_test, contract, policy.model.primary_metric
         )
-    gates = check(policy, metrics, bias, parity_result, latency, baseline)
-    quality = Quality(version=version, model_family=inputs.params.model_family, metrics=metrics, bias=bias)
+    gates = check(policy, metrics, bias, parity_result, latency, baseline, contract.task)
+    quality = Quality(
+        version=version, model_family=inputs.params.model_family, metrics=metrics, bias=bias, diagnostics=details
+    )
     report = GateReport(
         version=version,
         passed=all(gate.passed for gate in gates),

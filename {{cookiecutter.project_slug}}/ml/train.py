@@ -67,9 +67,9 @@ def load_params(path: Path | str) -> Params:
 
 
 def build_pipeline(contract: Contract, params: Params) -> Pipeline:
-    """The contract's preprocessing, then the estimator from the seam (ml/estimator.py)."""
+    """The contract's preprocessing, then the estimator from the seam (ml/estimator.py) for its task."""
     try:
-        estimator = build_estimator(params.model_family, params.estimator, params.seed)
+        estimator = build_estimator(params.model_family, params.estimator, params.seed, contract.task)
     except TypeError as error:
         raise ParamsError(
             f"params 'estimators.{params.model_family}' has a setting the estimator rejects: {error}"
@@ -79,29 +79,44 @@ def build_pipeline(contract: Contract, params: Params) -> Pipeline:
 
 
 def labels(df: pd.DataFrame, contract: Contract) -> np.ndarray:
-    """The target as int64, refusing values outside the contract's two classes."""
+    """What the model learns: class indices (positions in target.classes, any label type) or numbers.
+
+    Classifiers are fitted on indices so the ONNX `label` output is the same int64 index for
+    string, boolean or integer classes; serving maps it back to the contract's value.
+    """
     target = contract.target
     if target.name not in df.columns:
         raise DataError(f"the data has no target column '{target.name}'")
     values = df[target.name]
     if values.isna().any():
         raise DataError(f"target column '{target.name}' has {int(values.isna().sum())} missing value(s)")
-    unexpected = sorted(set(values.unique()) - set(target.classes), key=str)
-    if unexpected:
-        raise DataError(
-            f"target column '{target.name}' has values {unexpected[:5]} "
-            f"outside the classes {list(target.classes)}"
-        )
-    return values.to_numpy().astype(np.int64)
+    if not target.is_classification:
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        bad = int((~np.isfinite(numbers)).sum())
+        if bad:
+            raise DataError(f"target column '{target.name}' has {bad} value(s) that are not finite numbers")
+        return numbers
+    try:
+        return target.class_indices(values)
+    except ValueError as error:
+        raise DataError(str(error)) from None
 
 
 def split(df: pd.DataFrame, contract: Contract, params: Params) -> Split:
-    """A stratified split that depends only on the rows, their order and the seed."""
+    """A split that depends only on the rows, their order and the seed; stratified for classes."""
     y = labels(df, contract)
-    if min(np.bincount(y, minlength=2)) < 2:
-        raise DataError(f"target column '{contract.target.name}' needs at least two rows of each class")
+    stratify = None
+    if contract.target.is_classification:
+        counts = np.bincount(y, minlength=len(contract.target.classes))
+        scarce = [key for key, count in zip(contract.target.class_keys, counts, strict=True) if count < 2]
+        if scarce:
+            raise DataError(
+                f"target column '{contract.target.name}' needs at least two rows of each class; "
+                f"class(es) {scarce} have fewer"
+            )
+        stratify = y
     train, test = train_test_split(
-        df, test_size=params.test_size, random_state=params.seed, stratify=y, shuffle=True
+        df, test_size=params.test_size, random_state=params.seed, stratify=stratify, shuffle=True
     )
     return Split(train, test)
 

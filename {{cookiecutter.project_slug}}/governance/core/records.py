@@ -192,6 +192,40 @@ class Bias(Record):
     note: str | None = None
 
 
+class ClassReport(Record):
+    precision: float
+    recall: float
+    support: int
+
+
+class ResidualBin(Record):
+    """Residuals (truth - prediction) of the rows in one bin of predicted value."""
+
+    predicted: float  # the bin's median prediction
+    rows: int
+    p5: float
+    p25: float
+    p50: float
+    p75: float
+    p95: float
+
+
+class Residuals(Record):
+    mean: float
+    bins: tuple[ResidualBin, ...] = ()
+
+
+class Diagnostics(Record):
+    """What the model card draws: per-class precision/recall and the confusion matrix
+    (rows: true class, columns: predicted, in contract class order), or the residuals."""
+
+    task: str
+    classes: tuple[str, ...] = ()
+    per_class: dict[str, ClassReport] = Field(default_factory=dict)
+    confusion: tuple[tuple[int, ...], ...] = ()
+    residuals: Residuals | None = None
+
+
 class Quality(Record):
     """metrics.json: held-out task metrics and bias."""
 
@@ -199,6 +233,7 @@ class Quality(Record):
     model_family: str
     metrics: dict[str, Number]
     bias: Bias
+    diagnostics: Diagnostics | None = None
 
 
 class Parity(Record):
@@ -350,6 +385,7 @@ class RegistryEntry(Record):
     created_at: str
     updated_at: str
     image: ImageRef | None = None
+    diagnostics: Diagnostics | None = None  # the task, per-class results or residuals (model card)
 
     @field_validator("created_at", "updated_at")
     @classmethod
@@ -381,6 +417,7 @@ class RegistryEntry(Record):
             code_commit=commit,
             metrics=quality.metrics,
             bias=quality.bias,
+            diagnostics=quality.diagnostics,
             gates={
                 gate.name: GateSummary(
                     passed=gate.passed, value=gate.value, threshold=gate.threshold, margin=gate.margin

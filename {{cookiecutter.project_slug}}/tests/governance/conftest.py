@@ -25,7 +25,7 @@ def registry_entry(
     record: dict[str, Any] = {
         "version": version,
         "model_name": "loan_default_model",
-        "model_family": "logistic_regression",
+        "model_family": "linear",
         "stage": stage,
         "artifact": {"path": artifact or f"artifacts/models/{version}/model.onnx", "sha256": sha256},
         "data": {"snapshot_id": "0123456789ab", "sha256": "a" * 64, "rows": 2000},

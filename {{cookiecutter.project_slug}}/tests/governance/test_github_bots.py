@@ -182,7 +182,7 @@ def outputs(make_entry):
         (paths.models / "latest").write_text(CANDIDATE + "\n")
         quality = Quality(
             version=CANDIDATE,
-            model_family="logistic_regression",
+            model_family="linear",
             metrics={"roc_auc": 0.83, "accuracy": 0.81, "f1": 0.7654321},
             bias=Bias(
                 sensitive_attribute="sex",

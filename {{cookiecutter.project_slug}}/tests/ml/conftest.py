@@ -24,4 +24,4 @@ def family_model(request: pytest.FixtureRequest) -> training.Trained:
 
 @pytest.fixture
 def logistic_model() -> training.Trained:
-    return training.trained("logistic_regression")
+    return training.trained("linear")

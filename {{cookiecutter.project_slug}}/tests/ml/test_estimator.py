@@ -22,7 +22,7 @@ def test_each_family_is_built_with_its_settings_and_the_seed(family):
 
 
 def test_only_models_that_split_on_value_order_skip_scaling():
-    assert needs_scaling(build_estimator("logistic_regression", {}, seed=0))
+    assert needs_scaling(build_estimator("linear", {}, seed=0))
     assert not needs_scaling(build_estimator("random_forest", {}, seed=0))
     assert not needs_scaling(build_estimator("gradient_boosting", {}, seed=0))
     assert not needs_scaling(DecisionTreeClassifier())

@@ -61,7 +61,7 @@ def test_metadata_carries_version_contract_and_feature_order(logistic_model, exa
     assert props["contract_sha256"] == example_contract.digest
     assert json.loads(props["feature_order"]) == example_contract.feature_names
     assert json.loads(props["classes"]) == [0, 1]
-    assert props["model_family"] == "logistic_regression"
+    assert props["model_family"] == "linear"
     assert props["model_name"] == logistic_model.params.model_name
 
 

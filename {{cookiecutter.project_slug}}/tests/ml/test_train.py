@@ -28,7 +28,7 @@ def write_params(tmp_path, **changes):
 
 def test_project_params_are_valid():
     params = load_params(PROJECT / "ml" / "params.yaml")
-    assert params.model_family in {"logistic_regression", "random_forest", "gradient_boosting"}
+    assert params.model_family in {"linear", "random_forest", "gradient_boosting"}
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,8 @@ def test_project_params_are_valid():
         ({"model_name": "has space"}, "model_name"),
         (
             {
-                "estimators": {"logistic_regression": {"random_state": 1}},
-                "model_family": "logistic_regression",
+                "estimators": {"linear": {"random_state": 1}},
+                "model_family": "linear",
             },
             "random_state",
         ),
@@ -62,7 +62,7 @@ def test_an_unknown_estimator_setting_is_reported(example_contract):
 
 def test_split_is_deterministic_and_stratified(example_contract):
     df = example_frame()
-    params = small_params("logistic_regression")
+    params = small_params("linear")
     first, second = split(df, example_contract, params), split(df, example_contract, params)
     assert first.test.index.equals(second.test.index)
     assert len(first.test) == round(len(df) * params.test_size)

@@ -161,7 +161,7 @@ def registry_entry(
     return RegistryEntry(
         version=version,
         model_name="loans",
-        model_family="logistic_regression",
+        model_family="linear",
         stage=stage,
         artifact={"path": artifact, "sha256": artifact_sha256},
         data={"snapshot_id": snapshot_id, "sha256": "1" * 64},

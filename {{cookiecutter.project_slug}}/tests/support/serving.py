@@ -126,7 +126,7 @@ def export_onnx(pipeline: Any, contract: Contract, folder: Path, model_name: str
             "version": version,
             "contract_sha256": contract.digest,
             "feature_order": json.dumps(contract.feature_names),
-            "model_family": "logistic_regression",
+            "model_family": "linear",
             "classes": json.dumps(list(contract.target.classes)),
         },
     )

@@ -8,6 +8,7 @@ by the test modules that need it. Data and trees are kept small so the suite sta
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,21 +23,28 @@ from governance.core import policy as policy_file
 from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
+from governance.core.tasks import REGRESSION
 from ml.estimator import FAMILIES
 from ml.export import convert, metadata, stamp
 from ml.features import model_frame
 from ml.pipeline import train
 from ml.train import Params, Split, fit, load_params, split
+from tests.support import datasets
 
 PROJECT = Path(__file__).resolve().parents[2]
 ROWS = 2000
 SEED = 7
 # Small models keep each family's fit and conversion to about a second.
 SMALL = {
-    "logistic_regression": {"C": 1.0, "max_iter": 500},
+    "linear": {"C": 1.0, "max_iter": 500},
     "random_forest": {"n_estimators": 25, "max_depth": 6, "min_samples_leaf": 5},
     "gradient_boosting": {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.1},
 }
+SMALL_REGRESSION = {**SMALL, "linear": {"alpha": 1.0}}  # Ridge has no C / max_iter
+
+
+def small_settings(task: str) -> dict[str, dict]:
+    return SMALL_REGRESSION if task == REGRESSION else SMALL
 
 
 def contract() -> Contract:
@@ -44,9 +52,10 @@ def contract() -> Contract:
     return example_contract()
 
 
-def small_params(family: str) -> Params:
+def small_params(family: str, task: str | None = None) -> Params:
+    settings = small_settings(task or contract().task)
     return load_params(PROJECT / "ml" / "params.yaml").model_copy(
-        update={"model_family": family, "estimators": {family: SMALL[family]}}
+        update={"model_family": family, "estimators": {family: settings[family]}}
     )
 
 
@@ -65,22 +74,44 @@ class Trained:
     model: onnx.ModelProto
     content: bytes
     version: str
+    contract: Contract
+
+
+def _trained(family: str, terms: Contract, rows: pd.DataFrame) -> Trained:
+    opset = policy_file.load(PROJECT / "governance" / "policy.yaml").onnx.opset
+    params = small_params(family, terms.task)
+    parts = split(rows, terms, params)
+    pipeline = fit(parts.train, terms, params)
+    model = convert(pipeline, terms, opset, params.model_name)
+    content, version = stamp(
+        model, metadata(params.model_name, family, terms, "0" * 64), "2024-01-31T00:00:00Z"
+    )
+    return Trained(
+        family, params, parts, pipeline, model_frame(parts.test, terms), model, content, version, terms
+    )
 
 
 @cache
 def trained(family: str) -> Trained:
-    """One small model per family, exported at the policy's opset."""
-    opset = policy_file.load(PROJECT / "governance" / "policy.yaml").onnx.opset
-    terms = contract()
-    params = small_params(family)
-    parts = split(example_frame(), terms, params)
-    pipeline = fit(parts.train, terms, params)
-    model = convert(pipeline, terms, opset, params.model_name)
-    classes = [int(value) for value in pipeline.classes_]
-    content, version = stamp(
-        model, metadata(params.model_name, family, terms, classes, "0" * 64), "2024-01-31T00:00:00Z"
-    )
-    return Trained(family, params, parts, pipeline, model_frame(parts.test, terms), model, content, version)
+    """One small model per family on the example data, exported at the policy's opset."""
+    return _trained(family, contract(), example_frame())
+
+
+@cache
+def _task_data(task: str) -> datasets.TaskData:
+    return datasets.TASK_DATASETS[task](Path(tempfile.mkdtemp(prefix=f"{task}-")))
+
+
+def task_data(task: str) -> datasets.TaskData:
+    """A real scikit-learn dataset of `task` with its contract (the same in a bake of any task)."""
+    return _task_data(task)
+
+
+@cache
+def trained_task(task: str, family: str) -> Trained:
+    """One small model per task and family on that task's real dataset (tests/support/datasets.py)."""
+    data = task_data(task)
+    return _trained(family, data.contract, data.frame)
 
 
 def offered_families() -> list[str]:
@@ -88,7 +119,7 @@ def offered_families() -> list[str]:
     return sorted(FAMILIES)
 
 
-def make_workspace(root: Path, family: str = "logistic_regression", with_snapshot: bool = True) -> Path:
+def make_workspace(root: Path, family: str = "linear", with_snapshot: bool = True) -> Path:
     """A project-shaped folder with its own contract, policy, registry, params and example snapshot.
 
     Tests point the CLI at it with --root (or build `Paths(root)`), so they never touch the real
@@ -104,7 +135,7 @@ def make_workspace(root: Path, family: str = "logistic_regression", with_snapsho
     (root / "governance" / "registry.yaml").write_text("version: 1\nmodels: []\n")
     params = yaml.safe_load((PROJECT / "ml" / "params.yaml").read_text())
     params["model_family"] = family
-    params["estimators"] = SMALL
+    params["estimators"] = small_settings(load_contract(contract_path).task)
     (root / "ml" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if with_snapshot:
         snapshot.create(

@@ -22,7 +22,7 @@ def entry(version: str, stage: str = "candidate", passed: bool = True) -> dict:
     return {
         "version": version,
         "model_name": "m",
-        "model_family": "logistic_regression",
+        "model_family": "linear",
         "stage": stage,
         "artifact": {"path": f"artifacts/models/{version}/model.onnx", "sha256": "a" * 64},
         "data": {"snapshot_id": "abc", "sha256": "b" * 64},
