@@ -23,5 +23,5 @@ def family_model(request: pytest.FixtureRequest) -> training.Trained:
 
 
 @pytest.fixture
-def logistic_model() -> training.Trained:
+def linear_model() -> training.Trained:
     return training.trained("linear")

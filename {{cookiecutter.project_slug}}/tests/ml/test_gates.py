@@ -10,6 +10,7 @@ from governance.core import policy as policy_file
 from governance.core.encoding import Scorer
 from governance.core.policy import PolicyError
 from governance.core.records import Baseline, Bias, GateReport, Parity, read_json
+from governance.core.tasks import REGRESSION
 from ml.gates import check, single_row_latency_ms
 from tests.support.training import PROJECT
 
@@ -106,15 +107,55 @@ def test_a_registered_metric_from_another_test_split_is_not_compared_unless_the_
     assert "registered metric on its own test split" in gate.message
 
 
-def test_single_row_latency_is_measured_with_onnxruntime(logistic_model, example_contract, policy):
-    latency = single_row_latency_ms(Scorer(logistic_model.content), logistic_model.frame, example_contract)
+def lower_is_better(policy, metric="rmse", bound=50.0):
+    """The policy with a primary metric where lower is better, bounded at most `bound`."""
+    model = policy.model.model_copy(
+        update={"primary_metric": metric, "min_primary_metric": None, "max_primary_metric": bound}
+    )
+    return policy.model_copy(update={"model": model})
+
+
+def test_a_lower_is_better_metric_must_be_at_most_its_maximum(policy):
+    strict = lower_is_better(policy)
+    fine = by_name(check(strict, {"rmse": 40.0}, BIAS, PARITY, 0.05, None, REGRESSION))["primary_metric"]
+    assert fine.passed and fine.margin == pytest.approx(10.0)
+    assert fine.requirement == "model.max_primary_metric" and "at most 50" in fine.message
+    high = by_name(check(strict, {"rmse": 62.5}, BIAS, PARITY, 0.05, None, REGRESSION))["primary_metric"]
+    assert not high.passed and high.margin == pytest.approx(-12.5)
+    assert "exceeds the maximum 50 by 12.5: must be at most 50" in high.message
+
+
+def test_a_higher_is_better_metric_must_be_at_least_its_minimum(policy):
+    gate = by_name(check(policy, {**METRICS, "roc_auc": 0.60}, BIAS, PARITY, 0.05, None))["primary_metric"]
+    assert f"must be at least {policy.model.min_primary_metric:.4f}" in gate.message
+
+
+def test_the_champion_comparison_follows_the_metric_direction(policy):
+    strict = lower_is_better(policy)
+    allowed = strict.model.max_regression_vs_champion
+    champion = Baseline(version="v1", value=40.0, basis="re-scored")
+    better = by_name(check(strict, {"rmse": 39.0}, BIAS, PARITY, 0.05, champion, REGRESSION))
+    assert better["regression_vs_champion"].passed
+    assert better["regression_vs_champion"].value == pytest.approx(-1.0)  # a lower rmse is an improvement
+    worse = by_name(check(strict, {"rmse": 40.0 + allowed * 2}, BIAS, PARITY, 0.05, champion, REGRESSION))
+    gate = worse["regression_vs_champion"]
+    assert not gate.passed and gate.value == pytest.approx(allowed * 2) and "lower is better" in gate.message
+
+
+def test_the_parity_gate_says_what_it_measured_for_the_task(policy):
+    gate = by_name(check(policy, METRICS, BIAS, PARITY, 0.05, None, REGRESSION))["onnx_parity"]
+    assert "(1 + |sklearn|)" in gate.message
+
+
+def test_single_row_latency_is_measured_with_onnxruntime(linear_model, example_contract, policy):
+    latency = single_row_latency_ms(Scorer(linear_model.content), linear_model.frame, example_contract)
     assert 0 < latency < policy.onnx.max_single_row_latency_ms
 
 
 @pytest.mark.parametrize(
     ("section", "key", "value"),
     [
-        ("model", "primary_metric", "log_loss"),
+        ("model", "primary_metric", "auc"),
         ("model", "min_primary_metric", 1.5),
         ("bias", "metric", "vibes"),
         ("bias", "max_gap", -0.1),

@@ -13,7 +13,7 @@ from governance.core.contract import load as load_contract
 from governance.core.paths import PATHS
 from governance.core.tasks import metrics_of
 from governance.core.tasks import GROUP_METRICS
-from ml.evaluate import task_metrics
+from ml.evaluate import bias_metrics, task_metrics
 
 
 def edited(tmp_path: Path, section: str, key: str, value: object) -> Path:
@@ -59,12 +59,36 @@ def test_a_broken_policy_is_refused_naming_the_key(tmp_path, section, key, value
     assert expected in str(refusal.value) and f"(got {value!r})" in str(refusal.value)
 
 
-def test_the_metric_names_the_policy_allows_are_the_ones_training_computes():
+ANSWERS = {
+    "binary_classification": ([0, 1, 1, 0], [0, 1, 0, 0], [[0.8, 0.2], [0.1, 0.9], [0.6, 0.4], [0.9, 0.1]]),
+    "multiclass_classification": (
+        [0, 1, 2, 2],
+        [0, 1, 1, 2],
+        [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]],
+    ),
+    "regression": ([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 4.5], None),
+}
+
+
+@pytest.mark.parametrize("task", sorted(ANSWERS))
+def test_the_metric_names_the_policy_allows_are_the_ones_training_computes(task):
     import numpy as np
 
-    computed = task_metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.array([0.2, 0.9, 0.4, 0.1]))
-    assert set(metrics_of("binary_classification")) <= set(computed)
-    assert set(GROUP_METRICS["binary_classification"]) == set(GROUP_METRICS)
+    truth, predicted, proba = ANSWERS[task]
+    computed = task_metrics(np.array(truth), np.array(predicted), None if proba is None else np.array(proba), task)
+    assert set(computed) - {"rows"} == set(metrics_of(task))
+    assert all(computed[name] is not None for name in metrics_of(task))
+
+
+@pytest.mark.parametrize("task", sorted(ANSWERS))
+def test_the_group_metrics_the_policy_allows_are_the_ones_bias_computes(task):
+    import numpy as np
+    import pandas as pd
+
+    truth, predicted, _ = ANSWERS[task]
+    groups = pd.Series(["a", "b", "a", "b"], name="group")
+    bias = bias_metrics(np.array(truth), np.array(predicted), groups, GROUP_METRICS[task][0], task, ("x", "y", "z"))
+    assert set(bias.gaps) == set(GROUP_METRICS[task])
 
 
 def test_no_module_outside_the_ground_parses_the_policy_file():
