@@ -39,6 +39,7 @@ from governance.core.records import (
     read_json,
     read_yaml,
 )
+from governance.core.tasks import METRICS, REGRESSION, higher_is_better, worsening
 from governance.documents import render
 
 MARKER = "<!-- mlops-pr-report -->"
@@ -88,13 +89,23 @@ def checks(job_results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 def metric_rows(
     quality: Quality, gates: GateReport | None, champion_metrics: dict[str, float]
 ) -> list[tuple]:
-    """(metric, candidate, champion or None, change or None), on the basis the regression gate used."""
+    """(metric, which way is better, candidate, champion or None, change or None).
+
+    On the basis the regression gate used; the change says whether the candidate is better or
+    worse by the metric's own direction (a lower log_loss or rmse is better).
+    """
     rescored = gates is not None and gates.champion is not None and gates.champion.comparable
     best = gates.champion.metrics if rescored and gates and gates.champion else champion_metrics
     rows = []
     for name, value in numeric_items(quality.metrics).items():
         other = best.get(name)
-        rows.append((name, value, other, None if other is None else f"{value - other:+.4f}"))
+        direction = ("higher" if higher_is_better(name) else "lower") if name in METRICS else ""
+        change = None
+        if other is not None:
+            change = f"{value - other:+.4f}"
+            if name in METRICS and value != other:
+                change += " better" if worsening(name, value, other) < 0 else " worse"
+        rows.append((name, direction, value, other, change))
     return rows
 
 
@@ -151,6 +162,7 @@ def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "")
         else [],
         champion=champion,
         rescored=bool(gates and gates.champion and gates.champion.comparable),
+        regression=bool(quality and quality.diagnostics and quality.diagnostics.task == REGRESSION),
         gates=gates,
         parity=optional(Parity, model_dir / "parity.json") if model_dir else None,
     )

@@ -35,6 +35,7 @@ from governance.core.records import (
     TrainingRecord,
     ValidationFailure,
     ValidationReport,
+    read_json,
     write_json,
 )
 from governance.core.text import fmt
@@ -255,8 +256,8 @@ def outputs(make_entry):
 def test_the_report_compares_the_candidate_with_the_champion(tmp_path, outputs):
     body = pr_comment.build_report(outputs(tmp_path), {"train": {"result": "success"}})
     assert body.startswith(pr_comment.MARKER)
-    assert "| roc_auc | 0.83 | 0.8 | +0.0300 |" in body
-    assert f"| f1 | {fmt(0.7654321)} | — | — |" in body  # the one number format; the champion has no f1
+    assert "| roc_auc | higher | 0.83 | 0.8 | +0.0300 better |" in body
+    assert f"| f1 | higher | {fmt(0.7654321)} | — | — |" in body  # the one number format; the champion has no f1
     assert f"champion `{CHAMPION}` (registered, its own test split)" in body
     assert "largest selection_rate gap 0.04123; gaps selection_rate 0.04123" in body
     assert "| primary_metric | ✅ | roc_auc 0.83 \\| fine |" in body
@@ -273,7 +274,20 @@ def test_the_metrics_table_uses_the_champion_re_scored_on_the_candidates_test_sp
     root = outputs(tmp_path, champion_auc=0.80, rescored={"roc_auc": 0.76, "accuracy": 0.79})
     body = pr_comment.build_report(root, {})
     assert f"champion `{CHAMPION}` (on this test split)" in body
-    assert "| roc_auc | 0.83 | 0.76 | +0.0700 |" in body and "| accuracy | 0.81 | 0.79 | +0.0200 |" in body
+    assert "| roc_auc | higher | 0.83 | 0.76 | +0.0700 better |" in body
+    assert "| accuracy | higher | 0.81 | 0.79 | +0.0200 better |" in body
+
+
+def test_the_metrics_table_judges_each_change_by_the_metrics_direction(tmp_path, outputs):
+    """A higher log_loss is worse, a lower one better: the table says which, not only the sign."""
+    root = outputs(tmp_path, rescored={"roc_auc": 0.85, "log_loss": 0.30, "accuracy": 0.81})
+    metrics_file = Paths(root).models / CANDIDATE / "metrics.json"
+    quality = read_json(Quality, metrics_file)
+    write_json(quality.model_copy(update={"metrics": {**quality.metrics, "log_loss": 0.25}}), metrics_file)
+    body = pr_comment.build_report(root, {})
+    assert "| roc_auc | higher | 0.83 | 0.85 | -0.0200 worse |" in body
+    assert "| log_loss | lower | 0.25 | 0.3 | -0.0500 better |" in body
+    assert "| accuracy | higher | 0.81 | 0.81 | +0.0000 |" in body
 
 
 def test_the_report_says_when_there_is_no_champion_or_no_model(tmp_path, outputs):

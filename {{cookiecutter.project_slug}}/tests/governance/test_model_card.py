@@ -3,6 +3,7 @@ limitations and lineage, with the same numbers as the registry, laid out by the 
 
 import json
 import re
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -13,8 +14,10 @@ from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
 from governance.core.policy import PolicyError
 from governance.core.records import RegistryEntry
+from governance.core.tasks import METRICS, REGRESSION, TASKS, metrics_of
 from governance.core.text import fmt
-from tests.support.training import PROJECT, copy_workspace
+from ml.pipeline import train
+from tests.support.training import PROJECT, copy_workspace, make_task_workspace, task_data
 
 TEMPLATE = PROJECT / "governance" / "templates" / "model_card.md.j2"
 
@@ -162,3 +165,68 @@ def test_card_command_rewrites_a_card_and_rejects_unknown_versions(registered, c
     assert card.read_text() == before
     assert main(["--root", str(paths.root), "card", "no-such-version"]) == 2
     assert "no-such-version" in capsys.readouterr().err
+
+
+# --- every task: the card states it, gives each metric's direction and draws its picture -----------
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def task_card(request, tmp_path_factory):
+    """(task, paths, version) after `train` + `register` on the task's real dataset."""
+    task = request.param
+    paths = Paths(make_task_workspace(tmp_path_factory.mktemp(f"card-{task}"), task))
+    report = train(paths)
+    assert report.passed, report.failures()
+    assert main(["--root", str(paths.root), "register"]) == 0
+    return task, paths, report.version
+
+
+def test_the_card_states_the_task_and_each_metrics_direction(task_card):
+    task, paths, version = task_card
+    entry = registry.get(version, paths.registry)
+    text = card_of(paths, version)
+    assert f"| Task | {task} |" in text
+    for name in metrics_of(task):
+        assert f"| {name} | {fmt(entry.metrics[name])} | {METRICS[name].direction} |" in text
+
+
+def test_a_classifier_card_shows_per_class_results_and_its_confusion_matrix(task_card):
+    task, paths, version = task_card
+    if task == REGRESSION:
+        pytest.skip("a regressor has no classes")
+    entry = registry.get(version, paths.registry)
+    text = card_of(paths, version)
+    target = task_data(task).contract.target
+    for key in target.class_keys:
+        report = entry.diagnostics.per_class[key]
+        assert f"| {key} | {fmt(report.precision)} | {fmt(report.recall)} | {report.support} |" in text
+    assert f"]({version}-confusion.svg)" in text
+    svg = ElementTree.parse(paths.cards / f"{version}-confusion.svg").getroot()
+    texts = [node.text for node in svg.iter("{http://www.w3.org/2000/svg}text")]
+    for row in entry.diagnostics.confusion:
+        for count in row:
+            assert str(count) in texts
+    assert all(texts.count(key) == 2 for key in target.class_keys)  # a row and a column label each
+    assert not (paths.cards / f"{version}-residuals.svg").exists()
+
+
+def test_a_regressor_card_shows_its_errors_and_residual_plot(task_card):
+    task, paths, version = task_card
+    if task != REGRESSION:
+        pytest.skip("residuals are for regression")
+    entry = registry.get(version, paths.registry)
+    text = card_of(paths, version)
+    assert f"RMSE {fmt(entry.metrics['rmse'])}, MAE {fmt(entry.metrics['mae'])}, R² {fmt(entry.metrics['r2'])}" in text
+    assert f"]({version}-residuals.svg)" in text and "confusion" not in text.lower()
+    svg = ElementTree.parse(paths.cards / f"{version}-residuals.svg").getroot()
+    boxes = svg.findall("{http://www.w3.org/2000/svg}rect")[1:]
+    assert len(boxes) == len(entry.diagnostics.residuals.bins)
+
+
+def test_the_card_picture_is_the_same_bytes_every_time(task_card):
+    task, paths, version = task_card
+    picture = next(paths.cards.glob(f"{version}-*.svg"))
+    before = picture.read_bytes()
+    picture.unlink()
+    assert main(["--root", str(paths.root), "card", version]) == 0
+    assert picture.read_bytes() == before
