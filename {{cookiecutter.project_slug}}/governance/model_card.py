@@ -22,7 +22,7 @@ from governance.core.records import Diagnostics, RegistryEntry, Residuals
 from governance.core.tasks import METRICS
 from governance.documents import render as render_template
 
-CELL = 56  # confusion matrix cell size (px)
+CELL, TOP = 56, 48  # confusion matrix: smallest cell size, space above the cells (px)
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 300, 60  # residual plot area and margin (px)
 
 
@@ -87,7 +87,9 @@ def render(entry: RegistryEntry, policy_path: Path, contract_path: Path) -> str:
 def confusion_svg(details: Diagnostics) -> str:
     """The confusion matrix: counts per (true, predicted) class, shaded by the share of the true class."""
     size = len(details.classes)
-    label = max(len(key) for key in details.classes) * 7 + 16
+    longest = max(len(key) for key in details.classes) * 7  # about 7 px per character at 12 px
+    label = longest + 16
+    cell = max(CELL, longest + 10)
     cells = []
     for row, counts in enumerate(details.confusion):
         total = sum(counts) or 1
@@ -95,8 +97,8 @@ def confusion_svg(details: Diagnostics) -> str:
             share = count / total
             cells.append(
                 {
-                    "x": label + column * CELL,
-                    "y": label + row * CELL,
+                    "x": label + column * cell,
+                    "y": TOP + row * cell,
                     "count": count,
                     "light": round(96 - 56 * share),  # HSL lightness: darker is a larger share
                     "dark_text": share < 0.6,
@@ -106,15 +108,16 @@ def confusion_svg(details: Diagnostics) -> str:
         "confusion.svg.j2",
         classes=details.classes,
         cells=cells,
-        cell=CELL,
+        cell=cell,
         label=label,
-        width=label + size * CELL + 10,
-        height=label + size * CELL + 30,
+        top=TOP,
+        width=max(label + size * cell + 10, 300),
+        height=TOP + size * cell + 30,
     )
 
 
 def residuals_svg(residuals: Residuals) -> str:
-    """Residuals (truth - prediction) per bin of predicted value, as boxes: 5-95% whiskers, quartiles, median."""
+    """Residuals (truth - prediction) per bin of predicted value: quartile boxes, 5-95% whiskers."""
     bins = residuals.bins
     low = min(0.0, *(box.p5 for box in bins))
     high = max(0.0, *(box.p95 for box in bins))

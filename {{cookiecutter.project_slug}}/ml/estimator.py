@@ -41,7 +41,7 @@ def estimator_class(family: str, task: str) -> type[BaseEstimator]:
 
 
 def build_estimator(family: str, settings: dict[str, Any], seed: int, task: str = BINARY) -> BaseEstimator:
-    """The estimator for `family` and `task` with its settings from params.yaml, seeded for reproducibility."""
+    """The estimator for `family` and `task` with its settings from params.yaml, seeded (reproducible)."""
     return estimator_class(family, task)(random_state=seed, **settings)
 
 

@@ -74,7 +74,11 @@ class Answers:
         """[N, K] probabilities renormalised (float32 ONNX outputs may miss a sum of 1 by 1e-7)."""
         proba = np.asarray(self.probabilities, dtype=np.float64)
         if proba.ndim == 1:
-            proba = np.column_stack([1 - proba, proba]) if self.positive_index == 1 else np.column_stack([proba, 1 - proba])
+            proba = (
+                np.column_stack([1 - proba, proba])
+                if self.positive_index == 1
+                else np.column_stack([proba, 1 - proba])
+            )
         proba = np.clip(proba, 1e-15, 1.0)
         return proba / proba.sum(axis=1, keepdims=True)
 
@@ -83,7 +87,9 @@ def _roc_auc(a: Answers) -> float:
     if a.distribution.shape[1] == 2:
         return sk.roc_auc_score(a.hits[0], a.positive)
     k = a.distribution.shape[1]
-    return sk.roc_auc_score(a.truth, a.distribution, multi_class="ovr", average="macro", labels=list(range(k)))
+    return sk.roc_auc_score(
+        a.truth, a.distribution, multi_class="ovr", average="macro", labels=list(range(k))
+    )
 
 
 def _log_loss(a: Answers) -> float:
@@ -151,7 +157,9 @@ def task_metrics(
     return values
 
 
-def diagnostics(task: str, y_true: np.ndarray, y_pred: np.ndarray, class_keys: tuple[str, ...] = ()) -> Diagnostics:
+def diagnostics(
+    task: str, y_true: np.ndarray, y_pred: np.ndarray, class_keys: tuple[str, ...] = ()
+) -> Diagnostics:
     """What the model card draws: per-class precision/recall and the confusion matrix, or residuals."""
     if task == REGRESSION:
         return Diagnostics(task=task, residuals=residuals(y_true, y_pred))
@@ -166,7 +174,9 @@ def diagnostics(task: str, y_true: np.ndarray, y_pred: np.ndarray, class_keys: t
             key: ClassReport(precision=float(p), recall=float(r), support=int(s))
             for key, p, r, s in zip(class_keys, precision, recall, support, strict=True)
         },
-        confusion=tuple(tuple(int(cell) for cell in row) for row in sk.confusion_matrix(y_true, y_pred, labels=indices)),
+        confusion=tuple(
+            tuple(int(cell) for cell in row) for row in sk.confusion_matrix(y_true, y_pred, labels=indices)
+        ),
     )
 
 
@@ -259,7 +269,9 @@ def bias_metrics(
         keys = class_keys or tuple(str(index) for index in range(int(max(truth.max(), predicted.max())) + 1))
         functions.update({f"selection_rate[{key}]": _class_rate(index) for index, key in enumerate(keys)})
     features = sensitive.to_numpy()
-    frame = MetricFrame(metrics={**functions, "count": count}, y_true=truth, y_pred=predicted, sensitive_features=features)
+    frame = MetricFrame(
+        metrics={**functions, "count": count}, y_true=truth, y_pred=predicted, sensitive_features=features
+    )
     by_group = {
         str(group): {name: _number(value) for name, value in row.items()}
         for group, row in frame.by_group.to_dict(orient="index").items()
@@ -280,7 +292,9 @@ def bias_metrics(
             "demographic_parity_difference": _number(
                 demographic_parity_difference(truth, predicted, sensitive_features=features)
             ),
-            "equalized_odds_difference": _number(equalized_odds_difference(truth, predicted, sensitive_features=features)),
+            "equalized_odds_difference": _number(
+                equalized_odds_difference(truth, predicted, sensitive_features=features)
+            ),
         }
     return Bias(
         sensitive_attribute=str(sensitive.name),
@@ -309,6 +323,8 @@ def evaluate(
     positive = target.positive_index if task == BINARY else 1
     return (
         task_metrics(y_true, predicted, proba, task, positive),
-        bias_metrics(y_true, predicted, groups(test, contract), bias_metric, task, target.class_keys, positive),
+        bias_metrics(
+            y_true, predicted, groups(test, contract), bias_metric, task, target.class_keys, positive
+        ),
         diagnostics(task, y_true, predicted, target.class_keys),
     )

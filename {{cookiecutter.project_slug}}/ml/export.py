@@ -59,13 +59,17 @@ def convert(pipeline: Pipeline, contract: Contract, opset: int, name: str) -> on
         extra: dict[str, Any] = {"options": {id(estimator): {"zipmap": False}}}
     else:
         extra = {"final_types": [("value", FloatTensorType([None, 1]))]}
-    model = convert_sklearn(pipeline, name=name, initial_types=input_types(contract), target_opset=opset, **extra)
+    model = convert_sklearn(
+        pipeline, name=name, initial_types=input_types(contract), target_opset=opset, **extra
+    )
     imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
     del model.opset_import[:]
     model.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports)
     outputs = tuple(output.name for output in model.graph.output)
     if outputs != expected:
-        raise ExportError(f"the converted model's outputs are {list(outputs)}, serving expects {list(expected)}")
+        raise ExportError(
+            f"the converted model's outputs are {list(outputs)}, serving expects {list(expected)}"
+        )
     inputs = [graph_input.name for graph_input in model.graph.input]
     if inputs != contract.feature_names:
         raise ExportError(f"the converted model's inputs {inputs} differ from the contract order")

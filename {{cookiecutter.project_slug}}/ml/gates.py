@@ -123,16 +123,19 @@ def _gate(
     passed = margin >= 0
     if at_least:
         message = (
-            f"{what} {value:.4f} meets the minimum {threshold:.4f}: at least {threshold:.4f} (margin {margin:.4f})"
+            f"{what} {value:.4f} meets the minimum {threshold:.4f} (margin {margin:.4f})"
             if passed
-            else f"{what} {value:.4f} is {-margin:.4f} below the minimum {threshold:.4f}: must be at least {threshold:.4f}"
+            else f"{what} {value:.4f} is {-margin:.4f} below the minimum {threshold:.4f}"
         )
     else:
         message = (
-            f"{what} {value:.4g} is within the maximum {threshold:.4g}: at most {threshold:.4g}"
+            f"{what} {value:.4g} is within the maximum {threshold:.4g}"
             if passed
-            else f"{what} {value:.4g} exceeds the maximum {threshold:.4g} by {-margin:.4g}: must be at most {threshold:.4g}"
+            else f"{what} {value:.4g} exceeds the maximum {threshold:.4g} by {-margin:.4g}"
         )
+    message += (
+        f" (required: at least {threshold:.4f})" if at_least else f" (required: at most {threshold:.4g})"
+    )
     return GateResult(
         name=name,
         passed=passed,
@@ -252,7 +255,8 @@ def regression_gate(policy: Policy, primary: float | None, baseline: Baseline | 
         worsening(metric, primary, baseline.value),
         limit,
         requirement,
-        f"worsening of {metric} ({METRICS[metric].direction}) versus champion {baseline.version} ({baseline.value:.4f}, {baseline.basis})",
+        f"worsening of {metric} ({METRICS[metric].direction}) versus champion {baseline.version} "
+        f"({baseline.value:.4f}, {baseline.basis})",
         at_least=False,
     )
 

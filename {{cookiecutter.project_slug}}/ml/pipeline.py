@@ -93,7 +93,10 @@ def export_model(inputs: Inputs, pipeline: Pipeline) -> tuple[bytes, str]:
     opset = inputs.policy.onnx.opset
     with progress.step(f"exporting to ONNX (opset {opset})"):
         props = metadata(
-            inputs.params.model_name, inputs.params.model_family, inputs.contract, str(inputs.manifest["sha256"])
+            inputs.params.model_name,
+            inputs.params.model_family,
+            inputs.contract,
+            str(inputs.manifest["sha256"]),
         )
         model = convert(pipeline, inputs.contract, opset, inputs.params.model_name)
         return stamp(model, props, str(inputs.manifest["created_at"]))
@@ -121,7 +124,11 @@ def measure(
         )
     gates = check(policy, metrics, bias, parity_result, latency, baseline, contract.task)
     quality = Quality(
-        version=version, model_family=inputs.params.model_family, metrics=metrics, bias=bias, diagnostics=details
+        version=version,
+        model_family=inputs.params.model_family,
+        metrics=metrics,
+        bias=bias,
+        diagnostics=details,
     )
     report = GateReport(
         version=version,

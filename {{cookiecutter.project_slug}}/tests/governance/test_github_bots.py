@@ -257,7 +257,9 @@ def test_the_report_compares_the_candidate_with_the_champion(tmp_path, outputs):
     body = pr_comment.build_report(outputs(tmp_path), {"train": {"result": "success"}})
     assert body.startswith(pr_comment.MARKER)
     assert "| roc_auc | higher | 0.83 | 0.8 | +0.0300 better |" in body
-    assert f"| f1 | higher | {fmt(0.7654321)} | — | — |" in body  # the one number format; the champion has no f1
+    assert (
+        f"| f1 | higher | {fmt(0.7654321)} | — | — |" in body
+    )  # the one number format; the champion has no f1
     assert f"champion `{CHAMPION}` (registered, its own test split)" in body
     assert "largest selection_rate gap 0.04123; gaps selection_rate 0.04123" in body
     assert "| primary_metric | ✅ | roc_auc 0.83 \\| fine |" in body

@@ -44,7 +44,9 @@ def test_family_matches_scikit_learn_on_the_whole_test_split(family_model, examp
 def test_every_family_of_every_task_matches_scikit_learn(task, family, policy):
     model = trained_task(task, family)
     tolerance = policy.onnx.parity_tolerance
-    result = parity(Scorer(model.content), model.pipeline, model.frame, model.contract, tolerance, model.version)
+    result = parity(
+        Scorer(model.content), model.pipeline, model.frame, model.contract, tolerance, model.version
+    )
     assert result.rows == len(model.parts.test) > 0
     assert result.labels_equal, f"{task}/{family}: {result.mismatched_labels} labels differ"
     assert result.max_abs_diff <= tolerance, f"{task}/{family}: max diff {result.max_abs_diff:.3g}"
@@ -59,7 +61,9 @@ def test_parity_catches_a_regressor_whose_onnx_answers_differ(policy):
         def predict(self, frame):
             return model.pipeline.predict(frame) * 1.01
 
-    result = parity(Scorer(model.content), Shifted(), model.frame, model.contract, policy.onnx.parity_tolerance, "v")
+    result = parity(
+        Scorer(model.content), Shifted(), model.frame, model.contract, policy.onnx.parity_tolerance, "v"
+    )
     assert not result.passed and result.max_abs_diff > policy.onnx.parity_tolerance
 
 
@@ -79,8 +83,10 @@ def test_exported_model_has_the_serving_interface_of_its_task(task, family, poli
     outputs = {item.name: item.type.tensor_type for item in model.graph.output}
     assert tuple(outputs) == encoding.outputs_for(task)
     for name, tensor in outputs.items():
-        assert onnx.helper.tensor_dtype_to_string(tensor.elem_type).lower().endswith(
-            encoding.OUTPUT_TYPES[name].removeprefix("tensor(").removesuffix(")")
+        assert (
+            onnx.helper.tensor_dtype_to_string(tensor.elem_type)
+            .lower()
+            .endswith(encoding.OUTPUT_TYPES[name].removeprefix("tensor(").removesuffix(")"))
         )
     width = outputs["probabilities" if task != REGRESSION else "value"].shape.dim[1].dim_value
     assert width == (len(contract.target.classes) if task != REGRESSION else 1)

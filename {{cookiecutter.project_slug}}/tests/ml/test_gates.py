@@ -119,15 +119,15 @@ def test_a_lower_is_better_metric_must_be_at_most_its_maximum(policy):
     strict = lower_is_better(policy)
     fine = by_name(check(strict, {"rmse": 40.0}, BIAS, PARITY, 0.05, None, REGRESSION))["primary_metric"]
     assert fine.passed and fine.margin == pytest.approx(10.0)
-    assert fine.requirement == "model.max_primary_metric" and "at most 50" in fine.message
+    assert fine.requirement == "model.max_primary_metric" and "(required: at most 50)" in fine.message
     high = by_name(check(strict, {"rmse": 62.5}, BIAS, PARITY, 0.05, None, REGRESSION))["primary_metric"]
     assert not high.passed and high.margin == pytest.approx(-12.5)
-    assert "exceeds the maximum 50 by 12.5: must be at most 50" in high.message
+    assert "exceeds the maximum 50 by 12.5 (required: at most 50)" in high.message
 
 
 def test_a_higher_is_better_metric_must_be_at_least_its_minimum(policy):
     gate = by_name(check(policy, {**METRICS, "roc_auc": 0.60}, BIAS, PARITY, 0.05, None))["primary_metric"]
-    assert f"must be at least {policy.model.min_primary_metric:.4f}" in gate.message
+    assert f"(required: at least {policy.model.min_primary_metric:.4f})" in gate.message
 
 
 def test_the_champion_comparison_follows_the_metric_direction(policy):

@@ -11,7 +11,7 @@ import pytest
 
 from governance.core.encoding import Scorer
 from governance.core.paths import Paths
-from governance.core.records import GateReport, Parity, Quality, read_json
+from governance.core.records import Parity, Quality, read_json
 from governance.core.tasks import BINARY, MULTICLASS, REGRESSION, TASKS, metrics_of
 from ml.evaluate import bias_metrics, task_metrics
 from ml.features import DataError
@@ -49,7 +49,9 @@ def test_each_task_trains_passes_its_gates_and_writes_its_metrics(task_run):
         classes = task_data(task).contract.target.class_keys
         assert details.classes == classes and list(details.per_class) == list(classes)
         assert np.array(details.confusion).sum() == quality.metrics["rows"]
-        assert [details.per_class[key].support for key in classes] == np.array(details.confusion).sum(axis=1).tolist()
+        assert [details.per_class[key].support for key in classes] == np.array(details.confusion).sum(
+            axis=1
+        ).tolist()
 
 
 def test_the_exported_model_answers_in_the_contract_terms_of_its_task(task_run):
@@ -65,13 +67,19 @@ def test_a_primary_metric_where_lower_is_better_is_gated_at_most(tmp_path):
     paths = Paths(make_task_workspace(tmp_path, REGRESSION, primary="rmse"))
     report = train(paths)
     gate = next(gate for gate in report.gates if gate.name == "primary_metric")
-    assert gate.passed and gate.requirement == "model.max_primary_metric" and "at most" in gate.message
+    assert (
+        gate.passed
+        and gate.requirement == "model.max_primary_metric"
+        and "(required: at most" in gate.message
+    )
 
 
 def test_a_class_with_one_row_is_refused_naming_it():
     data = task_data(MULTICLASS)
     target = data.contract.target.name
-    rows = pd.concat([data.frame[data.frame[target] != "barbera"], data.frame[data.frame[target] == "barbera"].iloc[:1]])
+    rows = pd.concat(
+        [data.frame[data.frame[target] != "barbera"], data.frame[data.frame[target] == "barbera"].iloc[:1]]
+    )
     with pytest.raises(DataError, match=r"at least two rows of each class.*barbera"):
         split(rows, data.contract, small_params("linear", MULTICLASS))
 
@@ -115,7 +123,9 @@ def test_multiclass_roc_auc_is_one_vs_rest_macro():
     from sklearn.metrics import roc_auc_score
 
     truth = np.array([0, 1, 2, 2, 1, 0])
-    proba = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]])
+    proba = np.array(
+        [[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.3, 0.4, 0.3], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]]
+    )
     metrics = task_metrics(truth, proba.argmax(axis=1), proba, MULTICLASS)
     expected = np.mean([roc_auc_score(truth == k, proba[:, k]) for k in range(3)])
     assert metrics["roc_auc"] == pytest.approx(expected)

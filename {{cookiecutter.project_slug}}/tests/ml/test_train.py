@@ -13,8 +13,8 @@ import yaml
 from governance.cli import main
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
-from governance.core.tasks import BINARY, MULTICLASS, metrics_of
 from governance.core.records import GateReport, Parity, Quality, TrainingRecord, read_json
+from governance.core.tasks import BINARY, MULTICLASS, metrics_of
 from ml.features import DataError
 from ml.train import ParamsError, build_pipeline, labels, load_params, split
 from tests.support.training import PROJECT, example_frame, make_workspace, small_params, task_data

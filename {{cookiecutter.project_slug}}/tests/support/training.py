@@ -23,7 +23,14 @@ from governance.core import policy as policy_file
 from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
-from governance.core.tasks import BINARY, DEFAULT_GROUP_METRIC, DEFAULT_PRIMARY, MULTICLASS, REGRESSION, higher_is_better
+from governance.core.tasks import (
+    BINARY,
+    DEFAULT_GROUP_METRIC,
+    DEFAULT_PRIMARY,
+    MULTICLASS,
+    REGRESSION,
+    higher_is_better,
+)
 from ml.estimator import FAMILIES
 from ml.export import convert, metadata, stamp
 from ml.features import model_frame
@@ -197,7 +204,9 @@ def make_task_workspace(root: Path, task: str, family: str = "linear", primary: 
     params["estimators"] = small_settings(task)
     (root / "ml" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     snapshot.create(
-        data.frame, {"kind": "sklearn", "dataset": data.name}, contract=load_contract(contract_path),
+        data.frame,
+        {"kind": "sklearn", "dataset": data.name},
+        contract=load_contract(contract_path),
         root=root / "artifacts" / "snapshots",
     )
     return root

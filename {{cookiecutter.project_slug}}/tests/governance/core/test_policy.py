@@ -11,8 +11,7 @@ import yaml
 from governance.core import policy
 from governance.core.contract import load as load_contract
 from governance.core.paths import PATHS
-from governance.core.tasks import metrics_of
-from governance.core.tasks import GROUP_METRICS
+from governance.core.tasks import GROUP_METRICS, metrics_of
 from ml.evaluate import bias_metrics, task_metrics
 
 
@@ -75,7 +74,9 @@ def test_the_metric_names_the_policy_allows_are_the_ones_training_computes(task)
     import numpy as np
 
     truth, predicted, proba = ANSWERS[task]
-    computed = task_metrics(np.array(truth), np.array(predicted), None if proba is None else np.array(proba), task)
+    computed = task_metrics(
+        np.array(truth), np.array(predicted), None if proba is None else np.array(proba), task
+    )
     assert set(computed) - {"rows"} == set(metrics_of(task))
     assert all(computed[name] is not None for name in metrics_of(task))
 
@@ -87,7 +88,9 @@ def test_the_group_metrics_the_policy_allows_are_the_ones_bias_computes(task):
 
     truth, predicted, _ = ANSWERS[task]
     groups = pd.Series(["a", "b", "a", "b"], name="group")
-    bias = bias_metrics(np.array(truth), np.array(predicted), groups, GROUP_METRICS[task][0], task, ("x", "y", "z"))
+    bias = bias_metrics(
+        np.array(truth), np.array(predicted), groups, GROUP_METRICS[task][0], task, ("x", "y", "z")
+    )
     assert set(bias.gaps) == set(GROUP_METRICS[task])
 
 
