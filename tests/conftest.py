@@ -56,6 +56,20 @@ def rotated_matrix() -> list[dict[str, str]]:
     return [{key: values[i % len(values)] for key, values in options.items()} for i in range(width)]
 
 
+def covering_matrix(ignore: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The first combinations of `rotated_matrix` that together cover every value of every choice.
+
+    Choices in `ignore` change no code path the baked project's own tests exercise (the licence
+    only decides a LICENSE file, which the bake tests check), so they do not earn a whole run.
+    """
+    kept: list[dict[str, str]] = []
+    for combination in rotated_matrix():
+        seen = {(key, value) for earlier in kept for key, value in earlier.items()}
+        if any((key, value) not in seen for key, value in combination.items() if key not in ignore):
+            kept.append(combination)
+    return kept
+
+
 def write_user_csv(path: Path, rows: int = 400, seed: int = 7) -> Path:
     """A small binary-classification CSV standing in for a user's own data file."""
     generator = random.Random(seed)
