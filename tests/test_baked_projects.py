@@ -29,7 +29,9 @@ def run_make(project: Path, *targets: str) -> subprocess.CompletedProcess[str]:
 
 
 # Every value of every choice runs the project's own checks once (the licence only picks a file).
-@pytest.mark.parametrize("combination", covering_matrix(ignore=("license",)), ids=lambda c: "-".join(c.values()))
+@pytest.mark.parametrize(
+    "combination", covering_matrix(ignore=("license",)), ids=lambda c: "-".join(c.values())
+)
 def test_baked_project_passes_its_own_lint_and_tests(cookies, combination, task_files):
     result = cookies.bake(extra_context=complete(combination, task_files))
     assert result.exit_code == 0, result.exception

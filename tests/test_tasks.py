@@ -99,7 +99,12 @@ def serve_and_label(project: Path, data: TaskFile, contract: dict, tmp_path: Pat
     sensitive = (contract.get("sensitive_attribute") or {}).get("name")
     with log.open("w") as handle:
         server = subprocess.Popen(
-            ["make", "serve"], cwd=project, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            ["make", "serve"],
+            cwd=project,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_ready(base, server, log)
@@ -146,7 +151,9 @@ def test_a_teams_own_file_goes_through_the_loop_for_every_task(cookies, task, ta
     contract = check_contract(project, data)
 
     version = (project / "artifacts" / "models" / "latest").read_text().strip()
-    held_out = json.loads((project / "artifacts" / "models" / version / "metrics.json").read_text())["metrics"]
+    held_out = json.loads((project / "artifacts" / "models" / version / "metrics.json").read_text())[
+        "metrics"
+    ]
     truth, answers = serve_and_label(project, data, contract, tmp_path)
     if task == "regression":
         truth = [float(value) for value in truth]
@@ -170,5 +177,7 @@ def test_a_teams_own_file_goes_through_the_loop_for_every_task(cookies, task, ta
     summary = json.loads((project / "reports" / "drift" / "drift.json").read_text())
     assert summary["performance"]["metric"] == metric
     assert summary["performance"]["labelled_rows"] == len(truth)
-    assert summary["performance"]["value"] == pytest.approx(value, abs=1e-3), "monitoring scores as serving did"
+    assert summary["performance"]["value"] == pytest.approx(value, abs=1e-3), (
+        "monitoring scores as serving did"
+    )
     assert list((project / "reports" / "drift").glob("*.html")), "the drift report is HTML"

@@ -444,5 +444,5 @@ def test_the_templates_own_ci_also_runs_weekly():
     triggers = load_workflow(TEMPLATE_WORKFLOWS[0])["on"]
     assert {"push", "pull_request", "schedule"} <= set(triggers)
     (entry,) = triggers["schedule"]
-    minute, hour, day, month, weekday = entry["cron"].split()
+    _minute, _hour, day, month, weekday = entry["cron"].split()
     assert day == "*" and month == "*" and weekday not in ("*", ""), "once a week"
