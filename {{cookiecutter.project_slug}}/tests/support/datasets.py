@@ -34,7 +34,9 @@ def _columns(frame: pd.DataFrame, names: list[str]) -> list[dict]:
     for name in names:
         low, high = float(frame[name].min()), float(frame[name].max())
         margin = (high - low) * 0.5 or 1.0
-        features.append({"name": name, "kind": "numeric", "dtype": "float64", "min": low - margin, "max": high + margin})
+        features.append(
+            {"name": name, "kind": "numeric", "dtype": "float64", "min": low - margin, "max": high + margin}
+        )
     return features
 
 
@@ -56,7 +58,11 @@ def wine(folder: Path) -> TaskData:
     frame = bunch.frame.copy()
     frame.columns = [*_clean(list(bunch.feature_names)), "cultivar"]
     frame["cultivar"] = np.array(["barolo", "grignolino", "barbera"])[bunch.target.to_numpy()]
-    target = {"name": "cultivar", "task": "multiclass_classification", "classes": ["barolo", "grignolino", "barbera"]}
+    target = {
+        "name": "cultivar",
+        "task": "multiclass_classification",
+        "classes": ["barolo", "grignolino", "barbera"],
+    }
     return _write(folder, "wine", target, frame, _clean(list(bunch.feature_names)))
 
 
@@ -86,7 +92,11 @@ def breast_cancer(folder: Path) -> TaskData:
     return _write(folder, "breast_cancer", target, frame, names)
 
 
-TASK_DATASETS = {"multiclass_classification": wine, "regression": diabetes, "binary_classification": breast_cancer}
+TASK_DATASETS = {
+    "multiclass_classification": wine,
+    "regression": diabetes,
+    "binary_classification": breast_cancer,
+}
 
 
 def onnx_model(data: TaskData, path: Path) -> Path:
@@ -110,7 +120,9 @@ def onnx_model(data: TaskData, path: Path) -> Path:
     names = contract.feature_names
     x = data.frame[names].astype("float32")
     estimator = LogisticRegression(max_iter=500) if target.is_classification else Ridge()
-    pipeline = Pipeline([("features", ColumnTransformer([("scale", StandardScaler(), names)])), ("model", estimator)])
+    pipeline = Pipeline(
+        [("features", ColumnTransformer([("scale", StandardScaler(), names)])), ("model", estimator)]
+    )
     y = target.class_indices(data.frame[target.name]) if target.is_classification else data.frame[target.name]
     pipeline.fit(x, y)
     options = {id(estimator): {"zipmap": False}} if target.is_classification else None

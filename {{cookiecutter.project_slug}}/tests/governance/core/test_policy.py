@@ -11,8 +11,7 @@ import yaml
 from governance.core import policy
 from governance.core.contract import load as load_contract
 from governance.core.paths import PATHS
-from governance.core.tasks import metrics_of
-from governance.core.tasks import GROUP_METRICS
+from governance.core.tasks import GROUP_METRICS, metrics_of
 from ml.evaluate import task_metrics
 
 
