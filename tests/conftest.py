@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,20 @@ def rotated_matrix() -> list[dict[str, str]]:
     return [{key: values[i % len(values)] for key, values in options.items()} for i in range(width)]
 
 
+def covering_matrix(ignore: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """The first combinations of `rotated_matrix` that together cover every value of every choice.
+
+    Choices in `ignore` change no code path the baked project's own tests exercise (the licence
+    only decides a LICENSE file, which the bake tests check), so they do not earn a whole run.
+    """
+    kept: list[dict[str, str]] = []
+    for combination in rotated_matrix():
+        seen = {(key, value) for earlier in kept for key, value in earlier.items()}
+        if any((key, value) not in seen for key, value in combination.items() if key not in ignore):
+            kept.append(combination)
+    return kept
+
+
 def write_user_csv(path: Path, rows: int = 400, seed: int = 7) -> Path:
     """A small binary-classification CSV standing in for a user's own data file."""
     generator = random.Random(seed)
@@ -84,11 +99,97 @@ def user_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_user_csv(tmp_path_factory.mktemp("user-data") / "churn.csv")
 
 
-def complete(combination: dict[str, str], user_csv: Path) -> dict[str, str]:
-    """Fill in what a combination needs to be valid (a file source needs its file and columns)."""
+@dataclass(frozen=True)
+class TaskFile:
+    """A real dataset as a team's own file: the rows the project gets, and unseen rows kept back."""
+
+    task: str
+    path: Path
+    target: str
+    sensitive: str
+    unseen: list[dict]
+
+
+def _identifier(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+
+
+def write_task_files(folder: Path, keep_back: float = 0.2, seed: int = 11) -> dict[str, TaskFile]:
+    """scikit-learn's bundled datasets (offline) as CSV files, one per task, in the file's own labels.
+
+    wine: three cultivars named as words (multiclass); diabetes: disease progression, a number
+    (regression), with its sex column as a nullable sensitive attribute; breast cancer: the
+    diagnosis as the words malignant/benign (binary, no 0/1 anywhere). A share of each dataset's
+    rows is kept back, never trained on, to check what the served model answers against the truth.
+    """
+    from sklearn import datasets
+
+    rng = random.Random(seed)
+    wine, diabetes, cancer = (
+        datasets.load_wine(),
+        datasets.load_diabetes(scaled=False),
+        datasets.load_breast_cancer(),
+    )
+    cultivars = ["barolo", "grignolino", "barbera"]
+    sex_column = diabetes.feature_names.index("sex")
+    tables = {
+        "multiclass_classification": (
+            "cultivar",
+            "",
+            [_identifier(name) for name in wine.feature_names],
+            [[*row, cultivars[label]] for row, label in zip(wine.data.tolist(), wine.target, strict=True)],
+        ),
+        "regression": (
+            "progression",
+            "sex",
+            [name for name in diabetes.feature_names if name != "sex"],
+            [
+                [
+                    *(value for index, value in enumerate(row) if index != sex_column),
+                    round(float(target), 1),
+                    "" if rng.random() < 0.05 else f"group_{int(row[sex_column])}",
+                ]
+                for row, target in zip(diabetes.data.tolist(), diabetes.target, strict=True)
+            ],
+        ),
+        "binary_classification": (
+            "diagnosis",
+            "",
+            [_identifier(name) for name in cancer.feature_names],
+            [
+                [*row, ["malignant", "benign"][label]]
+                for row, label in zip(cancer.data.tolist(), cancer.target, strict=True)
+            ],
+        ),
+    }
+    files = {}
+    for task, (target, sensitive, features, rows) in tables.items():
+        header = [*features, target, *([sensitive] if sensitive else [])]
+        rng.shuffle(rows)
+        cut = int(len(rows) * (1 - keep_back))
+        path = folder / f"{task}.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows[:cut])
+        unseen = [dict(zip(header, row, strict=True)) for row in rows[cut:]]
+        files[task] = TaskFile(task, path, target, sensitive, unseen)
+    return files
+
+
+@pytest.fixture(scope="session")
+def task_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TaskFile]:
+    return write_task_files(tmp_path_factory.mktemp("task-data"))
+
+
+def complete(combination: dict[str, str], task_files: dict[str, TaskFile]) -> dict[str, str]:
+    """Fill in what a combination needs to be valid (a file source needs a file of its task)."""
     context = dict(combination)
     if context.get("data_source") == "file":
-        context.update(data_path=str(user_csv), target_column="churned", sensitive_attribute="gender")
+        chosen = task_files[context.get("task", "binary_classification")]
+        context.update(
+            data_path=str(chosen.path), target_column=chosen.target, sensitive_attribute=chosen.sensitive
+        )
     return context
 
 

@@ -63,8 +63,8 @@ def test_every_choice_value_is_covered_by_the_matrix():
 
 
 @pytest.mark.parametrize("combination", rotated_matrix(), ids=lambda c: "-".join(c.values()))
-def test_combination_renders_exact_files_without_leftovers(cookies, combination, user_csv):
-    context = complete(combination, user_csv)
+def test_combination_renders_exact_files_without_leftovers(cookies, combination, task_files):
+    context = complete(combination, task_files)
     project = bake(cookies, context)
     full_context = {**{k: v[0] for k, v in choice_options().items()}, **context}
     assert baked_files(project) == expected_files(full_context)
@@ -72,8 +72,8 @@ def test_combination_renders_exact_files_without_leftovers(cookies, combination,
 
 
 @pytest.mark.parametrize("combination", rotated_matrix(), ids=lambda c: "-".join(c.values()))
-def test_structured_files_parse_after_rendering(cookies, combination, user_csv):
-    project = bake(cookies, complete(combination, user_csv))
+def test_structured_files_parse_after_rendering(cookies, combination, task_files):
+    project = bake(cookies, complete(combination, task_files))
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["name"] == "loan_default_model"
     for path in [*project.rglob("*.yaml"), *project.rglob("*.yml")]:
@@ -110,8 +110,9 @@ def test_proprietary_licence_drops_the_licence_file(cookies):
     assert "license" not in tomllib.loads((project / "pyproject.toml").read_text())["project"]
 
 
-def test_file_source_copies_the_users_data(cookies, user_csv):
-    project = bake(cookies, complete({"data_source": "file"}, user_csv))
-    assert (project / "data" / "raw" / user_csv.name).read_bytes() == user_csv.read_bytes()
+def test_file_source_copies_the_users_data(cookies, task_files):
+    chosen = task_files["multiclass_classification"]
+    project = bake(cookies, complete({"data_source": "file", "task": chosen.task}, task_files))
+    assert (project / "data" / "raw" / chosen.path.name).read_bytes() == chosen.path.read_bytes()
     contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
-    assert contract["target"]["name"] == "churned"
+    assert contract["target"] == {"name": "cultivar", "task": "multiclass_classification"}

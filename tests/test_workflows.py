@@ -437,3 +437,12 @@ def test_act_runner_refuses_a_folder_without_a_commit(tmp_path):
     result = act_command(uncommitted)
     assert result.returncode == 2
     assert "git repository with at least one commit" in result.stderr
+
+
+def test_the_templates_own_ci_also_runs_weekly():
+    """Tool and image updates that break a fresh bake are caught by a scheduled run, not by a user."""
+    triggers = load_workflow(TEMPLATE_WORKFLOWS[0])["on"]
+    assert {"push", "pull_request", "schedule"} <= set(triggers)
+    (entry,) = triggers["schedule"]
+    _minute, _hour, day, month, weekday = entry["cron"].split()
+    assert day == "*" and month == "*" and weekday not in ("*", ""), "once a week"

@@ -453,6 +453,16 @@ def pr_comment(ctx: typer.Context) -> None:
     typer.echo(f"pr-comment: {publish(paths_of(ctx).root)}")
 
 
+@app.command()
+def licences(ctx: typer.Context) -> None:
+    """Check the licences of the serving image's and the training environment's packages."""
+    from governance.core import policy as policy_file
+    from governance.licences import run
+
+    paths = paths_of(ctx)
+    run(paths, policy_file.load(paths.policy).licences, say=typer.echo)
+
+
 @app.command("pin-staging")
 def pin_staging(
     ctx: typer.Context,

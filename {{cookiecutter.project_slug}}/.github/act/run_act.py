@@ -120,26 +120,57 @@ def runner_labels(files: list[Path]) -> list[str]:
     return sorted(labels) or ["ubuntu-latest"]
 
 
-def engine_answers() -> bool:
-    """Whether a Docker-compatible engine answers (a daemon, or podman's API service)."""
+def docker_succeeds(*args: str, timeout: float = 20) -> bool:
+    """Whether `docker <args>` exits 0 (False when there is no docker client or it hangs)."""
     docker = shutil.which("docker")
     if docker is None:
         return False
     try:
         result = subprocess.run(  # noqa: S603 -- fixed arguments, no shell
-            [docker, "info"], capture_output=True, timeout=20, check=False
+            [docker, *args], capture_output=True, timeout=timeout, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0
 
 
-def choose_mode(requested: str) -> str:
+def engine_answers() -> bool:
+    """Whether a Docker-compatible engine answers (a daemon, or podman's API service)."""
+    return docker_succeeds("info")
+
+
+def image_present(image: str) -> bool:
+    return docker_succeeds("image", "inspect", image)
+
+
+def choose_mode(requested: str, image: str = DEFAULT_IMAGE) -> str:
+    """Container mode needs an engine AND the runner image; `auto` falls back to this machine.
+
+    An engine without the runner image (no registry reachable, nothing pulled yet) would end in
+    act's raw "no such image" error, so `auto` runs the jobs on this machine instead and says why,
+    and an explicit `container` request stops with what to do.
+    """
     if requested not in ("auto", "self-hosted", "container"):
         raise ActSetupError(f"ACT_MODE must be auto, self-hosted or container, not {requested!r}")
-    if requested != "auto":
+    if requested == "self-hosted":
         return requested
-    return "container" if engine_answers() else "self-hosted"
+    if not engine_answers():
+        if requested == "container":
+            raise ActSetupError(
+                "ACT_MODE=container needs a Docker-compatible engine, and none answers `docker info`"
+            )
+        return "self-hosted"
+    if image_present(image):
+        return "container"
+    hint = f"`docker pull {image}` (or set ACT_IMAGE to a runner image this machine has)"
+    if requested == "container":
+        raise ActSetupError(f"the runner image {image} is not on this machine: {hint}")
+    print(
+        f"act: runner image {image} is not on this machine, so the jobs run here (self-hosted); "
+        f"for containers: {hint}",
+        file=sys.stderr,
+    )
+    return "self-hosted"
 
 
 def platform_flags(mode: str, labels: list[str], image: str, artifacts: Path) -> list[str]:
@@ -210,7 +241,7 @@ def build_command(args: argparse.Namespace, root: Path, environ: dict[str, str])
         raise ActSetupError(f"workflow {args.workflow} does not exist")
     files = workflow_sources(root)
     artifacts = root / "reports" / "act" / workflow.stem
-    mode = choose_mode(environ.get("ACT_MODE", "auto"))
+    mode = choose_mode(environ.get("ACT_MODE", "auto"), environ.get("ACT_IMAGE", DEFAULT_IMAGE))
     event_file = EVENTS / f"{args.event}.json"
     event_file = event_file if event_file.is_file() else None
     if event_file is None and args.event == "push":

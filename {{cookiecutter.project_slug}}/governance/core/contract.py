@@ -96,14 +96,20 @@ class Target(Record):
         classes = self.classes or ((0, 1) if self.task == BINARY else ())
         kinds = {type(value) for value in classes}
         if len(kinds) > 1:
-            raise FieldRule("classes", "must all be of one type (all strings, all integers or all booleans)", list(classes))
+            raise FieldRule(
+                "classes",
+                "must all be of one type (all strings, all integers or all booleans)",
+                list(classes),
+            )
         if len(set(classes)) != len(classes):
             raise FieldRule("classes", "must not repeat", list(classes))
         if self.task == BINARY and len(classes) != 2:
             raise FieldRule("classes", "must list the two classes of a binary target", list(classes))
         if self.task == MULTICLASS and len(classes) < 3:
             raise FieldRule(
-                "classes", "must list at least three classes (two classes: task binary_classification)", list(classes)
+                "classes",
+                "must list at least three classes (two classes: task binary_classification)",
+                list(classes),
             )
         dtype = TARGET_DTYPES[kinds.pop()]
         if self.dtype is not None and self.dtype != dtype:
@@ -163,7 +169,8 @@ class Target(Record):
         if unknown:
             shown = sorted({repr(item) for item in unknown})[:5]
             raise ValueError(
-                f"target '{self.name}' has value(s) {', '.join(shown)} outside the classes {list(self.classes)}"
+                f"target '{self.name}' has value(s) {', '.join(shown)} "
+                f"outside the classes {list(self.classes)}"
             )
         return indices
 

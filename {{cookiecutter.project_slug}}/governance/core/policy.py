@@ -48,11 +48,19 @@ class ModelPolicy(Record):
             else ("max_primary_metric", "min_primary_metric")
         )
         if getattr(self, other) is not None:
-            raise FieldRule(other, f"does not apply: for {metric.name} {metric.direction}, set {wanted}", getattr(self, other))
+            raise FieldRule(
+                other,
+                f"does not apply: for {metric.name} {metric.direction}, set {wanted}",
+                getattr(self, other),
+            )
         bound = getattr(self, wanted)
         if bound is None:
-            raise FieldRule(wanted, f"is required: {metric.name} is the primary metric and {metric.direction}", None)
-        if (metric.low is not None and bound < metric.low) or (metric.high is not None and bound > metric.high):
+            raise FieldRule(
+                wanted, f"is required: {metric.name} is the primary metric and {metric.direction}", None
+            )
+        if (metric.low is not None and bound < metric.low) or (
+            metric.high is not None and bound > metric.high
+        ):
             raise FieldRule(wanted, f"must lie in {metric.name}'s range [{metric.low}, {metric.high}]", bound)
         return self
 
@@ -124,6 +132,20 @@ class ModelCardPolicy(Record):
     )
 
 
+class LicencePolicy(Record):
+    """Licences the serving image's and the training environment's packages may carry (`make licences`).
+
+    `accepted` names packages allowed despite their licence, each with the reason reviewers signed
+    off, so an exception is explicit and reviewed (CODEOWNERS covers this file).
+    """
+
+    allowed: tuple[str, ...] = (
+        "MIT", "MIT-0", "BSD", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0", "HPND",
+        "CNRI-Python", "MPL-2.0", "LGPL",
+    )  # fmt: skip
+    accepted: dict[str, str] = Field(default_factory=dict)
+
+
 class Policy(Record):
     version: Literal[1] = 1
     model: ModelPolicy
@@ -134,6 +156,7 @@ class Policy(Record):
     drift: DriftPolicy
     retrain: RetrainPolicy
     model_card: ModelCardPolicy = ModelCardPolicy()
+    licences: LicencePolicy = LicencePolicy()
 
 
 def load(path: Path | str | None = None, task: str | None = None) -> Policy:

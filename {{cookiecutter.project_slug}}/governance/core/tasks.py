@@ -34,7 +34,12 @@ class Metric:
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("roc_auc", True, (BINARY, MULTICLASS), "area under the ROC curve (one-vs-rest macro for multiclass)"),
+        Metric(
+            "roc_auc",
+            True,
+            (BINARY, MULTICLASS),
+            "area under the ROC curve (one-vs-rest macro for multiclass)",
+        ),
         Metric("accuracy", True, CLASSIFICATION, "share of rows whose predicted class is right"),
         Metric("balanced_accuracy", True, CLASSIFICATION, "mean recall over the classes"),
         Metric("f1", True, (BINARY,), "F1 of the positive class"),

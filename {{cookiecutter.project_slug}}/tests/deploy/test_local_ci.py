@@ -86,7 +86,19 @@ def test_self_hosted_mode_runs_jobs_on_this_machine():
     assert line[line.index("--eventpath") + 1].endswith("pull_request.json")
 
 
-def test_container_mode_shares_the_artifact_folder_with_the_jobs():
+def engine(monkeypatch, *, answers: bool, images: tuple[str, ...] = ()) -> None:
+    """This machine's container engine as the runner sees it: whether it answers, which images it has."""
+
+    def docker_succeeds(*args: str, timeout: float = 20) -> bool:
+        if args == ("info",):
+            return answers
+        return answers and args[:2] == ("image", "inspect") and args[2] in images
+
+    monkeypatch.setattr(run_act, "docker_succeeds", docker_succeeds)
+
+
+def test_container_mode_shares_the_artifact_folder_with_the_jobs(monkeypatch):
+    engine(monkeypatch, answers=True, images=("localhost/runner:1",))
     line = command({"ACT_MODE": "container", "ACT_IMAGE": "localhost/runner:1"})
     assert line[line.index("-P") + 1] == "ubuntu-latest=localhost/runner:1"
     assert "--pull=false" in line
@@ -102,6 +114,25 @@ def test_the_token_is_passed_by_name_and_capture_as_an_absolute_variable():
     assert line[line.index("--secret") + 1] == "GITHUB_TOKEN"
     capture = line[line.index("--var") + 1]
     assert capture == f"CAPTURE_URI={(Path.cwd() / 'artifacts' / 'capture').resolve()}"
+
+
+def test_an_engine_without_the_runner_image_runs_the_jobs_here_and_says_why(monkeypatch, capsys):
+    engine(monkeypatch, answers=True, images=())
+    line = command({"ACT_IMAGE": "example/runner:1"})
+    assert line[line.index("-P") + 1] == "ubuntu-latest=-self-hosted"
+    assert "runner image example/runner:1 is not on this machine" in capsys.readouterr().err
+
+
+def test_container_mode_without_the_runner_image_says_how_to_get_it(monkeypatch):
+    engine(monkeypatch, answers=True, images=())
+    with pytest.raises(run_act.ActSetupError, match=r"docker pull example/runner:1"):
+        command({"ACT_MODE": "container", "ACT_IMAGE": "example/runner:1"})
+
+
+def test_container_mode_without_an_engine_is_refused(monkeypatch):
+    engine(monkeypatch, answers=False)
+    with pytest.raises(run_act.ActSetupError, match="none answers `docker info`"):
+        command({"ACT_MODE": "container"})
 
 
 def test_an_unknown_mode_is_refused_by_name():

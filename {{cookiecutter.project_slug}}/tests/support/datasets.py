@@ -34,7 +34,9 @@ def _columns(frame: pd.DataFrame, names: list[str]) -> list[dict]:
     for name in names:
         low, high = float(frame[name].min()), float(frame[name].max())
         margin = (high - low) * 0.5 or 1.0
-        features.append({"name": name, "kind": "numeric", "dtype": "float64", "min": low - margin, "max": high + margin})
+        features.append(
+            {"name": name, "kind": "numeric", "dtype": "float64", "min": low - margin, "max": high + margin}
+        )
     return features
 
 
@@ -56,7 +58,11 @@ def wine(folder: Path) -> TaskData:
     frame = bunch.frame.copy()
     frame.columns = [*_clean(list(bunch.feature_names)), "cultivar"]
     frame["cultivar"] = np.array(["barolo", "grignolino", "barbera"])[bunch.target.to_numpy()]
-    target = {"name": "cultivar", "task": "multiclass_classification", "classes": ["barolo", "grignolino", "barbera"]}
+    target = {
+        "name": "cultivar",
+        "task": "multiclass_classification",
+        "classes": ["barolo", "grignolino", "barbera"],
+    }
     return _write(folder, "wine", target, frame, _clean(list(bunch.feature_names)))
 
 
@@ -86,4 +92,60 @@ def breast_cancer(folder: Path) -> TaskData:
     return _write(folder, "breast_cancer", target, frame, names)
 
 
-TASK_DATASETS = {"multiclass_classification": wine, "regression": diabetes, "binary_classification": breast_cancer}
+TASK_DATASETS = {
+    "multiclass_classification": wine,
+    "regression": diabetes,
+    "binary_classification": breast_cancer,
+}
+
+
+def onnx_model(data: TaskData, path: Path) -> Path:
+    """A small model of `data`'s task as the ONNX file serving and monitoring expect, written to `path`.
+
+    Classifiers answer `label` (the class index in the contract's order) and `probabilities`;
+    regressors answer `value`. Metadata carries the task, the class values and the contract digest,
+    as ml/export.py writes them, so app and monitoring tests of any task need no training run.
+    """
+    import json
+
+    import onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    contract, target = data.contract, data.contract.target
+    names = contract.feature_names
+    x = data.frame[names].astype("float32")
+    estimator = LogisticRegression(max_iter=500) if target.is_classification else Ridge()
+    pipeline = Pipeline(
+        [("features", ColumnTransformer([("scale", StandardScaler(), names)])), ("model", estimator)]
+    )
+    y = target.class_indices(data.frame[target.name]) if target.is_classification else data.frame[target.name]
+    pipeline.fit(x, y)
+    options = {id(estimator): {"zipmap": False}} if target.is_classification else None
+    final = None if target.is_classification else [("value", FloatTensorType([None, 1]))]
+    model = convert_sklearn(
+        pipeline,
+        initial_types=[(name, FloatTensorType([None, 1])) for name in names],
+        target_opset=17,
+        options=options,
+        final_types=final,
+    )
+    onnx.helper.set_model_props(
+        model,
+        {
+            "model_name": data.name,
+            "model_family": "linear",
+            "task": contract.task,
+            "classes": json.dumps(list(target.classes)),
+            "contract_sha256": contract.digest,
+            "feature_order": json.dumps(names),
+            "version": f"test-{data.name}",
+        },
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path
