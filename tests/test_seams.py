@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 
 SEAM = '''
 
-def build_estimator(family: str, settings: dict[str, Any], seed: int) -> BaseEstimator:
-    """Our own model: a shallow decision tree (the team's edit at the seam)."""
+def build_estimator(family: str, settings: dict[str, Any], seed: int, task: str) -> BaseEstimator:
+    """Our own model: a shallow decision tree (the team's edit at the seam; the default bake is binary)."""
     from sklearn.tree import DecisionTreeClassifier
 
     return DecisionTreeClassifier(max_depth=5, min_samples_leaf=20, random_state=seed)

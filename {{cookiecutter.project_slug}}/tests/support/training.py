@@ -23,6 +23,7 @@ from governance.core import policy as policy_file
 from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
+from governance.core.policy import PolicyError
 from governance.core.tasks import (
     BINARY,
     DEFAULT_GROUP_METRIC,
@@ -138,7 +139,13 @@ def make_workspace(root: Path, family: str = "linear", with_snapshot: bool = Tru
         shutil.copy(PROJECT / kept, root / kept)
     contract_path = root / "data_pipelines" / "contract.yaml"
     contract_path.write_text(yaml.safe_dump(EXAMPLE_CONTRACT, sort_keys=False))
-    shutil.copy(PROJECT / "governance" / "policy.yaml", root / "governance" / "policy.yaml")
+    policy_path = root / "governance" / "policy.yaml"
+    shutil.copy(PROJECT / "governance" / "policy.yaml", policy_path)
+    task = load_contract(contract_path).task
+    try:
+        policy_file.load(policy_path, task=task)
+    except PolicyError:  # the example data is of another task than the project's policy
+        task_policy(policy_path, task, bound=0.0)
     (root / "governance" / "registry.yaml").write_text("version: 1\nmodels: []\n")
     params = yaml.safe_load((PROJECT / "ml" / "params.yaml").read_text())
     params["model_family"] = family
@@ -179,6 +186,26 @@ def copy_workspace(source: Path, target: Path) -> Path:
 TASK_BOUNDS = {BINARY: 0.9, MULTICLASS: 0.85, REGRESSION: 0.3}
 
 
+def task_policy(path: Path, task: str, primary: str | None = None, bound: float | None = None) -> None:
+    """Rewrite the policy at `path` for `task`: its default primary metric (or `primary`) and group metric.
+
+    A lower-is-better `primary` gets a loose maximum; the task's default gets `bound` (default
+    TASK_BOUNDS), any other higher-is-better metric a minimum of 0.
+    """
+    raw = yaml.safe_load(path.read_text())
+    metric = primary or DEFAULT_PRIMARY[task]
+    model = {key: value for key, value in raw["model"].items() if not key.endswith("_primary_metric")}
+    model["primary_metric"] = metric
+    if higher_is_better(metric):
+        default = TASK_BOUNDS[task] if bound is None else bound
+        model["min_primary_metric"] = default if metric == DEFAULT_PRIMARY[task] else 0.0
+    else:
+        model["max_primary_metric"] = 1e6
+    raw["model"] = model
+    raw["bias"]["metric"] = DEFAULT_GROUP_METRIC[task]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 def make_task_workspace(root: Path, task: str, family: str = "linear", primary: str | None = None) -> Path:
     """A workspace whose contract, data and policy are `task`'s real dataset (works in any bake).
 
@@ -189,17 +216,7 @@ def make_task_workspace(root: Path, task: str, family: str = "linear", primary: 
     data = task_data(task)
     contract_path = root / "data_pipelines" / "contract.yaml"
     shutil.copy(data.contract_path, contract_path)
-    raw = yaml.safe_load((root / "governance" / "policy.yaml").read_text())
-    metric = primary or DEFAULT_PRIMARY[task]
-    model = {key: value for key, value in raw["model"].items() if not key.endswith("_primary_metric")}
-    model["primary_metric"] = metric
-    if higher_is_better(metric):
-        model["min_primary_metric"] = TASK_BOUNDS[task] if metric == DEFAULT_PRIMARY[task] else 0.0
-    else:
-        model["max_primary_metric"] = 1e6
-    raw["model"] = model
-    raw["bias"]["metric"] = DEFAULT_GROUP_METRIC[task]
-    (root / "governance" / "policy.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    task_policy(root / "governance" / "policy.yaml", task, primary)
     params = yaml.safe_load((root / "ml" / "params.yaml").read_text())
     params["estimators"] = small_settings(task)
     (root / "ml" / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
