@@ -28,6 +28,16 @@ PARITY = Parity(
 )
 
 
+@pytest.fixture
+def policy(policy):
+    """The project's policy with the binary requirements these gate tests are written for (any bake)."""
+    model = policy.model.model_copy(
+        update={"primary_metric": "roc_auc", "min_primary_metric": 0.70, "max_primary_metric": None}
+    )
+    bias = policy.bias.model_copy(update={"metric": "selection_rate", "max_gap": 0.15})
+    return policy.model_copy(update={"model": model, "bias": bias})
+
+
 def by_name(gates):
     return {gate.name: gate for gate in gates}
 
