@@ -102,8 +102,11 @@ def update(version: str, changes: dict, path: Path | str) -> RegistryEntry:
             f"registry entry {version!r}: field '{frozen[0]}' cannot be changed after registration"
         )
     registry = load(path)
-    if registry.get(version) is None:
+    current = registry.get(version)
+    if current is None:
         raise RegistryError(f"registry has no model version {version!r}")
+    if _same(current, changes):
+        return current  # a re-run of the same change: the file (and its updated_at) stay as they are
     models = []
     changed = None
     for entry in registry.models:
@@ -116,6 +119,13 @@ def update(version: str, changes: dict, path: Path | str) -> RegistryEntry:
     return changed
 
 
+def _same(entry: RegistryEntry, changes: dict) -> bool:
+    """Whether applying `changes` would leave the entry as it is (compared as parsed records)."""
+    current = entry.model_dump(mode="json")
+    after = parse(RegistryEntry, {**current, **changes}, f"registry entry {entry.version!r}", RegistryError)
+    return after == entry
+
+
 def set_stage(version: str, stage: str, path: Path | str) -> RegistryEntry:
     """Move a version to a stage; promoting to production archives the previous champion."""
     if stage not in STAGES:
@@ -123,8 +133,11 @@ def set_stage(version: str, stage: str, path: Path | str) -> RegistryEntry:
             f"registry entry {version!r}: field 'stage' must be one of {', '.join(STAGES)} (got {stage!r})"
         )
     registry = load(path)
-    if registry.get(version) is None:
+    current = registry.get(version)
+    if current is None:
         raise RegistryError(f"registry has no model version {version!r}")
+    if current.stage == stage:
+        return current  # already there (promoting it archived any other champion then)
     stamp = now()
     models = []
     target = None

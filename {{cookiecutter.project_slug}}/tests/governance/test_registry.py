@@ -152,6 +152,21 @@ def test_update_records_an_image_digest_but_never_the_artifact(store, entry):
         registry.update(version, {"artifact": {"path": "x", "sha256": "e" * 64}}, path)
 
 
+def test_rerunning_the_same_change_leaves_the_file_byte_for_byte(store, entry):
+    """A bot that re-runs (a retried workflow) must not produce a new commit: no fresh updated_at."""
+    path, root, _ = store
+    version = registry.append(entry(), path, root).version
+    digest = {"image": {"digest": "sha256:" + "d" * 64}}
+    registry.update(version, digest, path)
+    registry.set_stage(version, "staging", path)
+    before = path.read_bytes()
+    registry.update(version, digest, path)
+    registry.set_stage(version, "staging", path)
+    assert path.read_bytes() == before
+    registry.set_stage(version, "production", path)
+    assert path.read_bytes() != before, "a real change is still written"
+
+
 def test_an_update_that_breaks_a_field_is_refused_naming_it(store, entry):
     path, root, _ = store
     version = registry.append(entry(), path, root).version
