@@ -93,7 +93,7 @@ def test_a_row_holds_features_sensitive_attribute_prediction_scores_and_lineage(
     assert datetime.fromisoformat(row["timestamp"]).tzinfo is not None
 
 
-def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(settings_for, contract):
+def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(labels, settings_for, contract):
     """The lines monitoring reads are governance.core.capture records, field for field."""
     settings = settings_for()
     records = sample_records(contract, 3, seed=21)
@@ -103,7 +103,7 @@ def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(set
         request_id = answer["request_id"]
         infer = client.post(f"/v2/models/{MODEL_NAME}/infer", json=infer_body(contract, records[1:]))
         assert infer.status_code == 200
-        feedback = [{"feedback_token": answer["predictions"][2]["feedback_token"], "label": 1}]
+        feedback = [{"feedback_token": answer["predictions"][2]["feedback_token"], "label": labels[1]}]
         assert client.post("/feedback", json=feedback).status_code == 202
     schema = {"prediction": PredictionRecord, "feedback": FeedbackRecord}
     rows = read_capture(Path(settings.capture_uri))
