@@ -56,7 +56,7 @@ def truth_of(data: TaskData, rows: int = 30) -> list[Any]:
     return picked[data.contract.target.name].tolist()
 
 
-# -- /predict ---------------------------------------------------------------------------------------------
+# -- /predict --------------------------------------------------------------------------------------
 def test_predict_answers_class_values_with_every_class_probability_or_a_value(served, task):
     client, data, _ = served
     target = data.contract.target
@@ -81,7 +81,7 @@ def test_predict_answers_class_values_with_every_class_probability_or_a_value(se
         assert np.corrcoef(values, truth)[0, 1] > 0.5
 
 
-# -- Open Inference Protocol --------------------------------------------------------------------------------
+# -- Open Inference Protocol -----------------------------------------------------------------------
 def test_model_metadata_declares_the_outputs_of_the_task(served):
     client, data, _ = served
     body = client.get(f"/v2/models/{data.name}").json()
@@ -136,7 +136,7 @@ def test_infer_refuses_an_output_the_task_does_not_answer_naming_it(served):
     assert f'"{other}"' in body["error"] and data.contract.task in body["error"]
 
 
-# -- /feedback ---------------------------------------------------------------------------------------------
+# -- /feedback -------------------------------------------------------------------------------------
 def wrong_labels(data: TaskData) -> list[Any]:
     """Near misses: another spelling or JSON type of a class, or a number sent as text."""
     target = data.contract.target
@@ -179,7 +179,7 @@ def test_feedback_refuses_an_infinite_value_for_regression(served):
     assert response.status_code in (400, 422), response.text  # never recorded, never a 5xx
 
 
-# -- capture and metrics --------------------------------------------------------------------------------------
+# -- capture and metrics ---------------------------------------------------------------------------
 def test_capture_lines_hold_the_answered_label_and_the_probabilities_in_contract_order(served):
     client, data, settings = served
     answer = client.post("/predict", json={"records": records_of(data, 4)}).json()
@@ -223,7 +223,7 @@ def test_metrics_count_by_class_and_observe_the_score_of_the_task(served):
     assert samples["model_score_sum"] == pytest.approx(sum(observed), rel=1e-6)
 
 
-# -- OpenAPI --------------------------------------------------------------------------------------------------
+# -- OpenAPI ---------------------------------------------------------------------------------------
 def test_the_openapi_schema_describes_the_answer_and_the_label_of_the_task(served):
     client, data, _ = served
     target = data.contract.target
@@ -246,7 +246,7 @@ def test_the_openapi_schema_describes_the_answer_and_the_label_of_the_task(serve
     )
 
 
-# -- a model of another task or other classes is not served ------------------------------------------------------
+# -- a model of another task or other classes is not served ----------------------------------------
 def with_props(model: Path, folder: Path, **changes: str) -> Path:
     loaded = onnx.load(str(model))
     props = {entry.key: entry.value for entry in loaded.metadata_props} | changes
