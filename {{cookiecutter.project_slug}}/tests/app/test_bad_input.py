@@ -372,12 +372,13 @@ def wrong_labels(contract) -> list[object]:
     if not target.is_classification:
         return ["1.5", True, None, [1.0], {"value": 1}]
     first = target.classes[0]
-    others = {
-        "string": [1, True, "not-" + str(first)],
-        "int64": [True, str(first), float(first) + 0.5, max(target.classes) + 1],
-        "bool": [1, 0, "true"],
-    }
-    return [*others[target.dtype], None, [first]]
+    if target.dtype == "string":
+        others = [1, True, "not-" + first]
+    elif target.dtype == "int64":
+        others = [True, str(first), first + 0.5, max(target.classes) + 1]
+    else:  # bool
+        others = [1, 0, "true"]
+    return [*others, None, [first]]
 
 
 def test_feedback_refuses_a_label_that_is_not_a_class_or_a_number_naming_it(client, contract):
