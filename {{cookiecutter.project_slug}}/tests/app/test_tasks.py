@@ -22,18 +22,48 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from governance.core.capture import PredictionRecord
+from governance.core.contract import load as load_contract
 from tests.support.datasets import TASK_DATASETS, TaskData, onnx_model
 from tests.support.serving import assert_answers, onnx_answers, read_capture, served_outputs
 
-TASKS = list(TASK_DATASETS)
+# Beyond the three datasets as they come, the same rows with other class types: booleans (the
+# diagnosis as false/true) and integers that are not their own index (cultivars 10, 20, 30), where
+# an answer of the index instead of the class would show.
+RECODED = {
+    "binary_booleans": ("binary_classification", {"benign": False, "malignant": True}),
+    "multiclass_integers": ("multiclass_classification", {"barolo": 10, "grignolino": 20, "barbera": 30}),
+}
+CASES = [*TASK_DATASETS, *RECODED]
 
 
-@pytest.fixture(scope="module", params=TASKS)
+def recoded(data: TaskData, mapping: dict[str, Any], folder: Path) -> TaskData:
+    """The dataset with its classes replaced through `mapping` (contract and rows alike)."""
+    raw = yaml.safe_load(data.contract_path.read_text())
+    target = raw["target"]
+    target["classes"] = [mapping[value] for value in target["classes"]]
+    if "positive_class" in target:
+        target["positive_class"] = mapping[target["positive_class"]]
+    path = folder / f"recoded-{data.contract_path.name}"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    frame = data.frame.copy()
+    frame[data.contract.target.name] = frame[data.contract.target.name].map(mapping)
+    return TaskData(data.name, load_contract(path), frame, path)
+
+
+@pytest.fixture(scope="module", params=CASES)
 def task(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskData, Path]:
     """One task's dataset (contract + rows) and its ONNX model."""
     folder = tmp_path_factory.mktemp(request.param)
-    data = TASK_DATASETS[request.param](folder)
+    if request.param in RECODED:
+        name, mapping = RECODED[request.param]
+        data = recoded(TASK_DATASETS[name](folder), mapping, folder)
+    else:
+        data = TASK_DATASETS[request.param](folder)
     return data, onnx_model(data, folder / "model.onnx")
+
+
+def class_type(data: TaskData) -> type:
+    return type(data.contract.target.classes[0])
 
 
 @pytest.fixture
@@ -71,10 +101,12 @@ def test_predict_answers_class_values_with_every_class_probability_or_a_value(se
         # The index the model answers is mapped to the class it was trained on: the answers agree
         # with the dataset's own labels (a shuffled mapping would score near chance).
         labels = [prediction["label"] for prediction in predictions]
-        assert all(type(label) is str for label in labels)
+        assert all(type(label) is class_type(data) for label in labels)
         assert np.mean([label == true for label, true in zip(labels, truth, strict=True)]) >= 0.85
         for prediction in predictions:
-            assert list(prediction["probabilities"]) == list(target.classes)
+            assert list(prediction["probabilities"]) == [  # the class keys: strings as they are, else JSON
+                value if isinstance(value, str) else json.dumps(value) for value in target.classes
+            ]
             assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     else:
         values = [prediction["value"] for prediction in predictions]
@@ -88,7 +120,8 @@ def test_model_metadata_declares_the_outputs_of_the_task(served):
     outputs = {tensor["name"]: tensor for tensor in body["outputs"]}
     assert outputs == served_outputs(data.contract)
     if data.contract.target.is_classification:
-        assert outputs["label"]["datatype"] == "BYTES"  # the classes of these datasets are words
+        expected = {str: "BYTES", bool: "BOOL", int: "INT64"}[class_type(data)]
+        assert outputs["label"]["datatype"] == expected
     assert [tensor["name"] for tensor in body["inputs"]] == data.contract.feature_names
 
 
@@ -140,10 +173,14 @@ def test_infer_refuses_an_output_the_task_does_not_answer_naming_it(served):
 def wrong_labels(data: TaskData) -> list[Any]:
     """Near misses: another spelling or JSON type of a class, or a number sent as text."""
     target = data.contract.target
-    if target.is_classification:
-        first = target.classes[0]
+    if not target.is_classification:
+        return ["151.0", True, None, [151.0], {"value": 1}]
+    first = target.classes[0]
+    if isinstance(first, str):
         return [first.upper(), 0, 1, True, None, [first], "", " " + first]
-    return ["151.0", True, None, [151.0], {"value": 1}]
+    if isinstance(first, bool):
+        return [0, 1, "true", "false", None, [first]]
+    return [True, str(first), first + 0.5, 0, 1, None, [first]]  # 0 and 1: indices, not classes
 
 
 def test_feedback_takes_a_class_value_of_its_type_or_a_finite_number_and_captures_it(served):
@@ -164,7 +201,7 @@ def test_feedback_takes_a_class_value_of_its_type_or_a_finite_number_and_capture
     [line] = [row for row in read_capture(Path(settings.capture_uri)) if row["kind"] == "feedback"]
     assert line["prediction_id"] == f"{answer['request_id']}:0"
     if target.is_classification:
-        assert line["label"] == true and type(line["label"]) is str
+        assert line["label"] == true and type(line["label"]) is class_type(data)
     else:
         assert line["label"] == 151.0 and type(line["label"]) is float  # a float64 target
 
@@ -191,7 +228,7 @@ def test_capture_lines_hold_the_answered_label_and_the_probabilities_in_contract
     ):
         record = PredictionRecord.model_validate(line)
         if data.contract.target.is_classification:
-            assert record.label == prediction["label"] and type(line["label"]) is str
+            assert record.label == prediction["label"] and type(line["label"]) is class_type(data)
             assert record.scores == list(prediction["probabilities"].values())
         else:
             assert record.label == prediction["value"] and record.scores == []
@@ -213,10 +250,13 @@ def test_metrics_count_by_class_and_observe_the_score_of_the_task(served):
         return
     for value in target.classes:
         expected = sum(prediction["label"] == value for prediction in predictions)
-        assert samples["model_predictions_total" + '{class="' + value + '"}'] == expected
+        key = value if isinstance(value, str) else json.dumps(value)
+        assert samples["model_predictions_total" + '{class="' + key + '"}'] == expected
     # binary: the positive class's probability (here the word "malignant"); multiclass: the top class's
     if target.task == "binary_classification":
-        observed = [p["probabilities"][target.positive_class] for p in predictions]
+        positive = target.positive_class
+        key = positive if isinstance(positive, str) else json.dumps(positive)
+        observed = [p["probabilities"][key] for p in predictions]
     else:
         observed = [max(p["probabilities"].values()) for p in predictions]
     assert samples["model_score_count"] == 12
@@ -233,10 +273,12 @@ def test_the_openapi_schema_describes_the_answer_and_the_label_of_the_task(serve
     feedback = paths["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
     label = feedback["properties"]["label"]
     if target.is_classification:
-        assert prediction["properties"]["label"]["type"] == "string"
+        json_type = {str: "string", bool: "boolean", int: "integer"}[class_type(data)]
+        assert prediction["properties"]["label"]["type"] == json_type
         assert prediction["properties"]["label"]["enum"] == list(target.classes)
-        assert prediction["properties"]["probabilities"]["required"] == list(target.classes)
-        assert label["type"] == "string" and label["enum"] == list(target.classes)
+        keys = [value if isinstance(value, str) else json.dumps(value) for value in target.classes]
+        assert prediction["properties"]["probabilities"]["required"] == keys
+        assert label["type"] == json_type and label["enum"] == list(target.classes)
     else:
         assert prediction["required"] == ["value", "feedback_token"]
         assert label["type"] == "number"
