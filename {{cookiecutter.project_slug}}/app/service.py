@@ -62,7 +62,7 @@ class Service:
         self.classes = list(target.classes)  # index -> class value (the model answers indices)
         self.class_keys = target.class_keys
         self.outputs = outputs_for(self.contract.task)
-        self.label_datatype = model_loader.LABEL_DATATYPES.get(target.dtype or "", "FP32")
+        self.label_datatype = model_loader.LABEL_DATATYPES[target.dtype] if self.classification else ""
         self.metrics = Metrics(target)
         self.capture: CaptureStore | NoCapture = (
             CaptureStore(
