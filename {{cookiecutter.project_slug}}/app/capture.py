@@ -94,24 +94,29 @@ class CaptureStore:
         model_name: str,
         model_version: str,
         rows: Any,
-        labels: list[int],
+        labels: list[Any],
         scores: list[list[float]],
     ) -> None:
         """Buffer one request's scored rows.
 
         rows: the request's records (a list of {name: value}, the sensitive attribute
         included when sent) or its columns ({name: [values]}); expanded by the writer.
+        labels: per row, the answered class value or the predicted number (regression).
+        scores: per row, the class probabilities in contract order; empty for regression.
         """
         self._append(("prediction", request_id, timestamp, model_name, model_version, rows, labels, scores))
 
     def record_feedback(
-        self, timestamp: float, items: list[tuple[str, int, int]], labelled_by: str | None = None
+        self, timestamp: float, items: list[tuple[str, int, Any]], labelled_by: str | None = None
     ) -> None:
-        """Buffer ground-truth labels: (request_id, row, label) each, from the API key `labelled_by`."""
+        """Buffer ground-truth labels: (request_id, row, label) each, from the API key `labelled_by`.
+
+        label: the true class value, or the observed number (regression).
+        """
         self._append(("feedback", timestamp, items, labelled_by))
 
     def _append(self, entry: tuple[Any, ...]) -> None:
-        rows = len(entry[-1]) if entry[0] == "prediction" else len(entry[2])
+        rows = len(entry[6]) if entry[0] == "prediction" else len(entry[2])  # labels, or items
         with self._lock:
             if not self.available:
                 raise CaptureUnavailable(
@@ -210,6 +215,7 @@ class CaptureStore:
                 _, request_id, timestamp, model_name, model_version, rows, labels, scores = entry
                 stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
                 lines = by_date.setdefault(stamp[:10], [])
+                no_scores: list[float] = []  # regression: no class probabilities
                 for index, (features, sensitive) in enumerate(self._rows(rows, len(labels))):
                     line = prediction_line(
                         request_id=request_id,
@@ -220,7 +226,7 @@ class CaptureStore:
                         features=features,
                         sensitive=sensitive,
                         label=labels[index],
-                        scores=scores[index],
+                        scores=scores[index] if scores else no_scores,
                     )
                     lines.append(dumps(line))
             else:

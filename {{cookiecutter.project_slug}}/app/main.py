@@ -152,7 +152,12 @@ def build_api(service: Service) -> FastAPI:
     infer_doc = {
         "tags": ["Open Inference Protocol"],
         "openapi_extra": schema.json_body(schema.infer_request(contract, settings.max_batch_rows)),
-        "responses": {200: {"model": schema.InferResponse}, **schema.ERRORS},
+        "responses": {
+            200: schema.json_response(
+                schema.infer_response(contract.target), "the outputs of the contract's task"
+            ),
+            **schema.ERRORS,
+        },
     }
 
     @api.post("/v2/models/{name}/infer", **infer_doc)
@@ -167,7 +172,10 @@ def build_api(service: Service) -> FastAPI:
         openapi_extra=schema.json_body(
             schema.predict_request(contract, settings.max_batch_rows, reject_unknown)
         ),
-        responses={200: {"model": schema.PredictResponse}, **schema.ERRORS},
+        responses={
+            200: schema.json_response(schema.predict_response(contract.target), "one prediction per record"),
+            **schema.ERRORS,
+        },
     )
     async def predict(request: Request) -> Response:
         """Score records keyed by feature name; every field is checked against the data contract."""
@@ -177,7 +185,7 @@ def build_api(service: Service) -> FastAPI:
         "/feedback",
         tags=["Scoring"],
         status_code=202,
-        openapi_extra=schema.json_body(schema.feedback_request()),
+        openapi_extra=schema.json_body(schema.feedback_request(contract.target)),
         responses=schema.FEEDBACK_ERRORS,
         # Declares the bearer scheme in /docs when keys are configured; the check itself is below.
         dependencies=[Security(BEARER)] if service.api_keys is not None else None,

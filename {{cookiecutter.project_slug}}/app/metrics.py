@@ -5,6 +5,14 @@ take a lock per value and walk the buckets in Python on every observation, sever
 per request and once more per scored row. Here a request adds to plain integer tables
 under one lock (a bisect finds the bucket), and the metric families are built only when
 /metrics is scraped.
+
+What the model metrics observe, per task (the contract's target):
+- classification: `model_predictions_total{class}` counts scored rows by predicted class (the
+  class key: strings as they are, other values as JSON, e.g. "0", "true"); `model_score` is a
+  histogram of the positive-class probability (binary) or of the top-class probability, the
+  model's confidence (multiclass); both lie in [0, 1], hence fixed buckets.
+- regression: `model_value` is a summary (count and sum, so the mean prediction) of the predicted
+  values: their scale is the target's own and unknown here, so no bucket bounds are guessed.
 """
 
 from __future__ import annotations
@@ -20,7 +28,11 @@ from prometheus_client.metrics_core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
+
+from governance.core.contract import Target
+from governance.core.tasks import BINARY
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))  # 0.05 .. 1.0
@@ -52,12 +64,16 @@ class _Histogram:
 class Metrics:
     """Request, prediction and model metrics of one service instance (own registry per app)."""
 
-    def __init__(self, classes: tuple[int, ...]) -> None:
+    def __init__(self, target: Target) -> None:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, str], int] = {}
         self._latency: dict[str, _Histogram] = {}
-        self._classes: dict[int, int] = dict.fromkeys(classes, 0)
+        self._class_keys = target.class_keys
+        self._classes = [0] * len(target.classes)  # rows per class index
+        self._positive = target.positive_index if target.task == BINARY else None
+        self._regression = not target.is_classification
         self._scores = _Histogram(SCORE_BUCKETS)
+        self._values = [0, 0.0]  # regression: rows scored, sum of the predicted values
         self._model: dict[str, str] | None = None
         self._extra: list[Callable[[], Iterator[Metric]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
@@ -72,13 +88,19 @@ class Metrics:
                 histogram = self._latency[route] = _Histogram(LATENCY_BUCKETS)
             histogram.observe(seconds)
 
-    def observe_predictions(self, labels: list[int], scores: list[list[float]], positive: int) -> None:
-        """Count each row's predicted class and its positive-class probability."""
-        classes, observe = self._classes, self._scores.observe
+    def observe_predictions(self, indices: list[int], scores: list[list[float]]) -> None:
+        """Classification: count each row's predicted class index and observe its score (see above)."""
+        classes, observe, positive = self._classes, self._scores.observe, self._positive
         with self._lock:
-            for label, row in zip(labels, scores, strict=True):
-                classes[label] = classes.get(label, 0) + 1
-                observe(row[positive])
+            for index, row in zip(indices, scores, strict=True):
+                classes[index] += 1
+                observe(row[positive] if positive is not None else max(row))
+
+    def observe_values(self, values: list[float]) -> None:
+        """Regression: add the predicted values to the `model_value` summary."""
+        with self._lock:
+            self._values[0] += len(values)
+            self._values[1] += sum(values)
 
     def set_model(self, info: dict[str, str] | None) -> None:
         self._model = info
@@ -94,8 +116,9 @@ class Metrics:
         with self._lock:
             requests = dict(self._requests)
             latency = {route: (h.buckets(), h.total) for route, h in self._latency.items()}
-            classes = dict(self._classes)
+            classes = list(self._classes)
             scores = (self._scores.buckets(), self._scores.total)
+            value_rows, value_sum = self._values
         family: Any = CounterMetricFamily(
             "http_requests", "HTTP requests by route, method and status", labels=["route", "method", "status"]
         )
@@ -108,13 +131,21 @@ class Metrics:
         for route, (buckets, total) in sorted(latency.items()):
             family.add_metric([route], buckets, total)
         yield family
-        family = CounterMetricFamily("model_predictions", "Scored rows by predicted class", labels=["class"])
-        for label, count in sorted(classes.items()):
-            family.add_metric([str(label)], count)
-        yield family
-        family = HistogramMetricFamily("model_score", "Probability of the positive class per scored row")
-        family.add_metric([], scores[0], scores[1])
-        yield family
+        if self._regression:
+            family = SummaryMetricFamily("model_value", "Predicted value per scored row")
+            family.add_metric([], value_rows, value_sum)
+            yield family
+        else:
+            family = CounterMetricFamily(
+                "model_predictions", "Scored rows by predicted class", labels=["class"]
+            )
+            for key, rows in zip(self._class_keys, classes, strict=True):
+                family.add_metric([key], rows)
+            yield family
+            what = "the positive class" if self._positive is not None else "the predicted (top) class"
+            family = HistogramMetricFamily("model_score", f"Probability of {what} per scored row")
+            family.add_metric([], scores[0], scores[1])
+            yield family
         family = GaugeMetricFamily(
             "model_info",
             "The served model (1 while loaded)",

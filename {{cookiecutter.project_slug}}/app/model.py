@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from governance.core.contract import Contract
-from governance.core.encoding import ONNX_INPUT_TYPES, Scorer
+from governance.core.contract import Contract, Target
+from governance.core.encoding import ONNX_INPUT_TYPES, OUTPUT_TYPES, Scorer, Scores, outputs_for
 
 OIP_DATATYPES = {"tensor(float)": "FP32", "tensor(string)": "BYTES", "tensor(int64)": "INT64"}
+# The OIP datatype of a served class label, by the contract's class type: the service answers
+# class VALUES (the model's class index mapped back through `target.classes`).
+LABEL_DATATYPES = {"string": "BYTES", "int64": "INT64", "bool": "BOOL"}
 
 
 class ModelError(RuntimeError):
@@ -65,10 +68,9 @@ class Model:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Labels [N] int64 and class probabilities [N, 2] float32 for one batch."""
-        scores = self.scorer.score(feeds)
-        return scores.label, scores.probabilities
+    def predict(self, feeds: dict[str, np.ndarray]) -> Scores:
+        """One batch's class indices [N] + probabilities [N, classes], or values [N] (regression)."""
+        return self.scorer.score(feeds)
 
 
 def load(path: Path, contract: Contract, threads: int, name: str = "", strict: bool = True) -> Model:
@@ -98,13 +100,7 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
             f"model {file} was trained under contract sha256 {digest[:12] or '<none>'}, but the service "
             f"validates requests with {contract.digest[:12]} (set APP_ENV=development to serve it anyway)"
         )
-    classes = metadata.get("classes")
-    try:
-        declared = None if classes is None else json.loads(classes)
-    except ValueError:
-        raise ModelError(f"model {file} metadata 'classes' is not a JSON list: {classes[:80]!r}") from None
-    if declared is not None and declared != list(contract.target.classes):
-        raise ModelError(f"model {file} has classes {classes}, the contract {list(contract.target.classes)}")
+    _check_metadata(metadata, contract, file)
     version = metadata.get("version") or hashlib.sha256(data).hexdigest()[:12]
     served_name = name or metadata.get("model_name") or "model"
     return Model(
@@ -114,8 +110,45 @@ def load(path: Path, contract: Contract, threads: int, name: str = "", strict: b
         scorer=scorer,
         metadata=metadata,
         inputs=[_describe(node) for node in session.get_inputs()],
-        outputs=[_describe(node) for node in session.get_outputs()],
+        outputs=served_outputs(contract.target),
     )
+
+
+def served_outputs(target: Target) -> list[dict[str, Any]]:
+    """The output tensors the service answers (OIP model metadata), per task.
+
+    Not the ONNX outputs: the service maps the model's class index to the class value, so a
+    label is BYTES, INT64 or BOOL by the contract's class type; a regressor's [N, 1] is answered [N].
+    """
+    if not target.is_classification:
+        return [{"name": "value", "datatype": "FP32", "shape": [-1]}]
+    return [
+        {"name": "label", "datatype": LABEL_DATATYPES[target.dtype or "int64"], "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(target.classes)]},
+    ]
+
+
+def _check_metadata(metadata: dict[str, str], contract: Contract, file: Path) -> None:
+    """The model's declared `task` and `classes` (when present) must be the contract's.
+
+    Classes compare as JSON, so the string class "1" differs from the integer 1 and true from 1:
+    an index maps back to a class value only when both sides list the same values in one order.
+    """
+    task = metadata.get("task")
+    if task is not None and task != contract.task:
+        raise ModelError(
+            f"model {file} was trained for task {task!r}, the contract's task is {contract.task!r}"
+        )
+    classes = metadata.get("classes")
+    if classes is None:
+        return
+    try:
+        declared = json.loads(classes)
+    except ValueError:
+        raise ModelError(f"model {file} metadata 'classes' is not a JSON list: {classes[:80]!r}") from None
+    expected = json.dumps(list(contract.target.classes))
+    if not isinstance(declared, list) or json.dumps(declared) != expected:
+        raise ModelError(f"model {file} has classes {classes}, the contract {expected}")
 
 
 def _describe(node: Any) -> dict[str, Any]:
@@ -124,7 +157,11 @@ def _describe(node: Any) -> dict[str, Any]:
 
 
 def _check_signature(session: ort.InferenceSession, contract: Contract, file: Path) -> None:
-    """Inputs: one per contract feature, [N, 1], float or string; outputs: label and probabilities."""
+    """Inputs: one per contract feature, [N, 1], float or string; outputs: those of the contract's task.
+
+    A classifier answers `label` (int64 class index) and `probabilities` (one column per contract
+    class); a regressor answers `value` (encoding.outputs_for).
+    """
     inputs = {node.name: node for node in session.get_inputs()}
     expected = contract.feature_names
     if sorted(inputs) != sorted(expected):
@@ -141,7 +178,18 @@ def _check_signature(session: ort.InferenceSession, contract: Contract, file: Pa
         if len(node.shape) != 2 or node.shape[1] != 1:
             raise ModelError(f"model {file} input {feature.name!r} has shape {node.shape}, expected [N, 1]")
     outputs = {node.name: node for node in session.get_outputs()}
-    for name, onnx_type in (("label", "tensor(int64)"), ("probabilities", "tensor(float)")):
+    found = {key: node.type for key, node in outputs.items()}
+    for name in outputs_for(contract.task):
+        onnx_type = OUTPUT_TYPES[name]
         if name not in outputs or outputs[name].type != onnx_type:
-            found = {key: node.type for key, node in outputs.items()}
-            raise ModelError(f"model {file} needs output {name!r} of type {onnx_type}; it has {found}")
+            raise ModelError(
+                f"model {file} needs output {name!r} of type {onnx_type} "
+                f"for task {contract.task}; it has {found}"
+            )
+    if contract.target.is_classification:
+        shape = outputs["probabilities"].shape
+        classes = len(contract.target.classes)
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != classes):
+            raise ModelError(
+                f"model {file} output 'probabilities' has shape {shape}, the contract has {classes} classes"
+            )

@@ -10,7 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from governance.core.contract import Contract, Feature
+from app.model import LABEL_DATATYPES
+from governance.core.contract import Contract, Feature, Target
+from governance.core.encoding import outputs_for
+
+JSON_TYPES = {"string": "string", "int64": "integer", "bool": "boolean", "float64": "number"}
 
 
 def feature_schema(feature: Feature, reject_unknown: bool) -> dict[str, Any]:
@@ -71,6 +75,17 @@ def predict_request(contract: Contract, max_rows: int, reject_unknown: bool) -> 
     }
 
 
+def label_schema(target: Target, description: str) -> dict[str, Any]:
+    """A class value (JSON type of the contract's classes, listed) or, for regression, a number."""
+    if not target.is_classification:
+        return {"type": "number", "description": description}
+    return {
+        "type": JSON_TYPES[target.dtype or "int64"],
+        "enum": list(target.classes),
+        "description": description,
+    }
+
+
 def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
     """Open Inference Protocol request: one tensor per feature, [N, 1], FP32 or BYTES."""
     names = contract.feature_names + ([contract.sensitive.name] if contract.sensitive else [])
@@ -103,7 +118,7 @@ def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"name": {"type": "string", "enum": ["label", "probabilities"]}},
+                    "properties": {"name": {"type": "string", "enum": list(outputs_for(contract.task))}},
                     "required": ["name"],
                 },
             },
@@ -113,7 +128,7 @@ def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
     }
 
 
-def feedback_request() -> dict[str, Any]:
+def feedback_request(target: Target) -> dict[str, Any]:
     label = {
         "type": "object",
         "properties": {
@@ -124,7 +139,12 @@ def feedback_request() -> dict[str, Any]:
                 "/predict or the OIP parameters.feedback_tokens answered it; a guessed or altered "
                 "token is refused (403)",
             },
-            "label": {"type": "integer", "description": "the true class"},
+            "label": label_schema(
+                target,
+                "the true class (one of the contract's classes, of their JSON type)"
+                if target.is_classification
+                else "the observed value (a finite number)",
+            ),
         },
         "required": ["feedback_token", "label"],
         "additionalProperties": False,
@@ -142,35 +162,99 @@ class Error(BaseModel):
     rule: str | None = None
 
 
-class Prediction(BaseModel):
-    label: int
-    probabilities: dict[str, float] = Field(description="class -> probability")
-    feedback_token: str = Field(description="send it with the true label to POST /feedback")
+def predict_response(target: Target) -> dict[str, Any]:
+    """The /predict answer per task: a class value + probabilities per class, or a value."""
+    token = {"type": "string", "description": "send it with the true label to POST /feedback"}
+    if target.is_classification:
+        keys = list(target.class_keys)
+        prediction = {
+            "type": "object",
+            "title": "Prediction",
+            "properties": {
+                "label": label_schema(target, "the predicted class (a contract class value)"),
+                "probabilities": {
+                    "type": "object",
+                    "description": "class -> probability, every class in the contract's order "
+                    '(keys: string classes as they are, others as JSON, e.g. "0", "true")',
+                    "properties": {key: {"type": "number", "minimum": 0, "maximum": 1} for key in keys},
+                    "required": keys,
+                    "additionalProperties": False,
+                },
+                "feedback_token": token,
+            },
+            "required": ["label", "probabilities", "feedback_token"],
+        }
+    else:
+        prediction = {
+            "type": "object",
+            "title": "Prediction",
+            "properties": {
+                "value": {"type": "number", "description": "the predicted value"},
+                "feedback_token": token,
+            },
+            "required": ["value", "feedback_token"],
+        }
+    return {
+        "type": "object",
+        "title": "PredictResponse",
+        "properties": {
+            "request_id": {
+                "type": "string",
+                "description": "also in the x-request-id header, for logs and support",
+            },
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "predictions": {"type": "array", "items": prediction},
+        },
+        "required": ["request_id", "model_name", "model_version", "predictions"],
+    }
 
 
-class PredictResponse(BaseModel):
-    request_id: str = Field(description="also in the x-request-id header, for logs and support")
-    model_name: str
-    model_version: str
-    predictions: list[Prediction]
+def infer_response(target: Target) -> dict[str, Any]:
+    """The OIP answer per task: outputs as the model metadata declares them (app/model.py served_outputs)."""
+    if target.is_classification:
+        label_type = LABEL_DATATYPES[target.dtype or "int64"]
+        described = (
+            f"label: {label_type} [N], the predicted class values; "
+            f"probabilities: FP32 [N, {len(target.classes)}], row-major, "
+            f"classes {list(target.classes)} in order"
+        )
+        data: dict[str, Any] = {"type": "array", "items": {"type": ["number", "string", "boolean"]}}
+    else:
+        described = "value: FP32 [N], the predicted values"
+        data = {"type": "array", "items": {"type": "number"}}
+    tensor = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": list(outputs_for(target.task))},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string"},
+            "data": data,
+        },
+        "required": ["name", "shape", "datatype", "data"],
+        "description": described,
+    }
+    return {
+        "type": "object",
+        "title": "InferResponse",
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "parameters": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "request_id; feedback_tokens: one token per row, comma-separated in "
+                "row order, to send with the true label to POST /feedback",
+            },
+            "outputs": {"type": "array", "items": tensor},
+        },
+        "required": ["model_name", "model_version", "parameters", "outputs"],
+    }
 
 
-class OutputTensor(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    data: list[float]
-
-
-class InferResponse(BaseModel):
-    model_name: str
-    model_version: str
-    id: str | None = None
-    parameters: dict[str, str] = Field(
-        description="request_id; feedback_tokens: one token per row, comma-separated in row order, "
-        "to send with the true label to POST /feedback"
-    )
-    outputs: list[OutputTensor]
+def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

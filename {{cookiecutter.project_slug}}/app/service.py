@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import orjson
 
@@ -25,9 +24,9 @@ from app.capture import CaptureStore, CaptureUnavailable, NoCapture
 from app.feedback import ApiKeys, FeedbackTokens
 from app.metrics import Metrics
 from app.settings import Settings
-from app.validation import RequestError, Validator, feedback_items, parse_json
+from app.validation import RequestError, Validator, feedback_items, parse_json, shown
 from governance.core.contract import load as load_contract
-from governance.core.encoding import CLASSIFIER_OUTPUTS as OUTPUTS
+from governance.core.encoding import Scores, outputs_for
 
 log = logging.getLogger("app")
 Result = tuple[int, bytes, str | None]
@@ -58,10 +57,13 @@ class Service:
         self.settings = settings
         self.contract = load_contract(settings.contract_path)
         self.validator = Validator(self.contract, settings.max_batch_rows, settings.unknown_category)
-        classes = self.contract.target.classes
-        self.class_keys = tuple(str(value) for value in classes)
-        self.positive_index = classes.index(self.contract.target.positive_class)
-        self.metrics = Metrics(classes)
+        target = self.contract.target
+        self.classification = target.is_classification
+        self.classes = list(target.classes)  # index -> class value (the model answers indices)
+        self.class_keys = target.class_keys
+        self.outputs = outputs_for(self.contract.task)
+        self.label_datatype = model_loader.LABEL_DATATYPES[target.dtype] if self.classification else ""
+        self.metrics = Metrics(target)
         self.capture: CaptureStore | NoCapture = (
             CaptureStore(
                 settings.capture_uri,
@@ -168,42 +170,58 @@ class Service:
 
     # -- handlers ---------------------------------------------------------------------------
     def _record(
-        self, model: model_loader.Model, rows: Any, labels: np.ndarray, probabilities: np.ndarray
-    ) -> tuple[str, list[int], list[list[float]]]:
-        """Capture the scored rows, then count them; no capture, no answer (503)."""
+        self, model: model_loader.Model, rows: Any, scores: Scores
+    ) -> tuple[str, list[Any], list[Any]]:
+        """Capture the scored rows, then count them; no capture, no answer (503).
+
+        Returns the request id, the answers (class values, or predicted numbers) and the class
+        probabilities per row (empty for regression), as captured and as the client sees them.
+        """
         request_id = next(self._ids)
-        label_list, score_list = labels.tolist(), probabilities.tolist()
+        if self.classification:
+            indices = scores.label.tolist()  # type: ignore[union-attr]
+            classes = self.classes
+            answers = [classes[index] for index in indices]
+            score_list = scores.probabilities.tolist()  # type: ignore[union-attr]
+        else:
+            answers = scores.value.tolist()  # type: ignore[union-attr]
+            score_list = []
         try:
             self.capture.record_predictions(
-                request_id, time.time(), model.name, model.version, rows, label_list, score_list
+                request_id, time.time(), model.name, model.version, rows, answers, score_list
             )
         except CaptureUnavailable as error:
             raise RequestError(
                 503, "capture", "unavailable", f"{error}; the prediction was not recorded"
             ) from None
-        self.metrics.observe_predictions(label_list, score_list, self.positive_index)
-        return request_id, label_list, score_list
+        if self.classification:
+            self.metrics.observe_predictions(indices, score_list)
+        else:
+            self.metrics.observe_values(answers)
+        return request_id, answers, score_list
 
     def predict(self, body: bytes) -> Result:
         model = self.require_model()
         records, feeds = self.validator.records(body)
-        labels, probabilities = model.predict(feeds)
-        request_id, label_list, score_list = self._record(model, records, labels, probabilities)
-        tokens = self.tokens.issue(request_id, len(label_list))
-        first, second = self.class_keys
+        request_id, answers, score_list = self._record(model, records, model.predict(feeds))
+        tokens = self.tokens.issue(request_id, len(answers))
+        if self.classification:
+            keys = self.class_keys
+            predictions = [
+                {"label": label, "probabilities": dict(zip(keys, row, strict=True)), "feedback_token": token}
+                for label, row, token in zip(answers, score_list, tokens, strict=True)
+            ]
+        else:
+            predictions = [
+                {"value": value, "feedback_token": token}
+                for value, token in zip(answers, tokens, strict=True)
+            ]
         payload = orjson.dumps(
             {
                 "request_id": request_id,
                 "model_name": model.name,
                 "model_version": model.version,
-                "predictions": [
-                    {
-                        "label": label,
-                        "probabilities": {first: scores[0], second: scores[1]},
-                        "feedback_token": token,
-                    }
-                    for label, scores, token in zip(label_list, score_list, tokens, strict=True)
-                ],
+                "predictions": predictions,
             }
         )
         return 200, payload, request_id
@@ -223,20 +241,28 @@ class Service:
             raise RequestError(400, "parameters", "type", "must be an object")
         wanted = self._requested_outputs(document.get("outputs"))
         _, columns, feeds = self.validator.tensors(document.get("inputs"))
-        labels, probabilities = model.predict(feeds)
-        request_id, _, _ = self._record(model, columns, labels, probabilities)
+        scores = model.predict(feeds)
+        request_id, answers, _ = self._record(model, columns, scores)
+        rows = len(answers)
+        # Outputs as model metadata declares them (app/model.py served_outputs): class values
+        # typed by the contract (BYTES, INT64 or BOOL) and probabilities [N, classes]; or values [N].
         outputs = []
         if "label" in wanted:
-            outputs.append({"name": "label", "shape": [len(labels)], "datatype": "INT64", "data": labels})
+            outputs.append(
+                {"name": "label", "shape": [rows], "datatype": self.label_datatype, "data": answers}
+            )
         if "probabilities" in wanted:
+            probabilities = scores.probabilities
             outputs.append(
                 {
                     "name": "probabilities",
-                    "shape": list(probabilities.shape),
+                    "shape": list(probabilities.shape),  # type: ignore[union-attr]
                     "datatype": "FP32",
-                    "data": probabilities.reshape(-1),
+                    "data": probabilities.reshape(-1),  # type: ignore[union-attr]
                 }
             )
+        if "value" in wanted:
+            outputs.append({"name": "value", "shape": [rows], "datatype": "FP32", "data": scores.value})
         response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
         if request_ref is not None:
             response["id"] = request_ref
@@ -244,25 +270,27 @@ class Service:
         # one string, comma-separated in row order (a token never holds a comma).
         response["parameters"] = {
             "request_id": request_id,
-            "feedback_tokens": ",".join(self.tokens.issue(request_id, len(labels))),
+            "feedback_tokens": ",".join(self.tokens.issue(request_id, rows)),
         }
         response["outputs"] = outputs
         return 200, orjson.dumps(response, option=NUMPY), request_id
 
-    @staticmethod
-    def _requested_outputs(outputs: Any) -> set[str]:
+    def _requested_outputs(self, outputs: Any) -> set[str]:
+        """The output names asked for: all of the task's when none are named; an unknown one is 400."""
         if outputs is None:
-            return set(OUTPUTS)
+            return set(self.outputs)
         if type(outputs) is not list or not outputs:
             raise RequestError(400, "outputs", "type", 'must be a non-empty list of {"name": ...}')
         wanted = set()
         for index, item in enumerate(outputs):
-            if type(item) is not dict or item.get("name") not in OUTPUTS:
+            name = item.get("name") if type(item) is dict else None
+            if name not in self.outputs:
                 raise RequestError(
                     400,
                     f"outputs[{index}].name",
                     "unknown_output",
-                    f"must be one of {list(OUTPUTS)}",
+                    f"must be one of {list(self.outputs)} for a {self.contract.task} model "
+                    f"(got {shown(name)})",
                 )
             wanted.add(item["name"])
         return wanted
@@ -275,7 +303,7 @@ class Service:
         """Labels for earlier predictions, each named by its feedback token; all recorded or none."""
         document = parse_json(body)
         items = feedback_items(
-            document, self.contract.target.classes, self.settings.max_batch_rows, self.tokens.verify
+            document, self.contract.target, self.settings.max_batch_rows, self.tokens.verify
         )
         if isinstance(self.capture, NoCapture):
             raise RequestError(

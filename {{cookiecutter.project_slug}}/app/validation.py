@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from governance.core import encoding
-from governance.core.contract import Contract, Feature
+from governance.core.contract import Contract, Feature, Target
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NONE = type(None)
@@ -408,17 +408,56 @@ class Validator:
             raise RequestError(400, f"{where}.data[{index}]", "datatype", f"must be >= 0 for {datatype}")
 
 
+def label_rule(target: Target) -> Callable[[Any, str], Any]:
+    """The check of a fed-back label: the answer as captured, or a RequestError (422).
+
+    Classification: one of the contract's class values, of the class type exactly as JSON reads
+    it: the string class "1" is not the integer 1, and true is not 1 (Python's `True == 1` would
+    let it through, so the type is compared first). Regression: a finite number (a whole one for
+    an int64 target); a float64 target records it as a float.
+    """
+    if target.is_classification:
+        kind = type(target.classes[0])
+        classes = frozenset(target.classes)
+        listed = orjson.dumps(list(target.classes)).decode()
+
+        def check_class(label: Any, where: str) -> Any:
+            if type(label) is not kind or label not in classes:
+                raise RequestError(
+                    422,
+                    f"{where}.label",
+                    "category",
+                    f"must be one of the classes {listed} (got {shown(label)})",
+                )
+            return label
+
+        return check_class
+    integer = target.dtype == "int64"
+
+    def check_number(label: Any, where: str) -> Any:
+        if type(label) not in NUMBER_TYPES or not math.isfinite(label):
+            raise RequestError(422, f"{where}.label", "type", f"must be a finite number (got {shown(label)})")
+        if integer and not float(label).is_integer():
+            raise RequestError(
+                422, f"{where}.label", "integer", f"must be a whole number (got {shown(label)})"
+            )
+        return int(label) if integer else float(label)
+
+    return check_number
+
+
 def feedback_items(
     document: Any,
-    classes: Sequence[int],
+    target: Target,
     max_rows: int,
     verify: Callable[[Any, str], tuple[str, int]],
-) -> list[tuple[str, int, int]]:
+) -> list[tuple[str, int, Any]]:
     """Check /feedback: one {"feedback_token", "label"} or a list of them; (request_id, row, label) each.
 
     `verify` turns a token into the (request_id, row) it was issued for, or raises (app/feedback.py):
     a prediction is named only by the token its answer carried, never by a guessable id.
     """
+    check_label = label_rule(target)
     items = document if type(document) is list else [document]
     if not items:
         raise RequestError(422, "body", "min_rows", "must hold at least one label")
@@ -429,7 +468,10 @@ def feedback_items(
         where = f"[{index}]" if type(document) is list else "body"
         if type(item) is not dict:
             raise RequestError(
-                422, where, "type", 'must be an object like {"feedback_token": "...", "label": 1}'
+                422,
+                where,
+                "type",
+                'must be an object like {"feedback_token": "...", "label": <the true label>}',
             )
         extra = sorted(set(item) - {"feedback_token", "label"})
         if extra:
@@ -439,14 +481,7 @@ def feedback_items(
                 else "is not accepted"
             )
             raise RequestError(422, f"{where}.{extra[0]}", "unknown_field", message)
-        label = item.get("label")
-        if type(label) is not int or label not in classes:
-            raise RequestError(
-                422,
-                f"{where}.label",
-                "category",
-                f"must be one of the classes {list(classes)} (got {shown(label)})",
-            )
+        label = check_label(item.get("label"), where)
         if "feedback_token" not in item:
             raise RequestError(
                 422, f"{where}.feedback_token", "required", "is required (the token /predict answered)"

@@ -251,7 +251,14 @@ class ImageTest:
         inputs = [tensor["name"] for tensor in body["inputs"]]
         if inputs != self.contract.feature_names:
             raise CheckFailed(f"model inputs {inputs} differ from the contract {self.contract.feature_names}")
-        return f"{self.model_name} version {body['versions']}, {len(inputs)} inputs in contract order"
+        outputs = [tensor["name"] for tensor in body["outputs"]]
+        expected = ["label", "probabilities"] if self.contract.target.is_classification else ["value"]
+        if outputs != expected:
+            raise CheckFailed(
+                f"a {self.contract.task} model answers {expected}; the metadata declares {outputs}"
+            )
+        version = body["versions"]
+        return f"{self.model_name} {version}: {len(inputs)} inputs in contract order, outputs {outputs}"
 
     def oip_infer(self) -> str:
         records = sample_records(self.contract, 2)
@@ -263,25 +270,55 @@ class ImageTest:
         if body.get("id") != request_id:
             raise CheckFailed(f"request id not echoed: sent {request_id}, got {body.get('id')}")
         outputs = {tensor["name"]: tensor for tensor in body["outputs"]}
-        probabilities = outputs["probabilities"]
-        if probabilities["shape"] != [2, 2] or outputs["label"]["shape"] != [2]:
+        shapes = [(t["name"], t["datatype"], t["shape"]) for t in body["outputs"]]
+        target = self.contract.target
+        if not target.is_classification:
+            value = outputs.get("value")
+            if value is None or value["shape"] != [2] or len(value["data"]) != 2:
+                raise CheckFailed(f"a regressor answers value [2] for 2 rows; got {shapes}")
+            return f"2 rows -> values {value['data']}"
+        classes = len(target.classes)
+        probabilities, label = outputs.get("probabilities"), outputs.get("label")
+        if probabilities is None or label is None:
+            raise CheckFailed(f"a classifier answers label and probabilities; got {shapes}")
+        if probabilities["shape"] != [2, classes] or label["shape"] != [2]:
+            raise CheckFailed(f"expected label [2] and probabilities [2, {classes}]; got {shapes}")
+        if any(value not in target.classes for value in label["data"]):
             raise CheckFailed(
-                f"unexpected output shapes: {[(t['name'], t['shape']) for t in body['outputs']]}"
+                f"labels {label['data']} are not classes of the contract {list(target.classes)}"
             )
-        pairs = zip(probabilities["data"][::2], probabilities["data"][1::2], strict=True)
-        if any(abs(p0 + p1 - 1) > 1e-4 for p0, p1 in pairs):
-            raise CheckFailed(f"class probabilities do not sum to 1: {probabilities['data']}")
-        return f"2 rows -> labels {outputs['label']['data']}"
+        data = probabilities["data"]
+        if any(abs(sum(data[row * classes : (row + 1) * classes]) - 1) > 1e-4 for row in range(2)):
+            raise CheckFailed(f"class probabilities do not sum to 1: {data}")
+        return f"2 rows -> labels {label['data']}"
 
     def predict(self) -> str:
         status, body = http("POST", self.base + "/predict", {"records": sample_records(self.contract, 3)})
         if status != 200:
             raise CheckFailed(f"POST /predict answered {status}: {body}")
         text = json.dumps(body)
-        for word in ("label", "model_version", "request_id"):
+        for word in ("model_version", "request_id"):
             if word not in text:
                 raise CheckFailed(f"the answer names no {word}: {text[:300]}")
+        target = self.contract.target
+        expected = (
+            {"label", "probabilities", "feedback_token"}
+            if target.is_classification
+            else {"value", "feedback_token"}
+        )
+        for prediction in body.get("predictions", []):
+            if set(prediction) != expected:
+                raise CheckFailed(f"a {self.contract.task} prediction holds {sorted(expected)}: {text[:300]}")
+            if target.is_classification and list(prediction["probabilities"]) != list(target.class_keys):
+                raise CheckFailed(
+                    f"probabilities must name every class {list(target.class_keys)}: {text[:300]}"
+                )
         return f"3 records scored: {text[:120]}..."
+
+    def true_label(self) -> Any:
+        """A valid label of the contract's task: its first class, or a number."""
+        target = self.contract.target
+        return target.classes[0] if target.is_classification else 1.0
 
     def feedback_needs_the_token(self) -> str:
         status, body = http("POST", self.base + "/predict", {"records": sample_records(self.contract, 1)})
@@ -290,12 +327,13 @@ class ImageTest:
         token = body["predictions"][0].get("feedback_token")
         if not token:
             raise CheckFailed(f"the prediction carries no feedback_token: {json.dumps(body)[:300]}")
-        status, answer = http("POST", self.base + "/feedback", {"feedback_token": token, "label": 1})
+        label = self.true_label()
+        status, answer = http("POST", self.base + "/feedback", {"feedback_token": token, "label": label})
         if status != 202:
             raise CheckFailed(f"POST /feedback with the prediction's token answered {status}: {answer}")
         named, _, tag = token.rpartition(".")
         forged = f"{named}.{'A' * len(tag)}"
-        status, answer = http("POST", self.base + "/feedback", {"feedback_token": forged, "label": 1})
+        status, answer = http("POST", self.base + "/feedback", {"feedback_token": forged, "label": label})
         if status != 403:
             raise CheckFailed(f"a forged feedback_token answered {status}, not 403: {answer}")
         return "the prediction's token is accepted (202), a forged one refused (403)"

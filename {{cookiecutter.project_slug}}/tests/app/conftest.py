@@ -77,6 +77,12 @@ def model_file(request: pytest.FixtureRequest, contract: Contract) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def labels(contract: Contract) -> list[Any]:
+    """Three valid /feedback labels of the contract's task: class values in turn, or numbers."""
+    return serving.true_labels(contract, 3)
+
+
 @pytest.fixture
 def settings_for(tmp_path: Path, model_file: Path, contract_path: Path) -> Any:
     """Settings for an app serving the fixture model and capturing into tmp_path/capture."""

@@ -6,31 +6,22 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from governance.core import encoding
-from tests.support.serving import MODEL_NAME, infer_body, read_capture, sample_records, scored
-
-
-def onnx_scores(model_file: Path, contract, records) -> np.ndarray:
-    """The positive-class probabilities onnxruntime gives for the records, outside the service."""
-    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
-    feeds = {}
-    for feature in contract.features:
-        values = [record[feature.name] for record in records]
-        if feature.is_numeric:
-            feeds[feature.name] = np.array(
-                [np.nan if v is None else v for v in values], dtype=np.float32
-            ).reshape(-1, 1)
-        else:
-            feeds[feature.name] = np.array(["" if v is None else v for v in values], dtype=object).reshape(
-                -1, 1
-            )
-    return session.run(["probabilities"], feeds)[0][:, 1]
+from tests.support.serving import (
+    MODEL_NAME,
+    assert_answers,
+    infer_body,
+    onnx_answers,
+    read_capture,
+    sample_records,
+    scored,
+    served_outputs,
+    true_labels,
+)
 
 
 # -- Open Inference Protocol: health and metadata ---------------------------------------------
@@ -57,9 +48,8 @@ def test_model_metadata_lists_one_input_per_contract_feature(client, contract):
     for feature in contract.features:
         assert inputs[feature.name]["datatype"] == ("FP32" if feature.is_numeric else "BYTES")
         assert inputs[feature.name]["shape"] == [-1, 1]
-    outputs = {tensor["name"]: tensor for tensor in body["outputs"]}
-    assert outputs["label"] == {"name": "label", "datatype": "INT64", "shape": [-1]}
-    assert outputs["probabilities"] == {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}
+    # What the service answers, per task: class values typed by the contract + probabilities, or values.
+    assert {tensor["name"]: tensor for tensor in body["outputs"]} == served_outputs(contract)
 
 
 def test_model_metadata_and_readiness_under_the_versions_path(client):
@@ -89,22 +79,21 @@ def test_predict_answers_label_probabilities_version_and_request_id(client, cont
     assert body["model_version"] == model_file.parent.name
     assert response.headers["x-request-id"] == body["request_id"]
     [prediction] = body["predictions"]
-    assert set(prediction) == {"label", "probabilities", "feedback_token"}
-    assert prediction["label"] in (0, 1)
-    assert set(prediction["probabilities"]) == {"0", "1"}
-    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert prediction["probabilities"]["1"] == pytest.approx(
-        onnx_scores(model_file, contract, records)[0], abs=1e-6
-    )
+    assert prediction["feedback_token"]
+    assert_answers(body["predictions"], onnx_answers(model_file, contract, records))
+    if contract.target.is_classification:
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_batch_is_scored_row_by_row_in_order(client, contract, model_file):
     records = sample_records(contract, 100, seed=3)
     body = client.post("/predict", json={"records": records}).json()
-    scores = [prediction["probabilities"]["1"] for prediction in body["predictions"]]
-    assert scores == pytest.approx(onnx_scores(model_file, contract, records).tolist(), abs=1e-6)
-    labels = [prediction["label"] for prediction in body["predictions"]]
-    assert labels == [int(score > 0.5) for score in scores]
+    assert_answers(body["predictions"], onnx_answers(model_file, contract, records))
+    if contract.target.is_classification:  # the label is the most probable class
+        keys = contract.target.class_keys
+        for prediction in body["predictions"]:
+            top = max(prediction["probabilities"], key=prediction["probabilities"].get)
+            assert prediction["label"] == contract.target.classes[keys.index(top)]
 
 
 def test_both_scoring_routes_feed_the_model_through_the_ground_encoder(client, contract, monkeypatch):
@@ -160,26 +149,33 @@ def test_oip_infer_echoes_the_id_and_answers_label_and_probabilities(client, con
     assert body["model_name"] == MODEL_NAME
     assert body["parameters"]["request_id"] == response.headers["x-request-id"]
     outputs = {tensor["name"]: tensor for tensor in body["outputs"]}
-    assert outputs["label"]["shape"] == [3] and outputs["label"]["datatype"] == "INT64"
-    assert outputs["probabilities"]["shape"] == [3, 2] and outputs["probabilities"]["datatype"] == "FP32"
-    assert len(outputs["probabilities"]["data"]) == 6
+    declared = served_outputs(contract)
+    assert list(outputs) == list(declared)
+    for name, tensor in outputs.items():  # as the model metadata declares it, with the batch's rows
+        assert tensor["datatype"] == declared[name]["datatype"]
+        assert tensor["shape"] == [3, *declared[name]["shape"][1:]]
     predicted = client.post("/predict", json={"records": records}).json()["predictions"]
+    if "value" in outputs:
+        assert outputs["value"]["data"] == pytest.approx([p["value"] for p in predicted], rel=1e-6)
+        return
     assert outputs["label"]["data"] == [prediction["label"] for prediction in predicted]
-    assert outputs["probabilities"]["data"][1::2] == pytest.approx(
-        [prediction["probabilities"]["1"] for prediction in predicted], abs=1e-6
-    )
+    classes = len(contract.target.classes)
+    assert len(outputs["probabilities"]["data"]) == 3 * classes
+    rows = [outputs["probabilities"]["data"][row * classes : (row + 1) * classes] for row in range(3)]
+    assert rows == [pytest.approx(list(p["probabilities"].values()), abs=1e-6) for p in predicted]
 
 
 def test_oip_infer_accepts_flat_shapes_the_versions_path_and_an_output_selection(client, contract):
     body = infer_body(contract, sample_records(contract, 2), request_id=None)
     for tensor in body["inputs"]:
         tensor["shape"] = [2]
-    body["outputs"] = [{"name": "label"}]
+    first = next(iter(served_outputs(contract)))
+    body["outputs"] = [{"name": first}]
     version = client.get(f"/v2/models/{MODEL_NAME}").json()["versions"][0]
     response = client.post(f"/v2/models/{MODEL_NAME}/versions/{version}/infer", json=body)
     assert response.status_code == 200
     assert "id" not in response.json()
-    assert [tensor["name"] for tensor in response.json()["outputs"]] == ["label"]
+    assert [tensor["name"] for tensor in response.json()["outputs"]] == [first]
 
 
 def test_unseen_categories_are_scored_when_the_setting_says_score(settings_for, contract):
@@ -231,14 +227,15 @@ def test_feedback_records_labels_against_the_prediction(settings_for, contract, 
         answer = client.post("/predict", json={"records": sample_records(contract, 2)}).json()
         request_id = answer["request_id"]
         first, second = (prediction["feedback_token"] for prediction in answer["predictions"])
-        single = client.post("/feedback", json={"feedback_token": first, "label": 1})
-        several = client.post("/feedback", json=[{"feedback_token": second, "label": 0}])
+        one, two = true_labels(contract, 2)
+        single = client.post("/feedback", json={"feedback_token": first, "label": one})
+        several = client.post("/feedback", json=[{"feedback_token": second, "label": two}])
     assert single.status_code == 202 and single.json() == {"recorded": 1}
     assert several.status_code == 202
     feedback = [row for row in read_capture(Path(settings.capture_uri)) if row["kind"] == "feedback"]
     assert {(row["prediction_id"], row["label"]) for row in feedback} == {
-        (f"{request_id}:0", 1),
-        (f"{request_id}:1", 0),
+        (f"{request_id}:0", one),
+        (f"{request_id}:1", two),
     }
 
 
@@ -249,11 +246,16 @@ def test_metrics_count_requests_predicted_classes_scores_and_the_model_version(c
     assert 'http_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'http_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert 'http_request_duration_seconds_count{route="/predict"} 2.0' in text
-    counted = sum(
-        float(line.split()[-1]) for line in text.splitlines() if line.startswith("model_predictions_total")
-    )
-    assert counted == 5
-    assert "model_score_count 5.0" in text
+    if contract.target.is_classification:
+        counted = {
+            line.split('"')[1]: float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("model_predictions_total")
+        }
+        assert list(counted) == list(contract.target.class_keys) and sum(counted.values()) == 5
+        assert "model_score_count 5.0" in text
+    else:
+        assert "model_value_count 5.0" in text
     assert f'model_version="{model_file.parent.name}"' in text
     assert "model_ready 1.0" in text
     assert "capture_buffered_rows" in text

@@ -241,7 +241,9 @@ def test_rejected_requests_are_neither_scored_nor_captured(settings_for, contrac
         predict(client, valid_record(contract) | {contract.feature_names[0]: "x"})
         client.post("/predict", json={"records": []})
         metrics = client.get("/metrics").text
-    assert "model_score_count 0.0" in metrics
+    assert (
+        "model_score_count 0.0" if contract.target.is_classification else "model_value_count 0.0"
+    ) in metrics
     assert read_capture(Path(settings.capture_uri)) == []
 
 
@@ -340,28 +342,49 @@ def test_oip_infer_of_an_unknown_version_is_404(client, contract):
 TOKEN = "req.0.AAAAAAAAAAAAAAAAAAAAAA"  # noqa: S105 shaped like a feedback token, never issued
 
 
+VALID = "<a valid label of the contract's task>"
+
+
 @pytest.mark.parametrize(
     ("body", "field", "rule"),
     [
-        ({"feedback_token": TOKEN, "label": 7}, "body.label", "category"),
-        ({"feedback_token": TOKEN, "label": True}, "body.label", "category"),
-        ({"feedback_token": "", "label": 1}, "body.feedback_token", "format"),
-        ({"label": 1}, "body.feedback_token", "required"),
-        ({"feedback_token": TOKEN, "label": 1, "note": "x"}, "body.note", "unknown_field"),
-        ({"request_id": "r", "row": 0, "label": 1}, "body.request_id", "unknown_field"),
+        ({"feedback_token": "", "label": VALID}, "body.feedback_token", "format"),
+        ({"label": VALID}, "body.feedback_token", "required"),
+        ({"feedback_token": TOKEN, "label": VALID, "note": "x"}, "body.note", "unknown_field"),
+        ({"request_id": "r", "row": 0, "label": VALID}, "body.request_id", "unknown_field"),
         ([], "body", "min_rows"),
-        ([{"feedback_token": TOKEN}], "[0].label", "category"),
+        ([{"feedback_token": TOKEN}], "[0].label", "label"),
     ],
-    ids=[
-        "unknown_class",
-        "boolean_label",
-        "empty_token",
-        "no_token",
-        "extra_field",
-        "request_id_instead_of_a_token",
-        "empty_list",
-        "no_label",
-    ],
+    ids=["empty_token", "no_token", "extra_field", "request_id_instead_of_a_token", "empty_list", "no_label"],
 )
-def test_feedback_rejects_labels_that_cannot_be_joined(client, body, field, rule):
+def test_feedback_rejects_labels_that_cannot_be_joined(client, labels, contract, body, field, rule):
+    items = body if isinstance(body, list) else [body]
+    for item in items:
+        if item.get("label") == VALID:
+            item["label"] = labels[0]
+    rule = rule if rule != "label" else ("category" if contract.target.is_classification else "type")
     rejected(client.post("/feedback", json=body), 422, field, rule)
+
+
+def wrong_labels(contract) -> list[object]:
+    """Labels of the wrong value or JSON type for the contract's target (1 is not "1", true is not 1)."""
+    target = contract.target
+    if not target.is_classification:
+        return ["1.5", True, None, [1.0], {"value": 1}]
+    first = target.classes[0]
+    if target.dtype == "string":
+        others = [1, True, "not-" + first]
+    elif target.dtype == "int64":
+        others = [True, str(first), first + 0.5, max(target.classes) + 1]
+    else:  # bool
+        others = [1, 0, "true"]
+    return [*others, None, [first]]
+
+
+def test_feedback_refuses_a_label_that_is_not_a_class_or_a_number_naming_it(client, contract):
+    for label in wrong_labels(contract):
+        response = client.post("/feedback", json={"feedback_token": TOKEN, "label": label})
+        rule = "category" if contract.target.is_classification else "type"
+        rejected(response, 422, "body.label", rule)
+        shown = orjson.dumps(label).decode() if not isinstance(label, list | dict) else type(label).__name__
+        assert f"(got {shown})" in response.json()["error"], (label, response.json())

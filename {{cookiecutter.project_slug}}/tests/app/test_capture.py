@@ -87,13 +87,17 @@ def test_a_row_holds_features_sensitive_attribute_prediction_scores_and_lineage(
     assert row["features"] == {name: record[name] for name in contract.feature_names}
     if contract.sensitive is not None:
         assert row["sensitive"] == {contract.sensitive.name: record[contract.sensitive.name]}
-    assert row["label"] == answer["predictions"][0]["label"]
-    assert row["scores"] == [answer["predictions"][0]["probabilities"][key] for key in ("0", "1")]
+    prediction = answer["predictions"][0]
+    if contract.target.is_classification:  # the answered class value; probabilities in contract order
+        assert row["label"] == prediction["label"] and type(row["label"]) is type(prediction["label"])
+        assert row["scores"] == [prediction["probabilities"][key] for key in contract.target.class_keys]
+    else:
+        assert row["label"] == prediction["value"] and row["scores"] == []
     assert row["model_version"] == model_file.parent.name
     assert datetime.fromisoformat(row["timestamp"]).tzinfo is not None
 
 
-def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(settings_for, contract):
+def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(labels, settings_for, contract):
     """The lines monitoring reads are governance.core.capture records, field for field."""
     settings = settings_for()
     records = sample_records(contract, 3, seed=21)
@@ -103,7 +107,7 @@ def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(set
         request_id = answer["request_id"]
         infer = client.post(f"/v2/models/{MODEL_NAME}/infer", json=infer_body(contract, records[1:]))
         assert infer.status_code == 200
-        feedback = [{"feedback_token": answer["predictions"][2]["feedback_token"], "label": 1}]
+        feedback = [{"feedback_token": answer["predictions"][2]["feedback_token"], "label": labels[1]}]
         assert client.post("/feedback", json=feedback).status_code == 202
     schema = {"prediction": PredictionRecord, "feedback": FeedbackRecord}
     rows = read_capture(Path(settings.capture_uri))
@@ -113,7 +117,7 @@ def test_every_line_the_service_writes_is_a_record_of_the_one_capture_schema(set
     predicted = [record for record in parsed if isinstance(record, PredictionRecord)]
     [label] = [record for record in parsed if isinstance(record, FeedbackRecord)]
     assert len(predicted) == 5
-    assert label.prediction_id == f"{request_id}:2" and label.label == 1
+    assert label.prediction_id == f"{request_id}:2" and label.label == labels[1]
     assert label.prediction_id in {record.prediction_id for record in predicted}
 
 

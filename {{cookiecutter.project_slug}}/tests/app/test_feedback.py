@@ -63,21 +63,21 @@ def refused(response, status: int, field: str, rule: str) -> None:
 
 
 # -- a real answer's token is accepted ---------------------------------------------------------------------
-def test_every_prediction_carries_a_token_that_labels_exactly_that_row(settings_for, contract):
+def test_every_prediction_carries_a_token_that_labels_exactly_that_row(labels, settings_for, contract):
     settings = settings_for()
     with TestClient(create_app(settings)) as client:
         answer = predict(client, contract, rows=3)
         tokens = [prediction["feedback_token"] for prediction in answer["predictions"]]
         assert len(set(tokens)) == 3
-        response = client.post("/feedback", json={"feedback_token": tokens[2], "label": 1})
+        response = client.post("/feedback", json={"feedback_token": tokens[2], "label": labels[1]})
     assert response.status_code == 202 and response.json() == {"recorded": 1}
     [label] = labels_in(Path(settings.capture_uri))
-    assert (label["request_id"], label["row"], label["label"]) == (answer["request_id"], 2, 1)
+    assert (label["request_id"], label["row"], label["label"]) == (answer["request_id"], 2, labels[1])
     assert label["prediction_id"] == f"{answer['request_id']}:2"
     assert label["labelled_by"] is None
 
 
-def test_the_oip_answer_carries_the_row_tokens_in_its_parameters(settings_for, contract):
+def test_the_oip_answer_carries_the_row_tokens_in_its_parameters(labels, settings_for, contract):
     settings = settings_for()
     with TestClient(create_app(settings)) as client:
         body = infer_body(contract, sample_records(contract, 3))
@@ -86,23 +86,23 @@ def test_the_oip_answer_carries_the_row_tokens_in_its_parameters(settings_for, c
         assert all(type(value) is str for value in parameters.values()), "OIP parameters are scalars"
         tokens = parameters["feedback_tokens"].split(",")
         assert len(tokens) == 3
-        labels = [{"feedback_token": token, "label": row % 2} for row, token in enumerate(tokens)]
-        assert client.post("/feedback", json=labels).status_code == 202
+        sent = [{"feedback_token": token, "label": labels[row % 2]} for row, token in enumerate(tokens)]
+        assert client.post("/feedback", json=sent).status_code == 202
     stored = {(row["prediction_id"], row["label"]) for row in labels_in(Path(settings.capture_uri))}
-    assert stored == {(f"{parameters['request_id']}:{row}", row % 2) for row in range(3)}
+    assert stored == {(f"{parameters['request_id']}:{row}", labels[row % 2]) for row in range(3)}
 
 
 def test_a_token_verifies_on_every_replica_that_shares_the_key_and_after_a_key_rotation(
-    settings_for, contract, tmp_path
+    labels, settings_for, contract, tmp_path
 ):
     old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with TestClient(create_app(settings_for(feedback_key_file=key_file(tmp_path, old)))) as replica:
         token = predict(replica, contract)["predictions"][0]["feedback_token"]
     with TestClient(create_app(settings_for(feedback_key_file=key_file(tmp_path, old)))) as other:
-        assert other.post("/feedback", json={"feedback_token": token, "label": 0}).status_code == 202
+        assert other.post("/feedback", json={"feedback_token": token, "label": labels[0]}).status_code == 202
     rotated = key_file(tmp_path, new, old)  # the new key signs, the old one still verifies
     with TestClient(create_app(settings_for(feedback_key_file=rotated))) as client:
-        assert client.post("/feedback", json={"feedback_token": token, "label": 0}).status_code == 202
+        assert client.post("/feedback", json={"feedback_token": token, "label": labels[0]}).status_code == 202
         fresh = predict(client, contract)["predictions"][0]["feedback_token"]
     request_id, row, _ = fresh.split(".")
     assert fresh == signed(request_id, int(row), new.encode()), "the first key of the file signs"
@@ -150,27 +150,32 @@ def forgeries(answer: dict[str, Any]) -> dict[str, tuple[Any, int, str]]:
 
 
 def test_guessed_forged_or_malformed_tokens_are_refused_with_a_4xx_and_nothing_is_captured(
-    settings_for, contract
+    labels, settings_for, contract
 ):
     settings = settings_for()
     with TestClient(create_app(settings)) as client:
         answer = predict(client, contract)
         for name, (token, status, rule) in forgeries(answer).items():
-            response = client.post("/feedback", json={"feedback_token": token, "label": 1})
+            response = client.post("/feedback", json={"feedback_token": token, "label": labels[1]})
             assert response.status_code == status, (name, response.text)
             refused(response, status, "body.feedback_token", rule)
         # The body the review found accepted: a made-up request id and row.
-        guessed = client.post("/feedback", json={"request_id": "anything", "row": 99999999, "label": 1})
+        guessed = client.post(
+            "/feedback", json={"request_id": "anything", "row": 99999999, "label": labels[1]}
+        )
         refused(guessed, 422, "body.request_id", "unknown_field")
         # One forged label spoils the batch: nothing of it is recorded.
         valid = answer["predictions"][0]["feedback_token"]
         forged = forgeries(answer)["another_rows_token_with_this_tag"][0]
-        batch = [{"feedback_token": valid, "label": 1}, {"feedback_token": forged, "label": 0}]
+        batch = [
+            {"feedback_token": valid, "label": labels[1]},
+            {"feedback_token": forged, "label": labels[0]},
+        ]
         refused(client.post("/feedback", json=batch), 403, "[1].feedback_token", "signature")
     assert labels_in(Path(settings.capture_uri)) == []
 
 
-def test_an_attacker_with_one_token_cannot_label_the_neighbouring_rows(settings_for, contract):
+def test_an_attacker_with_one_token_cannot_label_the_neighbouring_rows(labels, settings_for, contract):
     """Request ids are a counter after a random prefix; holding one token must not reach the next."""
     settings = settings_for()
     with TestClient(create_app(settings)) as client:
@@ -182,14 +187,14 @@ def test_an_attacker_with_one_token_cannot_label_the_neighbouring_rows(settings_
                 if (request_id, row) == (mine["request_id"], 0):
                     continue
                 token = f"{request_id}.{row}.{tag}"
-                response = client.post("/feedback", json={"feedback_token": token, "label": 1})
+                response = client.post("/feedback", json={"feedback_token": token, "label": labels[1]})
                 refused(response, 403, "body.feedback_token", "signature")
     assert labels_in(Path(settings.capture_uri)) == []
 
 
 # -- the same prediction labelled twice: both lines stay (which counts is the reader's policy) -------------
 def test_a_relabel_is_kept_in_the_capture_and_the_first_label_counts_unless_the_policy_says(
-    settings_for, contract
+    labels, settings_for, contract
 ):
     from monitoring.capture import read_window
 
@@ -197,27 +202,30 @@ def test_a_relabel_is_kept_in_the_capture_and_the_first_label_counts_unless_the_
     with TestClient(create_app(settings)) as client:
         answer = predict(client, contract)
         token = answer["predictions"][1]["feedback_token"]
-        for label in (0, 1):  # the outcome, then someone holding the token tries to change it
+        for label in labels[:2]:  # the outcome, then someone holding the token tries to change it
             assert client.post("/feedback", json={"feedback_token": token, "label": label}).status_code == 202
     prediction = f"{answer['request_id']}:1"
     lines = labels_in(Path(settings.capture_uri))
-    assert [(row["prediction_id"], row["label"]) for row in lines] == [(prediction, 0), (prediction, 1)]
+    assert [(row["prediction_id"], row["label"]) for row in lines] == [
+        (prediction, labels[0]),
+        (prediction, labels[1]),
+    ]
     target = contract.target.name
     window = read_window(settings.capture_uri, contract=contract).set_index("prediction_id")
-    assert window.loc[prediction, target] == 0 and window.loc[prediction, "relabelled"]
+    assert window.loc[prediction, target] == labels[0] and window.loc[prediction, "relabelled"]
     assert window[target].notna().sum() == 1
     newest = read_window(settings.capture_uri, contract=contract, relabel="last_wins")
-    assert newest.set_index("prediction_id").loc[prediction, target] == 1
+    assert newest.set_index("prediction_id").loc[prediction, target] == labels[1]
 
 
 # -- optional API keys ---------------------------------------------------------------------------------
-def test_the_api_key_is_required_when_configured(settings_for, contract, tmp_path):
+def test_the_api_key_is_required_when_configured(labels, settings_for, contract, tmp_path):
     api_key = secrets.token_urlsafe(24)
     keys = key_file(tmp_path, "# one key per client", api_key, secrets.token_urlsafe(24))
     settings = settings_for(feedback_api_keys_file=keys)
     with TestClient(create_app(settings)) as client:
         answer = predict(client, contract)  # scoring needs no key
-        label = {"feedback_token": answer["predictions"][0]["feedback_token"], "label": 1}
+        label = {"feedback_token": answer["predictions"][0]["feedback_token"], "label": labels[1]}
         for headers, rule in (
             ({}, "required"),
             ({"authorization": f"Basic {api_key}"}, "scheme"),
@@ -245,8 +253,8 @@ def test_without_api_keys_feedback_needs_no_authorization_and_the_schema_declare
     body = post["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
     assert body["required"] == ["feedback_token", "label"]
     assert {"401", "403", "422"} <= set(post["responses"])
-    prediction = schema["components"]["schemas"]["Prediction"]
-    assert "feedback_token" in prediction["required"]
+    answer = schema["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "feedback_token" in answer["properties"]["predictions"]["items"]["required"]
 
 
 # -- the key's settings --------------------------------------------------------------------------------
@@ -265,7 +273,7 @@ def test_production_without_a_feedback_key_refuses_to_start(monkeypatch):
 
 
 def test_development_without_a_key_signs_with_a_random_key_of_the_process_and_warns(
-    settings_for, contract, monkeypatch, caplog
+    labels, settings_for, contract, monkeypatch, caplog
 ):
     monkeypatch.delenv("FEEDBACK_KEY_FILE")
     with caplog.at_level(logging.WARNING, logger="app"):
@@ -273,10 +281,10 @@ def test_development_without_a_key_signs_with_a_random_key_of_the_process_and_wa
     assert any("FEEDBACK_KEY_FILE is not set" in record.getMessage() for record in caplog.records)
     with TestClient(app) as client:
         token = predict(client, contract)["predictions"][0]["feedback_token"]
-        assert client.post("/feedback", json={"feedback_token": token, "label": 1}).status_code == 202
+        assert client.post("/feedback", json={"feedback_token": token, "label": labels[1]}).status_code == 202
     with TestClient(create_app(settings_for(app_env="development"))) as restarted:
         refused(
-            restarted.post("/feedback", json={"feedback_token": token, "label": 1}),
+            restarted.post("/feedback", json={"feedback_token": token, "label": labels[1]}),
             403,
             "body.feedback_token",
             "signature",

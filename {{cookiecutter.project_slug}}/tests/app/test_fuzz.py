@@ -186,13 +186,13 @@ def test_arbitrary_bytes_and_content_types_never_cause_a_server_error(fuzz_clien
     check()
 
 
-def test_made_up_feedback_tokens_are_refused_with_403_or_422_never_recorded(fuzz_client):
+def test_made_up_feedback_tokens_are_refused_with_403_or_422_never_recorded(fuzz_client, labels):
     """Token-shaped strings (what a guesser sends) get 403, anything else 422; none is a 2xx or 5xx."""
     from app.feedback import TOKEN
 
     @FUZZ
-    @given(token=st.from_regex(TOKEN, fullmatch=True) | st.text(max_size=60), label=st.sampled_from([0, 1]))
-    def check(token: str, label: int) -> None:
+    @given(token=st.from_regex(TOKEN, fullmatch=True) | st.text(max_size=60), label=st.sampled_from(labels))
+    def check(token: str, label: object) -> None:
         response = fuzz_client.post("/feedback", json={"feedback_token": token, "label": label})
         expected = 403 if TOKEN.fullmatch(token) else 422
         assert response.status_code == expected, (token, response.text)

@@ -2,9 +2,11 @@
 
 The tests must not wait for training, so they build their own model from the data contract:
 a scikit-learn pipeline on synthetic rows, exported with skl2onnx to exactly the interface
-the real export follows (one [N, 1] input per feature, float or string; outputs `label`
-int64 [N] and `probabilities` float [N, 2]; metadata props). Serving code never sees
-scikit-learn: only the .onnx file crosses over. `bench/serve` of the template reuses these
+the real export follows (one [N, 1] input per feature, float or string; a classifier answers
+`label` int64 [N], the class index in the contract's order, and `probabilities` float
+[N, classes]; a regressor `value` float [N, 1]; metadata props). Serving code never sees
+scikit-learn: only the .onnx file crosses over. Every task of the contract is built, so the
+serving tests run in a bake of any task. `bench/serve` of the template reuses these
 helpers to train the model it serves both ways.
 
 The pytest fixtures built on these helpers (`contract`, `model_file`, `settings_for`,
@@ -30,7 +32,11 @@ MODEL_NAME = "test_model"
 
 # -- data and model ---------------------------------------------------------------------------
 def synthetic_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
-    """Rows inside the contract, with a label that depends on the features (so AUC > 0.5)."""
+    """Rows inside the contract, with a target that depends on the features (so a model learns).
+
+    Binary: the second class more likely as the signal grows (so AUC > 0.5); multiclass: the
+    signal's quantiles pick the class; regression: the signal plus noise, as a number.
+    """
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -54,9 +60,27 @@ def synthetic_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
         columns[feature.name] = values
     if contract.sensitive is not None:
         columns[contract.sensitive.name] = rng.choice(list(contract.sensitive.categories or ("a", "b")), rows)
-    probability = 1.0 / (1.0 + np.exp(-(3.0 * signal + rng.normal(0.0, 0.5, rows))))
-    columns[contract.target.name] = (rng.random(rows) < probability).astype(np.int64)
+    target = contract.target
+    noisy = 3.0 * signal + rng.normal(0.0, 0.5, rows)
+    if not target.is_classification:
+        values = 10.0 * noisy + 50.0
+        columns[target.name] = np.round(values) if target.dtype == "int64" else values
+        return pd.DataFrame(columns)
+    if len(target.classes) == 2:
+        indices = (rng.random(rows) < 1.0 / (1.0 + np.exp(-noisy))).astype(np.int64)
+    else:
+        edges = np.quantile(noisy, np.linspace(0, 1, len(target.classes) + 1)[1:-1])
+        indices = np.digitize(noisy, edges)
+    columns[target.name] = pd.Series(target.class_values(indices))
     return pd.DataFrame(columns)
+
+
+def true_labels(contract: Contract, rows: int) -> list[Any]:
+    """Valid /feedback labels for `rows` predictions: the classes in turn, or numbers (regression)."""
+    target = contract.target
+    if target.is_classification:
+        return [target.classes[row % len(target.classes)] for row in range(rows)]
+    return [float(row) + 0.5 if target.dtype != "int64" else row for row in range(rows)]
 
 
 def training_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
@@ -74,10 +98,14 @@ def training_frame(contract: Contract, rows: int, seed: int = 0) -> Any:
 
 
 def fit_pipeline(contract: Contract, frame: Any) -> Any:
-    """Impute + scale numbers, one-hot the categories (unknown and "" ignored), logistic regression."""
+    """Impute + scale numbers, one-hot the categories (unknown and "" ignored), a linear model.
+
+    Classifiers (logistic regression) are fitted on class indices, as ml/ trains them, so the
+    ONNX label is the index for any class type; regressors are ridge regressions.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -93,11 +121,14 @@ def fit_pipeline(contract: Contract, frame: Any) -> Any:
             ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
         ]
     )
-    pipeline = Pipeline([("prepare", prepare), ("classify", LogisticRegression(max_iter=500))])
+    target = contract.target
+    model = LogisticRegression(max_iter=500) if target.is_classification else Ridge()
+    pipeline = Pipeline([("prepare", prepare), ("model", model)])
     features = frame[contract.feature_names].copy()
     for name in numeric:
         features[name] = features[name].astype(np.float32)
-    return pipeline.fit(features, frame[contract.target.name].to_numpy())
+    y = frame[target.name]
+    return pipeline.fit(features, target.class_indices(y) if target.is_classification else y.to_numpy())
 
 
 def export_onnx(pipeline: Any, contract: Contract, folder: Path, model_name: str = MODEL_NAME) -> Path:
@@ -110,12 +141,17 @@ def export_onnx(pipeline: Any, contract: Contract, folder: Path, model_name: str
         (feature.name, FloatTensorType([None, 1]) if feature.is_numeric else StringTensorType([None, 1]))
         for feature in contract.features
     ]
+    target = contract.target
+    if target.is_classification:
+        outputs = [
+            ("label", Int64TensorType([None])),
+            ("probabilities", FloatTensorType([None, len(target.classes)])),
+        ]
+        options = {id(pipeline.steps[-1][1]): {"zipmap": False}}
+    else:
+        outputs, options = [("value", FloatTensorType([None, 1]))], None
     model = convert_sklearn(
-        pipeline,
-        initial_types=inputs,
-        final_types=[("label", Int64TensorType([None])), ("probabilities", FloatTensorType([None, 2]))],
-        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-        target_opset=17,
+        pipeline, initial_types=inputs, final_types=outputs, options=options, target_opset=17
     )
     digest = hashlib.sha256(model.SerializeToString()).hexdigest()[:8]
     version = f"{datetime.now(UTC):%Y%m%d%H%M%S}-{digest}"
@@ -127,7 +163,8 @@ def export_onnx(pipeline: Any, contract: Contract, folder: Path, model_name: str
             "contract_sha256": contract.digest,
             "feature_order": json.dumps(contract.feature_names),
             "model_family": "linear",
-            "classes": json.dumps(list(contract.target.classes)),
+            "task": contract.task,
+            "classes": json.dumps(list(target.classes)),
         },
     )
     path = folder / version / "model.onnx"
@@ -268,3 +305,65 @@ def read_capture(root: Path) -> list[dict[str, Any]]:
     for file in sorted(root.glob("date=*/*.jsonl")):
         rows.extend(json.loads(line) for line in file.read_text().splitlines() if line)
     return rows
+
+
+# -- what the service should answer ----------------------------------------------------------------
+def onnx_answers(model_file: Path, contract: Contract, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What /predict should answer for the records (without tokens), from onnxruntime directly.
+
+    Built outside the service (its own feed, its own index -> class mapping), so a test that
+    compares the service's answers with these checks the service, not the code it shares.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for feature in contract.features:
+        values = [record[feature.name] for record in records]
+        if feature.is_numeric:
+            feeds[feature.name] = np.array([np.nan if v is None else v for v in values], np.float32).reshape(
+                -1, 1
+            )
+        else:
+            feeds[feature.name] = np.array(["" if v is None else v for v in values], object).reshape(-1, 1)
+    target = contract.target
+    if not target.is_classification:
+        [values] = session.run(["value"], feeds)
+        return [{"value": float(value)} for value in values.reshape(-1)]
+    indices, probabilities = session.run(["label", "probabilities"], feeds)
+    keys = [value if isinstance(value, str) else json.dumps(value) for value in target.classes]
+    return [
+        {"label": target.classes[int(index)], "probabilities": dict(zip(keys, row.tolist(), strict=True))}
+        for index, row in zip(indices, probabilities, strict=True)
+    ]
+
+
+def served_outputs(contract: Contract) -> dict[str, dict[str, Any]]:
+    """The OIP output tensors (name -> name, datatype, shape) a service of this contract declares."""
+    target = contract.target
+    if not target.is_classification:
+        return {"value": {"name": "value", "datatype": "FP32", "shape": [-1]}}
+    datatype = {"int64": "INT64", "string": "BYTES", "bool": "BOOL"}[target.dtype]
+    return {
+        "label": {"name": "label", "datatype": datatype, "shape": [-1]},
+        "probabilities": {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(target.classes)]},
+    }
+
+
+def assert_answers(predictions: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """The service's predictions equal onnxruntime's: same labels (value and JSON type), close numbers."""
+    import pytest
+
+    assert len(predictions) == len(expected)
+    for got, want in zip(scored(predictions), expected, strict=True):
+        assert set(got) == set(want)
+        if "value" in want:
+            assert type(got["value"]) is float and got["value"] == pytest.approx(
+                want["value"], rel=1e-5, abs=1e-4
+            )
+            continue
+        assert got["label"] == want["label"] and type(got["label"]) is type(want["label"])
+        assert list(got["probabilities"]) == list(want["probabilities"])  # every class, in contract order
+        assert list(got["probabilities"].values()) == pytest.approx(
+            list(want["probabilities"].values()), abs=1e-6
+        )
