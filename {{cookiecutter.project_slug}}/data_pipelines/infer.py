@@ -83,7 +83,8 @@ def infer_target(values: pd.Series, name: str, declared: str | None = None) -> T
             f"target column '{name}' has {len(values) - len(present)} missing values (rule: every row needs "
             "its label): drop those rows or fill them in the file"
         )
-    kind, distinct = _label_kind(present, name)
+    kind, labels = _label_kind(present, name)
+    distinct = sorted(set(labels))
     shown = _values(distinct[:5]) + (f" and {len(distinct) - 5} more" if len(distinct) > 5 else "")
     holds = f"{len(distinct)} distinct {kind} {shown}"
     if len(distinct) < 2:
@@ -120,7 +121,7 @@ def infer_target(values: pd.Series, name: str, declared: str | None = None) -> T
     dtype = {"booleans": "bool", "texts": "string"}.get(kind, "int64")
     positive = None
     if task == BINARY:
-        positive, because = _positive(present, classes)
+        positive, because = _positive(labels, classes)
         other = classes[1 - classes.index(positive)]
         reasons.append(
             f"Positive class {json.dumps(positive)}: {because}; to make it {json.dumps(other)}, "
@@ -135,9 +136,12 @@ def infer_target(values: pd.Series, name: str, declared: str | None = None) -> T
 
 
 def _label_kind(present: pd.Series, name: str) -> tuple[str, list[Any]]:
-    """What the labels are (booleans, whole numbers, non-whole numbers, texts) and their sorted values."""
+    """What the labels are (booleans, whole numbers, non-whole numbers, texts) and each as that type.
+
+    A CSV reader may hand whole numbers over as floats (1.0): they are the integer classes they equal.
+    """
     if pd.api.types.is_bool_dtype(present.dtype) or all(isinstance(v, bool | np.bool_) for v in present):
-        return "booleans", sorted({bool(value) for value in present})
+        return "booleans", [bool(value) for value in present]
     if pd.api.types.is_numeric_dtype(present.dtype):
         numbers = present.astype(float)
         if not np.isfinite(numbers).all():
@@ -147,14 +151,14 @@ def _label_kind(present: pd.Series, name: str) -> tuple[str, list[Any]]:
                 f"{bad.index[0]}): a label must be a finite number; fix the file, then draft again"
             )
         if bool((numbers == numbers.round()).all()):
-            return "whole numbers", sorted({int(value) for value in numbers})
-        return "non-whole numbers", sorted({float(value) for value in numbers})
+            return "whole numbers", [int(value) for value in numbers]
+        return "non-whole numbers", [float(value) for value in numbers]
     kinds = {type(value).__name__ for value in present}
     if kinds != {"str"}:
         raise InferenceError(
             f"target column '{name}' mixes value types {sorted(kinds)}: a label column holds one type"
         )
-    return "texts", sorted(set(present))
+    return "texts", list(present)
 
 
 def _contradiction(task: str, kind: str, distinct: int) -> str:
@@ -170,7 +174,7 @@ def _contradiction(task: str, kind: str, distinct: int) -> str:
     return ""
 
 
-def _positive(present: pd.Series, classes: tuple[Any, ...]) -> tuple[Any, str]:
+def _positive(labels: list[Any], classes: tuple[Any, ...]) -> tuple[Any, str]:
     """The binary class to detect: 1 of 0/1, true of booleans, a word naming it, else the rarer one."""
     if set(classes) == {0, 1} and not isinstance(classes[0], bool):
         return 1, "1 of 0/1"
@@ -179,7 +183,7 @@ def _positive(present: pd.Series, classes: tuple[Any, ...]) -> tuple[Any, str]:
     named = [value for value in classes if class_key(value).strip().lower() in POSITIVE_WORDS]
     if len(named) == 1:
         return named[0], f"the word {json.dumps(named[0])} names the outcome to detect"
-    counts = [int((present.map(class_key) == class_key(value)).sum()) for value in classes]
+    counts = [labels.count(value) for value in classes]
     rarer = classes[0] if counts[0] < counts[1] else classes[1]
     share = min(counts) / sum(counts)
     return rarer, f"the minority class ({share:.0%} of rows)"
