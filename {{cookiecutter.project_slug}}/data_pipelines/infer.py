@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,13 +70,17 @@ class TargetDraft:
         return lines
 
 
-def infer_target(values: pd.Series, name: str, declared: str | None = None) -> TargetDraft:
+def infer_target(
+    values: pd.Series, name: str, declared: str | None = None, order: Sequence[Any] = ()
+) -> TargetDraft:
     """The target's task, type, classes and positive class, each with the reason it was chosen.
 
     ``declared`` (the task the current contract names) wins unless the data contradicts it.
     Otherwise: two distinct values make a binary task; non-whole numbers, or more than
     MAX_CLASSES distinct whole numbers, a regression; anything else (text, booleans, a few
-    whole numbers) a multiclass task. Classes are the file's own values, sorted.
+    whole numbers) a multiclass task. Classes are the file's own values, sorted, or in the
+    ``order`` the current contract lists them when it lists exactly these (a reviewed order,
+    e.g. low, medium, high, survives drafting again).
     """
     present = values.dropna()
     if len(present) < len(values):
@@ -117,7 +122,8 @@ def infer_target(values: pd.Series, name: str, declared: str | None = None) -> T
     if task == REGRESSION:
         reasons.append("Its values are read as float64 numbers.")
         return TargetDraft(task, "float64", (), None, tuple(reasons))
-    classes = tuple(distinct)
+    kept = len(order) == len(distinct) and _typed(order) == _typed(distinct)
+    classes = tuple(order) if kept else tuple(distinct)
     dtype = {"booleans": "bool", "texts": "string"}.get(kind, "int64")
     positive = None
     if task == BINARY:
@@ -128,11 +134,17 @@ def infer_target(values: pd.Series, name: str, declared: str | None = None) -> T
             f"set positive_class: {json.dumps(other)}."
         )
     else:
+        how = "in the order the contract lists them" if kept else "sorted"
         reasons.append(
-            f"Classes {_values(classes)}: the file's own values, sorted; reorder them freely (their order "
+            f"Classes {_values(classes)}: the file's own values, {how}; reorder them freely (their order "
             "is the order of every served probabilities object)."
         )
     return TargetDraft(task, dtype, classes, positive, tuple(reasons))
+
+
+def _typed(values: Sequence[Any]) -> set[tuple[str, Any]]:
+    """Values with their type, so the class True is not the class 1 (other YAML is no class at all)."""
+    return {(type(value).__name__, value) for value in values if isinstance(value, str | int | float)}
 
 
 def _label_kind(present: pd.Series, name: str) -> tuple[str, list[Any]]:
@@ -196,10 +208,12 @@ def infer(
     dataset: str = "dataset",
     source: str = "",
     task: str | None = None,
+    classes: Sequence[Any] = (),
 ) -> str:
     """Return the YAML text of a draft contract for ``frame``, with review comments.
 
-    ``task`` is the task the current contract declares, if any (see :func:`infer_target`).
+    ``task`` and ``classes`` are what the current contract declares, if anything (see
+    :func:`infer_target`).
     """
     if frame.empty:
         raise InferenceError(f"cannot infer a contract from {source or 'the data'}: it has no rows")
@@ -210,7 +224,7 @@ def infer(
         raise InferenceError(f"sensitive attribute '{sensitive}' is not in the data (columns: {columns})")
     if sensitive == target:
         raise InferenceError(f"sensitive attribute '{sensitive}' must differ from the target column")
-    drafted = infer_target(frame[target], target, task)
+    drafted = infer_target(frame[target], target, task, classes)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
@@ -364,13 +378,13 @@ def _declared(path: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def declared_task(declared: dict[str, Any], target: str) -> str | None:
-    """The task the current contract names for this target column (None: none, or another column)."""
+def declared_target(declared: dict[str, Any], target: str) -> tuple[str | None, list[Any]]:
+    """The task and classes the current contract names for this target column (none for another)."""
     block = declared.get("target")
     if not isinstance(block, dict) or block.get("name") not in (None, target):
-        return None
-    task = block.get("task")
-    return None if task is None else str(task)
+        return None, []
+    task, classes = block.get("task"), block.get("classes")
+    return (None if task is None else str(task)), (classes if isinstance(classes, list) else [])
 
 
 def draft_contract(
@@ -397,11 +411,13 @@ def draft_contract(
         )
     declared = _declared(paths.contract)
     dataset = str(declared.get("dataset") or "dataset")
-    task = declared_task(declared, target)
+    task, classes = declared_target(declared, target)
     with progress.step(f"inferring a draft contract from {shown} ({len(frame)} rows)"):
-        text = infer(frame, target, sensitive or None, dataset=dataset, source=shown, task=task)
+        text = infer(
+            frame, target, sensitive or None, dataset=dataset, source=shown, task=task, classes=classes
+        )
     if target in frame.columns:
-        for reason in infer_target(frame[target], target, task).reasons:
+        for reason in infer_target(frame[target], target, task, classes).reasons:
             progress.note(reason)
     parse_contract(yaml.safe_load(text))  # never hand out a draft the loader would reject
     return text

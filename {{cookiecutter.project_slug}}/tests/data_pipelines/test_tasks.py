@@ -34,8 +34,10 @@ def as_csv(data: TaskData, folder: Path, frame: pd.DataFrame | None = None) -> P
     return path
 
 
-def draft(frame: pd.DataFrame, target: str, task: str | None = None) -> tuple[str, Contract]:
-    text = infer.infer(frame, target, task=task)
+def draft(
+    frame: pd.DataFrame, target: str, task: str | None = None, classes: list | None = None
+) -> tuple[str, Contract]:
+    text = infer.infer(frame, target, task=task, classes=classes or ())
     return text, parse_contract(yaml.safe_load(text))
 
 
@@ -67,6 +69,16 @@ def test_breast_cancer_in_words_is_binary_with_the_word_malignant_positive(tmp_p
     assert drafted.target.classes == ("benign", "malignant")
     assert drafted.target.positive_class == "malignant"
     assert 'to make it "benign", set positive_class: "benign"' in text  # how to change it
+
+
+def test_classes_keep_the_order_the_contract_lists_when_drafted_again(tmp_path):
+    data = wine(tmp_path)
+    listed = ["barolo", "grignolino", "barbera"]
+    text, drafted = draft(data.frame, "cultivar", task=MULTICLASS, classes=listed)
+    assert drafted.target.classes == tuple(listed)
+    assert "in the order the contract lists them" in text
+    other = draft(data.frame, "cultivar", task=MULTICLASS, classes=["barolo", "grignolino", "nebbiolo"])[1]
+    assert other.target.classes == ("barbera", "barolo", "grignolino")  # the data's classes, sorted
 
 
 def test_words_that_name_no_outcome_make_the_minority_class_positive():
