@@ -6,6 +6,12 @@ values missing where real applications miss them, a noisy label that a linear mo
 learn only partly, and a sensitive attribute (``sex``) that is not a model input but leaks
 into income, so bias metrics measure something without the plain model breaking the policy.
 
+One dataset per supervised task, from the same applicants and the same latent risk, so every
+task is demonstrated offline: ``defaulted`` (binary, 0/1: did the loan default within a year),
+``risk_grade`` (multiclass, the words low/medium/high an underwriter would give) and
+``interest_rate`` (regression, the yearly percent offered). Which one a frame carries follows
+the task of the project's contract (data_pipelines/contract.yaml), or the ``task`` argument.
+
 Two knobs let monitoring and retraining be exercised without real production traffic:
 ``covariate_drift`` moves the inputs (an economic downturn: lower incomes, bigger loans,
 more unemployment, a different regional mix) and ``concept_drift`` changes how the label
@@ -17,15 +23,20 @@ categories, so drifted windows still pass validation and the drift tests see rea
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import numbers
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from governance.core.contract import Contract, parse_contract
+from governance.core.paths import PATHS
+from governance.core.tasks import BINARY, MULTICLASS, REGRESSION, TASKS
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 MEAN_SECONDS_BETWEEN_APPLICATIONS = 240.0  # about 360 applications a day
@@ -34,14 +45,43 @@ EMPLOYMENT = ("salaried", "self_employed", "unemployed", "retired")
 REGIONS = ("north", "south", "east", "west")
 PURPOSES = ("car", "home", "education", "business", "other")
 SEXES = ("female", "male")
+GRADES = ("low", "medium", "high")
+GRADE_CUTS = (-1.5, -0.1)  # latent risk below the first: low; above the second: high
+RATE_RANGE = (2.5, 29.9)  # yearly percent, the range a consumer loan is priced in
 
-# The schema this generator promises, in the data contract's own format. It is the
-# contract a project baked with the example data starts from; tests use it directly so
-# that they hold whatever contract a project later adopts.
-EXAMPLE_CONTRACT: dict = {
-    "version": 1,
-    "dataset": "loan_applications",
-    "target": {"name": "defaulted", "dtype": "int64", "classes": [0, 1], "positive_class": 1},
+# The label of each task, in the contract's own format (binary keeps its original form, so the
+# example schema, and the digest of every snapshot made against it, is unchanged).
+TARGETS: dict[str, dict] = {
+    BINARY: {"name": "defaulted", "dtype": "int64", "classes": [0, 1], "positive_class": 1},
+    MULTICLASS: {"name": "risk_grade", "task": MULTICLASS, "dtype": "string", "classes": list(GRADES)},
+    REGRESSION: {"name": "interest_rate", "task": REGRESSION, "dtype": "float64"},
+}
+
+
+def project_task(path: Path | None = None) -> str:
+    """The task the project's contract declares (binary when it declares none or cannot be read).
+
+    Only ``target.task`` is read, as text: the example follows the task a project was baked
+    with, and stays usable while a half-edited contract would not load.
+    """
+    try:
+        raw = yaml.safe_load((path or PATHS.contract).read_text())
+    except (OSError, yaml.YAMLError):
+        return BINARY
+    target = raw.get("target") if isinstance(raw, dict) else None
+    task = target.get("task") if isinstance(target, dict) else None
+    return task if task in TASKS else BINARY
+
+
+def _task(task: str | None) -> str:
+    task = project_task() if task is None else task
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)} (got {task!r})")
+    return task
+
+
+# The inputs this generator promises, in the data contract's own format (the target is per task).
+_INPUTS: dict = {
     "sensitive_attribute": {"name": "sex", "categories": list(SEXES), "nullable": False},
     "features": [
         {"name": "age", "kind": "numeric", "dtype": "int64", "min": 18, "max": 100, "nullable": False},
@@ -103,17 +143,29 @@ EXAMPLE_CONTRACT: dict = {
 }
 
 
-def example_contract() -> Contract:
-    """The generator's schema as a checked Contract (independent of the project's contract.yaml).
+def example_schema(task: str | None = None) -> dict:
+    """The generator's schema for ``task`` (default: the project's), in the contract's format."""
+    target = TARGETS[_task(task)]
+    return {"version": 1, "dataset": "loan_applications", "target": dict(target), **copy.deepcopy(_INPUTS)}
+
+
+# The schema of the project's task: the contract a project baked with the example data starts
+# from; tests use it directly so that they hold whatever contract a project later adopts.
+EXAMPLE_CONTRACT: dict = example_schema()
+
+
+def example_contract(task: str | None = None) -> Contract:
+    """The generator's schema as a checked Contract (its features independent of contract.yaml).
 
     Its digest hashes the schema itself, so snapshots made against it carry a stable lineage.
     """
-    canonical = json.dumps(EXAMPLE_CONTRACT, sort_keys=True, separators=(",", ":")).encode()
-    return parse_contract(EXAMPLE_CONTRACT, digest=hashlib.sha256(canonical).hexdigest())
+    schema = example_schema(task)
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+    return parse_contract(schema, digest=hashlib.sha256(canonical).hexdigest())
 
 
 def _bounds(name: str) -> tuple[float, float]:
-    feature = next(item for item in EXAMPLE_CONTRACT["features"] if item["name"] == name)
+    feature = next(item for item in _INPUTS["features"] if item["name"] == name)
     return feature["min"], feature["max"]
 
 
@@ -141,17 +193,20 @@ def generate(
     covariate_drift: float = 0.0,
     concept_drift: float = 0.0,
     start: datetime | None = None,
+    task: str | None = None,
 ) -> pd.DataFrame:
     """Return ``n_rows`` applications with the contract's columns plus ``event_time`` (UTC).
 
     The same arguments always give the same frame. ``start`` is when the window opens
-    (default 2024-01-01 UTC); applications then arrive as a Poisson process.
+    (default 2024-01-01 UTC); applications then arrive as a Poisson process. ``task`` picks
+    the label (default: the task of the project's contract); the inputs are the same for all.
     """
     if not isinstance(n_rows, numbers.Integral) or isinstance(n_rows, bool) or n_rows < 1:
         raise ValueError(f"n_rows must be a positive integer (got {n_rows!r})")
     n = int(n_rows)
     shift = _check_strength("covariate_drift", covariate_drift)
     concept = _check_strength("concept_drift", concept_drift)
+    task = _task(task)
     start = start or DEFAULT_START
     if start.tzinfo is None:
         raise ValueError(f"start must be timezone-aware, e.g. datetime(..., tzinfo=UTC) (got {start!r})")
@@ -165,6 +220,7 @@ def generate(
     u_missing_income, u_missing_history, u_missing_purpose = rng.random((3, n))
     z_label_noise = rng.logistic(0.0, 1.0, n)
     gaps = rng.exponential(MEAN_SECONDS_BETWEEN_APPLICATIONS, n)
+    z_rate = rng.standard_normal(n)  # drawn last, so the binary label's stream is as it always was
 
     sex = _pick(u_sex, np.array([0.49, 0.51]), SEXES)
     female = sex == "female"
@@ -258,7 +314,7 @@ def generate(
         + np.select([purpose == "education", purpose == "car"], [0.9, 0.35], default=0.0)
     )
     logit = (1.0 - concept) * logit_before + concept * logit_after
-    defaulted = (logit + z_label_noise > 0).astype(np.int64)
+    label = _label(task, logit, z_label_noise, z_rate, loan_amount)
 
     # Missing values where real applications miss them: undeclared income (more often for
     # the self-employed), thin credit files (more often for the young), skipped purpose.
@@ -279,12 +335,33 @@ def generate(
             "employment_type": employment,
             "region": region,
             "loan_purpose": np.where(purpose_missing, None, purpose),
-            "defaulted": defaulted,
+            TARGETS[task]["name"]: label,
             "sex": sex,
             "event_time": event_time,
         }
     )
     return frame
+
+
+def _label(
+    task: str, logit: np.ndarray, noise: np.ndarray, z_rate: np.ndarray, loan_amount: np.ndarray
+) -> np.ndarray:
+    """Each task's label from the same latent default risk (``logit``), so all are learnable.
+
+    Binary: the risk plus logistic noise crosses zero. Multiclass: the same noisy risk, cut
+    into three grades (the noise halved, so the middle grade is not a coin toss). Regression:
+    the price of that risk, a base rate plus a risk premium, cheaper for larger loans, with
+    normal noise, rounded to basis points and kept in a plausible range.
+    """
+    if task == BINARY:
+        return (logit + noise > 0).astype(np.int64)
+    if task == MULTICLASS:
+        risk = logit + 0.5 * noise
+        return np.asarray(GRADES, dtype=object)[np.searchsorted(GRADE_CUTS, risk)]
+    premium = 2.2 * np.log1p(np.exp(logit + 1.0))  # grows with the risk, never below zero
+    size_discount = 0.6 * np.log(loan_amount / 15000.0)
+    rate = 5.0 + premium - size_discount + 0.9 * z_rate
+    return np.round(np.clip(rate, *RATE_RANGE), 2)
 
 
 def _poisson_from_uniform(uniform: np.ndarray, mean: np.ndarray) -> np.ndarray:

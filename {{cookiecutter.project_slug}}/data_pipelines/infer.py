@@ -6,6 +6,11 @@ saw (observed ranges, categories, how many values were missing) in comments next
 decision, widens numeric ranges a little so the next batch does not fail on its first new
 maximum, and leaves out columns that do not look like features (identifiers, free text,
 timestamps) with a note saying why. The person reviews it and commits it.
+
+The target keeps the file's own labels (words, booleans, integers: nothing asks for a recode)
+and gets a task: the one the current contract declares (a project is baked with one), unless
+the data contradicts it, else the one its values suggest. Each choice is said once, with its
+reason, on the terminal and as a comment in the draft.
 """
 
 from __future__ import annotations
@@ -13,26 +18,187 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from data_pipelines.snapshot import EVENT_TIME, read_table
 from governance.core import progress
-from governance.core.contract import parse_contract
+from governance.core.contract import class_key, parse_contract
 from governance.core.errors import InputError
 from governance.core.paths import Paths
+from governance.core.tasks import BINARY, MULTICLASS, REGRESSION, TASKS
 
+MAX_CLASSES = 20  # more distinct whole numbers than this look like a quantity, not classes
+# Labels that name the outcome a binary model is usually asked to detect (compared in lower case).
+POSITIVE_WORDS = frozenset(
+    ["1", "y", "yes", "true", "t", "positive", "pos", "default", "defaulted", "churn", "churned", "fraud",
+     "fraudulent", "spam", "malignant", "bad", "failure", "failed", "sick", "disease", "abnormal", "anomaly"]
+)  # fmt: skip
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # the contract's rule for column names
 MAX_CATEGORIES = 50  # more distinct texts than this looks like an identifier or free text
 WIDEN = 0.05  # numeric bounds are widened by this share of the observed span
 
 
 class InferenceError(InputError):
-    """The table cannot yield a contract (no such target, a target that is not binary, ...)."""
+    """The table cannot yield a contract (no such target, a target that contradicts its task, ...)."""
+
+
+@dataclass(frozen=True)
+class TargetDraft:
+    """What the target column is: its task, type and classes, and why, in sentences."""
+
+    task: str
+    dtype: str
+    classes: tuple[Any, ...]
+    positive_class: Any
+    reasons: tuple[str, ...]
+
+    def lines(self, name: str) -> list[str]:
+        lines = [*(f"# {reason}" for reason in self.reasons), "target:", f"  name: {name}"]
+        lines += [f"  task: {self.task}", f"  dtype: {self.dtype}"]
+        if self.classes:
+            lines.append(f"  classes: {_values(self.classes)}")
+        if self.task == BINARY:
+            lines.append(f"  positive_class: {json.dumps(self.positive_class)}")
+        return lines
+
+
+def infer_target(
+    values: pd.Series, name: str, declared: str | None = None, order: Sequence[Any] = ()
+) -> TargetDraft:
+    """The target's task, type, classes and positive class, each with the reason it was chosen.
+
+    ``declared`` (the task the current contract names) wins unless the data contradicts it.
+    Otherwise: two distinct values make a binary task; non-whole numbers, or more than
+    MAX_CLASSES distinct whole numbers, a regression; anything else (text, booleans, a few
+    whole numbers) a multiclass task. Classes are the file's own values, sorted, or in the
+    ``order`` the current contract lists them when it lists exactly these (a reviewed order,
+    e.g. low, medium, high, survives drafting again).
+    """
+    present = values.dropna()
+    if len(present) < len(values):
+        raise InferenceError(
+            f"target column '{name}' has {len(values) - len(present)} missing values (rule: every row needs "
+            "its label): drop those rows or fill them in the file"
+        )
+    kind, labels = _label_kind(present, name)
+    distinct = sorted(set(labels))
+    shown = _values(distinct[:5]) + (f" and {len(distinct) - 5} more" if len(distinct) > 5 else "")
+    holds = f"{len(distinct)} distinct {kind} {shown}"
+    if len(distinct) < 2:
+        raise InferenceError(f"target column '{name}' holds one value only {shown}: nothing to predict")
+    if declared is not None:
+        if declared not in TASKS:
+            raise InferenceError(f"field target.task must be one of {list(TASKS)} (got {declared!r})")
+        contradiction = _contradiction(declared, kind, len(distinct))
+        if contradiction:
+            raise InferenceError(
+                f"target column '{name}': the contract declares task {declared}, but the data holds {holds}, "
+                f"and {contradiction}: set target.task in data_pipelines/contract.yaml to the task you mean "
+                "(or delete the line to let `make contract` infer it)"
+            )
+        task, why = declared, f"declared in the contract; the column holds {holds}"
+    elif len(distinct) == 2:
+        task, why = BINARY, f"the column holds two distinct {kind} {shown}"
+    elif kind == "non-whole numbers":
+        task, why = REGRESSION, f"the column holds {holds}"
+    elif kind == "whole numbers" and len(distinct) > MAX_CLASSES:
+        task, why = REGRESSION, f"the column holds {holds} (more than {MAX_CLASSES}: a quantity, not classes)"
+    elif kind == "texts" and len(distinct) > MAX_CATEGORIES:
+        raise InferenceError(
+            f"target column '{name}' holds {holds}: more than {MAX_CATEGORIES} classes look like an "
+            "identifier or free text; pick another target column"
+        )
+    else:
+        task, why = MULTICLASS, f"the column holds {holds}"
+    reasons = [f"Target '{name}': task {task}, because {why}."]
+    if task == REGRESSION:
+        reasons.append("Its values are read as float64 numbers.")
+        return TargetDraft(task, "float64", (), None, tuple(reasons))
+    kept = len(order) == len(distinct) and _typed(order) == _typed(distinct)
+    classes = tuple(order) if kept else tuple(distinct)
+    dtype = {"booleans": "bool", "texts": "string"}.get(kind, "int64")
+    positive = None
+    if task == BINARY:
+        positive, because = _positive(labels, classes)
+        other = classes[1 - classes.index(positive)]
+        reasons.append(
+            f"Positive class {json.dumps(positive)}: {because}; to make it {json.dumps(other)}, "
+            f"set positive_class: {json.dumps(other)}."
+        )
+    else:
+        how = "in the order the contract lists them" if kept else "sorted"
+        reasons.append(
+            f"Classes {_values(classes)}: the file's own values, {how}; reorder them freely (their order "
+            "is the order of every served probabilities object)."
+        )
+    return TargetDraft(task, dtype, classes, positive, tuple(reasons))
+
+
+def _typed(values: Sequence[Any]) -> set[tuple[str, Any]]:
+    """Values with their type, so the class True is not the class 1 (other YAML is no class at all)."""
+    return {(type(value).__name__, value) for value in values if isinstance(value, str | int | float)}
+
+
+def _label_kind(present: pd.Series, name: str) -> tuple[str, list[Any]]:
+    """What the labels are (booleans, whole numbers, non-whole numbers, texts) and each as that type.
+
+    A CSV reader may hand whole numbers over as floats (1.0): they are the integer classes they equal.
+    """
+    if pd.api.types.is_bool_dtype(present.dtype) or all(isinstance(v, bool | np.bool_) for v in present):
+        return "booleans", [bool(value) for value in present]
+    if pd.api.types.is_numeric_dtype(present.dtype):
+        numbers = present.astype(float)
+        if not np.isfinite(numbers).all():
+            bad = numbers[~np.isfinite(numbers)]
+            raise InferenceError(
+                f"target column '{name}' holds {len(bad)} infinite values (e.g. {bad.iloc[0]} in row "
+                f"{bad.index[0]}): a label must be a finite number; fix the file, then draft again"
+            )
+        if bool((numbers == numbers.round()).all()):
+            return "whole numbers", [int(value) for value in numbers]
+        return "non-whole numbers", [float(value) for value in numbers]
+    kinds = {type(value).__name__ for value in present}
+    if kinds != {"str"}:
+        raise InferenceError(
+            f"target column '{name}' mixes value types {sorted(kinds)}: a label column holds one type"
+        )
+    return "texts", list(present)
+
+
+def _contradiction(task: str, kind: str, distinct: int) -> str:
+    """Why labels of ``kind`` cannot be a ``task`` target ('' when they can)."""
+    if task == BINARY and distinct != 2:
+        return "a binary target has exactly two"
+    if task == MULTICLASS and kind == "non-whole numbers":
+        return "classes are not fractions (a regression target?)"
+    if task == MULTICLASS and distinct < 3:
+        return "a multiclass target has at least three classes (two: binary_classification)"
+    if task == REGRESSION and kind in ("texts", "booleans"):
+        return "a regression target is a number"
+    return ""
+
+
+def _positive(labels: list[Any], classes: tuple[Any, ...]) -> tuple[Any, str]:
+    """The binary class to detect: 1 of 0/1, true of booleans, a word naming it, else the rarer one."""
+    if set(classes) == {0, 1} and not isinstance(classes[0], bool):
+        return 1, "1 of 0/1"
+    if isinstance(classes[0], bool):
+        return True, "true of true/false"
+    named = [value for value in classes if class_key(value).strip().lower() in POSITIVE_WORDS]
+    if len(named) == 1:
+        return named[0], f"the word {json.dumps(named[0])} names the outcome to detect"
+    counts = [labels.count(value) for value in classes]
+    rarer = classes[0] if counts[0] < counts[1] else classes[1]
+    share = min(counts) / sum(counts)
+    return rarer, f"the minority class ({share:.0%} of rows)"
 
 
 def infer(
@@ -41,8 +207,14 @@ def infer(
     sensitive: str | None = None,
     dataset: str = "dataset",
     source: str = "",
+    task: str | None = None,
+    classes: Sequence[Any] = (),
 ) -> str:
-    """Return the YAML text of a draft contract for ``frame``, with review comments."""
+    """Return the YAML text of a draft contract for ``frame``, with review comments.
+
+    ``task`` and ``classes`` are what the current contract declares, if anything (see
+    :func:`infer_target`).
+    """
     if frame.empty:
         raise InferenceError(f"cannot infer a contract from {source or 'the data'}: it has no rows")
     columns = [str(column) for column in frame.columns]
@@ -52,7 +224,7 @@ def infer(
         raise InferenceError(f"sensitive attribute '{sensitive}' is not in the data (columns: {columns})")
     if sensitive == target:
         raise InferenceError(f"sensitive attribute '{sensitive}' must differ from the target column")
-    _check_target(frame[target], target)
+    drafted = infer_target(frame[target], target, task, classes)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
@@ -65,11 +237,7 @@ def infer(
         "# - nullable says whether values were missing here; columns left out are listed at the end.",
         "version: 1",
         f"dataset: {_dataset_name(dataset)}",
-        "target:",
-        f"  name: {target}",
-        "  dtype: int64",
-        "  classes: [0, 1]",
-        "  positive_class: 1",
+        *drafted.lines(target),
     ]
     if sensitive:
         values = frame[sensitive]
@@ -78,7 +246,7 @@ def infer(
             "# Not a model input: used for bias metrics in training and monitoring.",
             "sensitive_attribute:",
             f"  name: {sensitive}",
-            f"  categories: {_list(categories)}",
+            f"  categories: {_values(categories)}",
             f"  nullable: {_bool(values.isna().any())}",
         ]
     lines.append("features:")
@@ -98,19 +266,6 @@ def infer(
     if skipped:
         lines += ["# Left out (not features as they are; `make data` drops them from snapshots):", *skipped]
     return "\n".join(lines) + "\n"
-
-
-def _check_target(values: pd.Series, target: str) -> None:
-    present = values.dropna()
-    if len(present) < len(values):
-        raise InferenceError(f"target column '{target}' has {len(values) - len(present)} missing values")
-    seen = set(present.unique().tolist())
-    if not seen <= {0, 1} or not seen:
-        shown = sorted(map(str, seen))[:10]
-        raise InferenceError(
-            f"target column '{target}' must be binary and coded 0/1 (positive = 1); found values {shown}: "
-            "recode it in the file"
-        )
 
 
 def _feature(name: str, values: pd.Series) -> tuple[list[str], str]:
@@ -157,7 +312,7 @@ def _feature(name: str, values: pd.Series) -> tuple[list[str], str]:
         f"  - name: {name}",
         "    kind: categorical",
         "    dtype: string",
-        f"    categories: {_list(categories)}",
+        f"    categories: {_values(categories)}",
         "  " + nullable,
     ], ""
 
@@ -201,9 +356,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _list(items: list[str]) -> str:
-    # JSON strings are valid YAML and keep words like "yes", "no" or "on" from turning into booleans.
-    return "[" + ", ".join(json.dumps(item, ensure_ascii=False) for item in items) + "]"
+def _values(values: Any) -> str:
+    """A YAML flow list. JSON is valid YAML: words stay quoted text (so "yes", "on" or "1" never turn
+    into booleans or numbers), numbers and booleans stay bare."""
+    return "[" + ", ".join(json.dumps(value, ensure_ascii=False) for value in values) + "]"
 
 
 def _bool(value: Any) -> str:
@@ -222,6 +378,15 @@ def _declared(path: Path) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
+def declared_target(declared: dict[str, Any], target: str) -> tuple[str | None, list[Any]]:
+    """The task and classes the current contract names for this target column (none for another)."""
+    block = declared.get("target")
+    if not isinstance(block, dict) or block.get("name") not in (None, target):
+        return None, []
+    task, classes = block.get("task"), block.get("classes")
+    return (None if task is None else str(task)), (classes if isinstance(classes, list) else [])
+
+
 def draft_contract(
     paths: Paths, data: Path | None = None, target: str | None = None, sensitive: str | None = None
 ) -> str:
@@ -236,16 +401,24 @@ def draft_contract(
     else:
         from data_pipelines import example
 
-        frame, shown = example.generate(config.rows, seed=config.seed), "the example data"
+        frame = example.generate(config.rows, seed=config.seed, task=example.project_task(paths.contract))
+        shown = "the example data"
     target = target or config.target_column
     sensitive = config.sensitive_attribute if sensitive is None else sensitive
     if not target:
         raise InferenceError(
             "no target column: pass --target or set target_column in data_pipelines/source.yaml"
         )
+    declared = _declared(paths.contract)
+    dataset = str(declared.get("dataset") or "dataset")
+    task, classes = declared_target(declared, target)
     with progress.step(f"inferring a draft contract from {shown} ({len(frame)} rows)"):
-        dataset = str(_declared(paths.contract).get("dataset") or "dataset")
-        text = infer(frame, target, sensitive or None, dataset=dataset, source=shown)
+        text = infer(
+            frame, target, sensitive or None, dataset=dataset, source=shown, task=task, classes=classes
+        )
+    if target in frame.columns:
+        for reason in infer_target(frame[target], target, task, classes).reasons:
+            progress.note(reason)
     parse_contract(yaml.safe_load(text))  # never hand out a draft the loader would reject
     return text
 

@@ -89,9 +89,9 @@ def build_snapshot(
     if chosen is not None:
         return from_request(chosen, contract, root, source.max_file_mb(paths))
     if input_file is not None:
-        frame, origin = source.read_file(input_file, max_mb=source.max_file_mb(paths))
+        frame, origin = source.read_file(input_file, max_mb=source.max_file_mb(paths), contract=contract)
     else:
-        frame, origin = source.load(source.read_config(paths), paths, rows, seed)
+        frame, origin = source.load(source.read_config(paths), paths, rows, seed, contract)
     frame = snapshot.conform(frame, contract)
     frame, dropped = snapshot.select_contract_columns(frame, contract)
     if dropped:

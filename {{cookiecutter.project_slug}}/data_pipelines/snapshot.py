@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,12 +102,13 @@ def read_parquet(path: Path) -> pd.DataFrame:
         return parquet.read().to_pandas()
 
 
-def read_table(path: Path | str, max_mb: int = MAX_FILE_MB) -> pd.DataFrame:
+def read_table(path: Path | str, max_mb: int = MAX_FILE_MB, contract: Contract | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file, turning every way it can be unreadable into one clear sentence.
 
     A file larger than ``max_mb`` MiB is refused before a byte of it is parsed: an error to
     act on (raise the limit, or read the data through the source seam), not a process that
-    runs out of memory.
+    runs out of memory. Given the ``contract``, a CSV's text and boolean labels are read as
+    the text they are (:func:`text_columns`), so a class named "1" or "007" stays that word.
     """
     path = Path(path)
     kind = SUFFIXES.get(path.suffix.lower())
@@ -137,10 +138,19 @@ def read_table(path: Path | str, max_mb: int = MAX_FILE_MB) -> pd.DataFrame:
                 TABLE_RULE, f"data file {path} is not a readable Parquet file{hint}"
             ) from error
     _check_text(path, head)
-    return read_csv(path)
+    return read_csv(path, text_columns(contract) if contract else ())
 
 
-def read_csv(path: Path) -> pd.DataFrame:
+def text_columns(contract: Contract) -> set[str]:
+    """Columns a CSV reader must not guess a type for: a target whose classes are text or booleans.
+
+    A guess would turn the class "1" into the number 1 (and "01" into 1 as well), or a word
+    among booleans into a failed parse; :func:`conform` gives them the contract's type instead.
+    """
+    return {contract.target.name} if contract.target.dtype in ("string", "bool") else set()
+
+
+def read_csv(path: Path, text: Collection[str] = ()) -> pd.DataFrame:
     """A CSV file read block by block with pyarrow's reader, typed the way pandas would type it.
 
     Numbers, booleans and text are inferred over the whole file (a word far down a column
@@ -158,10 +168,10 @@ def read_csv(path: Path) -> pd.DataFrame:
         return "error"
 
     try:
-        table = _parse_csv(path, refuse, {EVENT_TIME})
+        table = _parse_csv(path, refuse, {EVENT_TIME, *text})
         temporal = {field.name for field in table.schema if pa.types.is_temporal(field.type)}
         if temporal:  # rare: read again with those columns as the text they are
-            table = _parse_csv(path, refuse, {EVENT_TIME, *temporal})
+            table = _parse_csv(path, refuse, {EVENT_TIME, *text, *temporal})
     except pa.ArrowException as error:
         if ragged:
             record, expected, actual = ragged[0]
@@ -253,8 +263,9 @@ def conform(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
             frame[feature.name] = _conform_column(frame[feature.name], feature.dtype)
     if contract.sensitive and contract.sensitive.name in frame.columns:
         frame[contract.sensitive.name] = _conform_column(frame[contract.sensitive.name], "string")
-    if contract.target.name in frame.columns:
-        frame[contract.target.name] = _conform_column(frame[contract.target.name], "int64")
+    target = contract.target
+    if target.name in frame.columns:
+        frame[target.name] = _conform_target(frame[target.name], target.dtype or "int64")
     if EVENT_TIME in frame.columns and not isinstance(frame[EVENT_TIME].dtype, pd.DatetimeTZDtype):
         frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME], utc=True, errors="coerce", format="mixed")
     return frame
@@ -286,6 +297,34 @@ def _conform_column(column: pd.Series, dtype: str) -> pd.Series:
     ):
         return column.map(_as_category, na_action="ignore").astype(object)
     return column
+
+
+def _conform_target(column: pd.Series, dtype: str) -> pd.Series:
+    """The label in the contract's type: classes as text, booleans or integers; a regression number.
+
+    Only unambiguous spellings are converted ("true"/"false" in any case for booleans, a number
+    for a regression target); anything else stays as it is, for validation to quote.
+    """
+    if dtype == "bool":
+        if pd.api.types.is_bool_dtype(column.dtype):
+            return column
+        converted = column.map(_as_boolean, na_action="ignore")
+        clean = bool(converted.notna().all() and converted.map(_is_bool).all())
+        return converted.astype(bool) if clean else converted
+    column = _conform_column(column, dtype)
+    if dtype == "float64" and pd.api.types.is_integer_dtype(column.dtype):
+        return column.astype("float64")
+    return column
+
+
+def _as_boolean(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_)
 
 
 def _is_text(column: pd.Series) -> bool:

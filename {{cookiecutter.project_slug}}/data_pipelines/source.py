@@ -20,6 +20,7 @@ from pydantic import Field
 
 from data_pipelines.snapshot import MAX_FILE_MB, read_table
 from governance.core import progress
+from governance.core.contract import Contract
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import Record, parse, read_yaml, sha256_of
@@ -51,24 +52,35 @@ def max_file_mb(paths: Paths) -> int:
 
 
 def read_file(
-    path: Path, shown: str | None = None, max_mb: int = MAX_FILE_MB
+    path: Path, shown: str | None = None, max_mb: int = MAX_FILE_MB, contract: Contract | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A CSV or Parquet file (refused unread when over ``max_mb`` MiB), and its lineage."""
+    """A CSV or Parquet file (refused unread when over ``max_mb`` MiB), and its lineage.
+
+    Given the ``contract``, its text labels are read as text (snapshot.read_table says why).
+    """
     progress.note(f"reading {shown or path}")
-    frame = read_table(path, max_mb)
+    frame = read_table(path, max_mb, contract)
     return frame, {"kind": "file", "path": str(shown or path), "file_sha256": sha256_of(path)}
 
 
 def load(
-    config: SourceConfig, paths: Paths, rows: int | None = None, seed: int | None = None
+    config: SourceConfig,
+    paths: Paths,
+    rows: int | None = None,
+    seed: int | None = None,
+    contract: Contract | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The configured source's rows and a description of where they came from."""
+    """The configured source's rows and a description of where they came from.
+
+    The example generator draws the label of the ``contract``'s task (default: the project's).
+    """
     if config.kind == "file":
-        return read_file(paths.root / str(config.path), str(config.path), config.max_file_mb)
+        return read_file(paths.root / str(config.path), str(config.path), config.max_file_mb, contract)
     from data_pipelines import example
 
     rows = rows or config.rows
     seed = config.seed if seed is None else seed
+    task = contract.task if contract else None
     progress.note(f"generating {rows} example loan applications (seed {seed})")
-    frame = example.generate(rows, seed=seed)
+    frame = example.generate(rows, seed=seed, task=task)
     return frame, {"kind": "example", "generator": "data_pipelines.example", "rows": rows, "seed": seed}

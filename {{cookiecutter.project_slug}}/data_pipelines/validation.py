@@ -33,7 +33,7 @@ import pandas as pd
 
 from data_pipelines.snapshot import EVENT_TIME, MAX_FILE_MB, UnreadableBatch, conform, read_table
 from governance.core import progress
-from governance.core.contract import Contract, Feature
+from governance.core.contract import Contract, Feature, Target
 from governance.core.paths import PATHS, Paths
 from governance.core.records import ValidationFailure, ValidationReport, write_json
 
@@ -47,7 +47,8 @@ INT_TYPES = ["int", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint3
 INT_TYPES += ["Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype"]
 FLOAT_TYPES = [*INT_TYPES, "float", "float32", "float64", "Float32Dtype", "Float64Dtype"]
 STRING_TYPES = ["str", "StringDtype"]
-TYPE_LISTS = {"int64": INT_TYPES, "float64": FLOAT_TYPES, "string": STRING_TYPES}
+BOOL_TYPES = ["bool", "bool_", "boolean", "BooleanDtype"]
+TYPE_LISTS = {"int64": INT_TYPES, "float64": FLOAT_TYPES, "string": STRING_TYPES, "bool": BOOL_TYPES}
 
 
 Failure = ValidationFailure  # one failed expectation (the record the PR comment reads too)
@@ -107,27 +108,8 @@ def expectation_specs(contract: Contract, frame: pd.DataFrame) -> list[tuple[str
     for feature in contract.features:
         if feature.name in present:
             specs += _feature_specs(feature, frame[feature.name])
-    target = contract.target
-    if target.name in present:
-        classes = list(target.classes)
-        specs += [
-            (
-                "ExpectColumnValuesToBeInTypeList",
-                {"column": target.name, "type_list": INT_TYPES},
-                "type int64",
-            ),
-            ("ExpectColumnValuesToNotBeNull", {"column": target.name}, "the target must not be missing"),
-            (
-                "ExpectColumnValuesToBeInSet",
-                {"column": target.name, "value_set": classes},
-                f"one of {classes}",
-            ),
-            (
-                "ExpectColumnDistinctValuesToContainSet",
-                {"column": target.name, "value_set": classes},
-                f"both classes {classes} must occur",
-            ),
-        ]
+    if contract.target.name in present:
+        specs += _target_specs(contract.target, frame[contract.target.name])
     sensitive = contract.sensitive
     if sensitive and sensitive.name in present:
         specs.append(
@@ -185,6 +167,39 @@ def _feature_specs(feature: Feature, batch: pd.Series) -> list[tuple[str, dict[s
             ("ExpectColumnValuesToBeInSet", {"column": column, "value_set": values}, f"one of {values}")
         )
     return specs
+
+
+def _target_specs(target: Target, batch: pd.Series) -> list[tuple[str, dict[str, Any], str]]:
+    """The label: never missing; one of the classes, each of which occurs; or a finite number.
+
+    Classes are compared as the contract's values and type (the class "1" is not the number 1,
+    True is not 1). A regression target's range is only checked when the column holds numbers,
+    so a word in it is reported once, by the type check.
+    """
+    column, dtype = target.name, target.dtype or "int64"
+    specs: list[tuple[str, dict[str, Any], str]] = [
+        (
+            "ExpectColumnValuesToBeInTypeList",
+            {"column": column, "type_list": TYPE_LISTS[dtype]},
+            f"type {dtype}",
+        ),
+        ("ExpectColumnValuesToNotBeNull", {"column": column}, "the target must not be missing"),
+    ]
+    if not target.is_classification:
+        if pd.api.types.is_numeric_dtype(batch.dtype) and not pd.api.types.is_bool_dtype(batch.dtype):
+            bounds = {"min_value": -LARGEST, "max_value": LARGEST}
+            specs.append(("ExpectColumnValuesToBeBetween", {"column": column, **bounds}, "a finite number"))
+        return specs
+    classes = list(target.classes)
+    return [
+        *specs,
+        ("ExpectColumnValuesToBeInSet", {"column": column, "value_set": classes}, f"one of {classes}"),
+        (
+            "ExpectColumnDistinctValuesToContainSet",
+            {"column": column, "value_set": classes},
+            f"every class of {classes} must occur",
+        ),
+    ]
 
 
 def _fmt(bound: float | None, open_end: str = "-inf") -> str:
@@ -392,7 +407,7 @@ def validate_file(
     path = Path(path)
     name = safe_name(name or path.stem)
     try:
-        frame = read_table(path, max_mb)
+        frame = read_table(path, max_mb, contract)
     except UnreadableBatch as error:
         failure = failed("read_table", None, error.rule, error.message)
         outcome = Outcome(name=name, success=False, failures=[failure])

@@ -101,7 +101,11 @@ def contract(
         bool, typer.Option("--force", help="Overwrite a contract that declares features.")
     ] = False,
 ) -> None:
-    """Draft data_pipelines/contract.yaml from your data, for review."""
+    """Draft data_pipelines/contract.yaml from your data, for review.
+
+    The target keeps its own labels; its task is the one the contract declares, else inferred
+    (binary, multiclass or regression), with the reason printed and written as a comment.
+    """
     from data_pipelines.infer import draft_contract, write_contract
 
     paths = paths_of(ctx)

@@ -17,14 +17,30 @@ import pytest
 import yaml
 
 from data_pipelines import snapshot
-from data_pipelines.example import EXAMPLE_CONTRACT, generate
+from data_pipelines.example import EXAMPLE_CONTRACT, example_contract, generate
 from governance import cli
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
+from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
 from tests.support import training
 from tests.support.drift import lay_out_request, project_checkout
 
 ROWS = 60
+TARGET = EXAMPLE_CONTRACT["target"]["name"]
+# A label the example contract of this project's task refuses, and the rule it breaks
+# (tests/data_pipelines/test_tasks.py refuses bad labels of every task on other data).
+BAD_LABEL, BAD_RULE = {
+    BINARY: (7, "rule: one of [0, 1]"),
+    MULTICLASS: ("extreme", "rule: one of ['low', 'medium', 'high']"),
+    REGRESSION: (float("inf"), "rule: a finite number"),
+}[example_contract().task]
+# A snapshot's content hash has no infinity (it is JSON), so a retraining request's window
+# breaks a regression contract with a missing label instead.
+REQUEST_LABEL, REQUEST_RULE, REQUEST_SHOWN = (
+    (None, "rule: the target must not be missing", "rows [5]")
+    if example_contract().task == REGRESSION
+    else (BAD_LABEL, BAD_RULE, f"e.g. [{BAD_LABEL!r}]")
+)
 
 
 @pytest.fixture
@@ -125,7 +141,7 @@ def test_a_header_only_file_is_refused(workspace, rows, tmp_path, capsys):
 
 def test_a_target_value_outside_the_contracts_classes_is_refused(workspace, rows, tmp_path, capsys):
     path = tmp_path / "seven.csv"
-    with_value(rows, "defaulted", 7).to_csv(path, index=False)
+    with_value(rows, TARGET, BAD_LABEL).to_csv(path, index=False)
     code, err = ingest(workspace, path, capsys)
     assert_refused(
         workspace,
@@ -133,9 +149,9 @@ def test_a_target_value_outside_the_contracts_classes_is_refused(workspace, rows
         err,
         1,
         "1 failed expectation",
-        "column 'defaulted'",
-        "rule: one of [0, 1]",
-        "1 of 60 values break it, e.g. [7]",
+        f"column '{TARGET}'",
+        BAD_RULE,
+        f"1 of 60 values break it, e.g. [{BAD_LABEL!r}]",
     )
 
 
@@ -174,7 +190,7 @@ def test_a_value_of_the_wrong_type_in_a_numeric_column_is_refused(
 def test_refused_data_leaves_the_previous_snapshot_latest(workspace, rows, tmp_path, capsys):
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     rows.to_csv(good, index=False)
-    with_value(rows, "defaulted", 7).to_csv(bad, index=False)
+    with_value(rows, TARGET, BAD_LABEL).to_csv(bad, index=False)
     assert ingest(workspace, good, capsys)[0] == 0
     before = sorted(workspace.snapshots.iterdir())
     latest = (workspace.snapshots / snapshot.LATEST).read_text()
@@ -201,14 +217,15 @@ def test_data_refuses_with_the_same_rules_and_lines_as_validate(workspace, rows,
 def test_a_retraining_request_whose_rows_break_the_contract_is_refused(tmp_path, capsys):
     """The request's file is intact (its hash matches) but its rows fail validation: no snapshot."""
     checkout = project_checkout(tmp_path / "checkout")
-    window = with_value(generate(80, seed=11), "defaulted", 7, row=5).astype({"defaulted": "int64"})
+    window = with_value(generate(80, seed=11), TARGET, REQUEST_LABEL, row=5)
+    window[TARGET] = window[TARGET].infer_objects()  # a column of one type, as the drift run writes it
     drift_root = tmp_path / "drift-machine"
     contract = load_contract(checkout.contract)
     folder = snapshot.create(window, {"kind": "capture"}, contract=contract, root=drift_root)
     lay_out_request(checkout, json.loads((folder / "manifest.json").read_text()), drift_root)
     code = cli.main(["--root", str(checkout.root), "data"])
     err = capsys.readouterr().err
-    assert_refused(checkout, code, err, 1, "column 'defaulted'", "rule: one of [0, 1]", "e.g. [7]")
+    assert_refused(checkout, code, err, 1, f"column '{TARGET}'", REQUEST_RULE, REQUEST_SHOWN)
 
 
 def nullable_sensitive(paths: Paths, nullable: bool) -> None:

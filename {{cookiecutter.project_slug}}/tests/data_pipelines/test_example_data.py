@@ -1,4 +1,10 @@
-"""The bundled example data: deterministic, inside its contract, learnable, and drifting on request."""
+"""The bundled example data: deterministic, inside its contract, learnable, and drifting on request.
+
+The label tests hold the binary example (tests/data_pipelines/test_tasks.py checks the others),
+whatever task this project was baked with: its inputs are the same for every task.
+"""
+
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -10,21 +16,24 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from data_pipelines import source
-from data_pipelines.example import EXAMPLE_CONTRACT, example_contract, generate
+from data_pipelines import example, source
+from data_pipelines.example import EXAMPLE_CONTRACT, example_contract
+from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
 from governance.core.paths import PATHS
+from governance.core.tasks import BINARY, TASKS
 
-CONTRACT = example_contract()
+CONTRACT = example_contract(BINARY)
+generate = partial(example.generate, task=BINARY)
 
 
-def contract_violations(frame: pd.DataFrame) -> list[str]:
-    """Every way ``frame`` breaks the example contract, checked directly with pandas."""
+def contract_violations(frame: pd.DataFrame, contract: Contract = CONTRACT) -> list[str]:
+    """Every way ``frame`` breaks the example ``contract``, checked directly with pandas."""
     problems = []
-    expected = [*CONTRACT.columns, "event_time"]
+    expected = [*contract.columns, "event_time"]
     if list(frame.columns) != expected:
         problems.append(f"columns {list(frame.columns)} != {expected}")
-    for feature in CONTRACT.features:
+    for feature in contract.features:
         values = frame[feature.name]
         if not feature.nullable and values.isna().any():
             problems.append(f"{feature.name}: nulls in a non-nullable column")
@@ -38,9 +47,13 @@ def contract_violations(frame: pd.DataFrame) -> list[str]:
                 )
         elif not set(present) <= set(feature.categories):
             problems.append(f"{feature.name}: unexpected categories {set(present) - set(feature.categories)}")
-    if not set(frame[CONTRACT.target.name]) <= set(CONTRACT.target.classes):
+    labels = frame[contract.target.name]
+    if contract.target.is_classification and not set(labels) <= set(contract.target.classes):
         problems.append("target: values outside the classes")
-    if not set(frame[CONTRACT.sensitive.name]) <= set(CONTRACT.sensitive.categories):
+    numbers = labels.dtype == "float64" and bool(np.isfinite(labels).all())
+    if not contract.target.is_classification and not numbers:
+        problems.append("target: not finite float64 numbers")
+    if not set(frame[contract.sensitive.name]) <= set(contract.sensitive.categories):
         problems.append("sensitive attribute: unexpected categories")
     if str(frame["event_time"].dt.tz) != "UTC" or not frame["event_time"].is_monotonic_increasing:
         problems.append("event_time: not increasing UTC timestamps")
@@ -83,12 +96,14 @@ def test_the_same_seed_gives_the_same_rows_and_another_seed_does_not():
     assert not generate(400, seed=3).equals(generate(400, seed=4))
 
 
+@pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize(
     "drift",
     [{}, {"covariate_drift": 1.0}, {"concept_drift": 1.0}, {"covariate_drift": 1.0, "concept_drift": 1.0}],
 )
-def test_every_window_stays_inside_the_contract_even_when_drifted(drift):
-    assert contract_violations(generate(3000, seed=5, **drift)) == []
+def test_every_window_stays_inside_the_contract_even_when_drifted(task, drift):
+    frame = example.generate(3000, seed=5, task=task, **drift)
+    assert contract_violations(frame, example_contract(task)) == []
 
 
 def test_missing_values_appear_only_in_nullable_columns(baseline):
@@ -152,9 +167,9 @@ def test_it_rejects_arguments_out_of_range_by_name(arguments, named):
 def test_a_project_generated_with_the_example_data_declares_the_generators_contract():
     if source.read_config(PATHS).kind != "example":
         pytest.skip("this project reads its own file, not the example data")
-    project = load_contract(PATHS.contract)
-    assert project.features == CONTRACT.features
-    assert project.target == CONTRACT.target
+    project, promised = load_contract(PATHS.contract), example_contract()  # of the project's task
+    assert project.features == promised.features
+    assert project.target == promised.target
     if project.sensitive is not None:
-        assert project.sensitive == CONTRACT.sensitive
+        assert project.sensitive == promised.sensitive
     assert project.dataset == EXAMPLE_CONTRACT["dataset"]

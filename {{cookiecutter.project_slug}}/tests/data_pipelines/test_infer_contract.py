@@ -14,6 +14,7 @@ from governance.core.contract import parse_contract
 from governance.core.paths import PATHS
 
 EXAMPLE = example_contract()
+TARGET = EXAMPLE.target.name  # the example label of this project's task
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,15 @@ def project(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def draft(user_file) -> str:
     frame = snapshot.read_table(user_file)
-    return infer.infer(frame, "defaulted", "sex", dataset="loans", source=str(user_file))
+    return infer.infer(frame, TARGET, "sex", dataset="loans", source=str(user_file))
 
 
 def test_the_draft_round_trips_through_the_contract_parser(draft):
     parsed = parse_contract(yaml.safe_load(draft))
     assert parsed.feature_names == EXAMPLE.feature_names
-    assert parsed.target.name == "defaulted"
+    assert parsed.target.name == TARGET
+    assert parsed.task == EXAMPLE.task  # inferred from the labels alone
+    assert set(parsed.target.classes) == set(EXAMPLE.target.classes)
     assert parsed.sensitive.name == "sex"
     assert parsed.sensitive.categories == ("female", "male")
 
@@ -91,8 +94,8 @@ def test_the_draft_validates_the_data_it_came_from(draft, user_file, tmp_path):
     ("target", "sensitive", "message"),
     [
         ("label", None, "target column 'label' is not in the data"),
-        ("region", None, "target column 'region' must be binary and coded 0/1"),
-        ("defaulted", "gender", "sensitive attribute 'gender' is not in the data"),
+        ("age", "age", "sensitive attribute 'age' must differ from the target column"),
+        (TARGET, "gender", "sensitive attribute 'gender' is not in the data"),
     ],
 )
 def test_it_refuses_a_target_or_sensitive_attribute_it_cannot_use(user_file, target, sensitive, message):
@@ -117,8 +120,9 @@ def test_categories_that_look_like_yaml_keywords_stay_text():
 
 def test_the_command_writes_a_draft_but_never_over_a_reviewed_contract(user_file, project, capsys):
     output = project / "data_pipelines" / "contract.yaml"
-    output.write_text("version: 1\ntarget:\n  name: defaulted\nfeatures: []\n")  # as a file project starts
-    arguments = ["--root", str(project), "contract", "--data", str(user_file), "--target", "defaulted"]
+    # As a project generated from a file starts: the target and its task, no features.
+    output.write_text(f"version: 1\ntarget:\n  name: {TARGET}\n  task: {EXAMPLE.task}\nfeatures: []\n")
+    arguments = ["--root", str(project), "contract", "--data", str(user_file), "--target", TARGET]
     arguments += ["--sensitive", "sex", "--write"]
     assert cli.main(arguments) == 0
     assert load_contract(output).feature_names == EXAMPLE.feature_names
@@ -131,11 +135,12 @@ def test_the_command_writes_a_draft_but_never_over_a_reviewed_contract(user_file
 
 
 def test_the_command_prints_only_yaml_on_stdout(user_file, project, capsys):
-    arguments = ["--root", str(project), "contract", "--data", str(user_file), "--target", "defaulted"]
+    arguments = ["--root", str(project), "contract", "--data", str(user_file), "--target", TARGET]
     assert cli.main([*arguments, "--sensitive", ""]) == 0
     printed = capsys.readouterr()
     assert parse_contract(yaml.safe_load(printed.out)).sensitive is None
     assert "==> inferring" in printed.err
+    assert f"Target '{TARGET}': task {EXAMPLE.task}, because" in printed.err
     assert not (project / "data_pipelines" / "contract.yaml").exists()
 
 
