@@ -209,9 +209,9 @@ def test_monitoring_scores_with_the_ground_encoder_and_scorer(registered_workspa
         name: [None if value is None or value != value else value for value in (r[name] for r in records)]
         for name in CONTRACT.feature_names
     }
-    _, probabilities = encoding.Scorer(model).score(encoding.feeds(served, CONTRACT))
-    positive = CONTRACT.target.classes.index(CONTRACT.target.positive_class)
-    assert np.array_equal(scores, np.asarray(probabilities, dtype=np.float64)[:, positive])
+    expected = encoding.Scorer(model).score(encoding.feeds(served, CONTRACT))
+    assert np.array_equal(scores.probabilities, expected.probabilities)
+    assert np.array_equal(scores.predicted, expected.predicted)
 
 
 def test_score_drift_is_skipped_with_the_reason_when_the_champion_cannot_be_rescored(registered_workspace):

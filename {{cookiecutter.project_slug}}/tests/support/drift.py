@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from data_pipelines.example import EXAMPLE_CONTRACT, generate
 from governance.core.capture import feedback_line, prediction_line
 from governance.core.contract import Contract
+from governance.core.encoding import Scores
 from governance.core.paths import PATHS, Paths
 from governance.core.records import DriftSummary, RegistryEntry
 from monitoring.retrain_pr import Plan, make_plan
@@ -84,6 +85,8 @@ class ToyModel:
 def _jsonable(value: object) -> object:
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -91,11 +94,34 @@ def _jsonable(value: object) -> object:
     return value
 
 
+def served(scores: np.ndarray | Scores, contract: Contract) -> list[tuple[Any, list[float]]]:
+    """(label, scores) per row as serving captures them, for any task.
+
+    `scores` is the scorer's answer (`Scores`: class indices + probabilities, or values), or
+    for a binary contract just the positive-class probabilities (the class at 0.5).
+    """
+    target = contract.target
+    if isinstance(scores, Scores):
+        if not target.is_classification:
+            return [(float(value), []) for value in np.asarray(scores.value).ravel()]
+        labels = target.class_values(scores.label)
+        return [
+            (label, [float(p) for p in row]) for label, row in zip(labels, scores.probabilities, strict=True)
+        ]
+    answers = []
+    positive, other = target.positive_index, 1 - target.positive_index
+    for probability in np.asarray(scores, dtype=np.float64):
+        row = [0.0, 0.0]
+        row[positive], row[other] = float(probability), 1 - float(probability)
+        answers.append((target.classes[positive if probability >= 0.5 else other], row))
+    return answers
+
+
 def write_capture(
     root: Path,
     frame: pd.DataFrame,
     contract: Contract,
-    scores: np.ndarray,
+    scores: np.ndarray | Scores,
     *,
     start: datetime = START,
     step: timedelta = timedelta(seconds=1),
@@ -105,8 +131,12 @@ def write_capture(
     model_version: str = "v1",
     rows_per_request: int = 5,
 ) -> None:
-    """Capture lines as serving writes them: predictions partitioned by day, feedback later."""
+    """Capture lines as serving writes them: predictions partitioned by day, feedback later.
+
+    `scores` as `served` takes them; `labels` (default: the frame's target column) are fed back.
+    """
     lines: dict[str, list[bytes]] = {}
+    answers = served(scores, contract)
     labels = frame[contract.target.name] if labels is None else labels
     sensitive = contract.sensitive.name if contract.sensitive else None
     records = frame.to_dict("records")
@@ -123,8 +153,8 @@ def write_capture(
             model_version=model_version,
             features=features,
             sensitive=extra,
-            label=int(scores[index] >= 0.5),
-            scores=[1 - float(scores[index]), float(scores[index])],
+            label=answers[index][0],
+            scores=answers[index][1],
         )
         lines.setdefault(moment.date().isoformat(), []).append(orjson.dumps(line))
         if feedback_every and index % feedback_every == 0:
@@ -132,7 +162,7 @@ def write_capture(
             feedback = feedback_line(
                 request_id=request_id,
                 row=row,
-                label=int(labels.iloc[index]),
+                label=_jsonable(labels.iloc[index]),
                 timestamp=later.isoformat(timespec="microseconds"),
             )
             lines.setdefault(later.date().isoformat(), []).append(orjson.dumps(feedback))
