@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import yaml
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from data_pipelines.example import EXAMPLE_CONTRACT, generate
 from governance.core.capture import feedback_line, prediction_line
@@ -20,6 +20,8 @@ from governance.core.contract import Contract
 from governance.core.encoding import Scores
 from governance.core.paths import PATHS, Paths
 from governance.core.records import DriftSummary, RegistryEntry
+from monitoring.capture import TARGET_PANDAS
+from monitoring.predictions import from_scores, signal_columns
 from monitoring.retrain_pr import Plan, make_plan
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
@@ -48,20 +50,50 @@ def inject(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 INJECTED = {"income", "debt_to_income", "employment_type"}
 
 
-def fake_scores(frame: pd.DataFrame) -> np.ndarray:
-    """Deterministic scores in (0, 1) for tests that only need numbers to round-trip."""
-    return 1 / (1 + np.exp(-(frame["debt_to_income"].to_numpy(dtype=float) * 4 - 2)))
+def fake_scores(frame: pd.DataFrame, contract: Contract) -> Scores:
+    """Deterministic answers of the contract's task for tests that only need numbers to round-trip.
+
+    Binary: the positive-class probability rises with debt_to_income; multiclass: the classes
+    take turns as it rises; regression: a value that rises with it.
+    """
+    rising = 1 / (1 + np.exp(-(frame["debt_to_income"].to_numpy(dtype=float) * 4 - 2)))
+    target = contract.target
+    if not target.is_classification:
+        return Scores(value=rising * 20)
+    if len(target.classes) == 2:
+        probabilities = np.empty((len(frame), 2))
+        probabilities[:, target.positive_index] = rising
+        probabilities[:, 1 - target.positive_index] = 1 - rising
+    else:
+        logits = -((rising[:, None] * (len(target.classes) - 1) - np.arange(len(target.classes))) ** 2)
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Scores(label=probabilities.argmax(axis=1), probabilities=probabilities)
+
+
+def another_label(value: Any, contract: Contract) -> Any:
+    """A label other than `value` of the contract's type (the next class, or the number plus one)."""
+    target = contract.target
+    if not target.is_classification:
+        return float(value) + 1.0
+    index = int(target.class_indices([value])[0])
+    return target.classes[(index + 1) % len(target.classes)]
 
 
 class ToyModel:
-    """A small logistic regression standing in for the champion (trains in milliseconds)."""
+    """A small linear model of the contract's task standing in for the champion (trains in milliseconds).
+
+    Classifiers fit class indices, as training does, and answer `Scores` as the ONNX scorer does.
+    """
 
     def __init__(self, contract: Contract, reference: pd.DataFrame) -> None:
         self.contract = contract
         self.medians = {f.name: float(pd.to_numeric(reference[f.name]).median()) for f in contract.numeric}
-        self.model = LogisticRegression(max_iter=1000).fit(
-            self._matrix(reference), reference[contract.target.name]
-        )
+        target = contract.target
+        if target.is_classification:
+            labels = target.class_indices(reference[target.name])
+            self.model = LogisticRegression(max_iter=1000).fit(self._matrix(reference), labels)
+        else:
+            self.model = Ridge().fit(self._matrix(reference), pd.to_numeric(reference[target.name]))
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         columns = []
@@ -78,8 +110,27 @@ class ToyModel:
                 )
         return np.column_stack(columns)
 
-    def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(self._matrix(frame))[:, 1]
+    def scores(self, frame: pd.DataFrame) -> Scores:
+        matrix = self._matrix(frame)
+        if not self.contract.target.is_classification:
+            return Scores(value=self.model.predict(matrix))
+        probabilities = self.model.predict_proba(matrix)
+        return Scores(label=probabilities.argmax(axis=1), probabilities=probabilities)
+
+    def window(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` as the capture reader returns it: served answers, the prediction signal, labels."""
+        target = self.contract.target
+        scores = self.scores(frame)
+        frame = frame.copy()
+        for name, column in zip(signal_columns(target), from_scores(scores, target).T, strict=True):
+            frame[name] = column
+        if target.is_classification:
+            frame["predicted_label"] = pd.Series(target.class_values(scores.label), index=frame.index)
+        else:
+            frame["predicted_label"] = scores.value
+        dtype = TARGET_PANDAS.get(target.dtype if target.is_classification else "float64", object)
+        frame[target.name] = frame[target.name].astype(dtype)  # nullable, as the reader types it
+        return frame
 
 
 def _jsonable(value: object) -> object:
