@@ -27,6 +27,7 @@ from governance.core.contract import Contract, Target
 from governance.core.policy import Policy
 from governance.core.records import Performance, RegistryEntry
 from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
+from ml import evaluate as ml_evaluate
 from ml.evaluate import GROUP_METRICS, groups, task_metrics
 from monitoring.predictions import from_window
 
@@ -149,13 +150,16 @@ def window_metrics(
 ) -> dict[str, Any]:
     """The task's metrics from `ml.evaluate.task_metrics`: the one call into training's definitions.
 
-    Issue 12's ml/evaluate.py takes `task_metrics(truth, predicted, probabilities, task=...)`
-    (class indices or numbers; probabilities [N, classes] or None). The binary-only version
-    before it takes indicators and the positive-class probability; until it computes every
-    task, the other tasks' metrics come from `_interim_metrics`.
+    Issue 12's ml/evaluate.py takes `task_metrics(truth, predicted, probabilities, task=...,
+    positive_index=...)` (class indices or numbers; probabilities [N, classes] or None). The
+    binary-only version before it takes indicators and the positive-class probability; with
+    that one, the other tasks' metrics come from `_interim_metrics` (delete both branches once
+    every checkout has the task-aware ml/evaluate.py).
     """
-    if "task" in inspect.signature(task_metrics).parameters:
-        return task_metrics(truth, predicted, probabilities, task=target.task)
+    parameters = inspect.signature(task_metrics).parameters
+    if "task" in parameters:
+        extra = {"positive_index": target.positive_index} if target.task == BINARY else {}
+        return task_metrics(truth, predicted, probabilities, task=target.task, **extra)
     if target.task == BINARY:
         positive = target.positive_index
         assert probabilities is not None
@@ -201,8 +205,15 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def group_function(metric: str) -> Any:
-    """Training's per-group metric (`ml.evaluate.GROUP_METRICS`); mae/rmse until ml/evaluate.py has them."""
+def group_function(metric: str, task: str = BINARY) -> Any:
+    """Training's per-group metric (truth, prediction) -> value for `task`.
+
+    `ml.evaluate.GROUP_FUNCTIONS[task]` where ml/evaluate.py has it (issue 12); before that the
+    binary `GROUP_METRICS`, and mae/rmse from scikit-learn.
+    """
+    per_task = getattr(ml_evaluate, "GROUP_FUNCTIONS", {}).get(task, {})
+    if metric in per_task:
+        return per_task[metric]
     if metric in GROUP_METRICS:
         return GROUP_METRICS[metric]
     from sklearn import metrics as sk
@@ -244,13 +255,13 @@ def _bias(
     elif target.task == MULTICLASS and metric == "selection_rate":
         return len(rows), *class_selection_gaps(answers, sensitive, target, notes)
     else:
-        rates = by_group(labels, answers, sensitive, metric)
+        rates = by_group(labels, answers, sensitive, metric, target.task)
     if len(rates) < 2:
         notes.append(f"fewer than two groups of {name!r} in the window: no bias gap")
         return len(rows), rates, None
     gap = max(rates.values()) - min(rates.values())
     if target.task == REGRESSION:  # relative to the overall value, so one limit fits any target scale
-        overall = float(group_function(metric)(labels, answers))
+        overall = float(group_function(metric, target.task)(labels, answers))
         if overall == 0:
             notes.append(f"the window's overall {metric} is 0: the relative bias gap is undefined")
             return len(rows), rates, None
@@ -279,14 +290,16 @@ def class_selection_gaps(
     return rates, max(gaps)
 
 
-def by_group(truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str) -> dict[str, float]:
-    """Training's per-group metric (`ml.evaluate.GROUP_METRICS`), group by group.
+def by_group(
+    truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str, task: str = BINARY
+) -> dict[str, float]:
+    """Training's per-group metric (`group_function`), group by group.
 
     The same numbers as fairlearn's MetricFrame.by_group, whose between-groups difference is
     max - min; computed directly because MetricFrame with training's full metric set takes
     minutes on a million-row window, and monitoring needs one metric.
     """
-    function = group_function(metric)
+    function = group_function(metric, task)
     labels = sensitive.to_numpy()
     rates: dict[str, float] = {}
     for group in sorted(set(labels.tolist())):

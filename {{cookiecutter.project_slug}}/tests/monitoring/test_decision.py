@@ -92,7 +92,8 @@ def test_a_healthy_window_does_not_retrain(reference, model, champion):
     decision, performance = run(window(model, 2000, seed=3), reference, model, champion)
     assert decision.status == "no_retrain", decision.reasons
     assert not decision.retrain
-    assert abs(performance.drop) < 0.03
+    assert abs(performance.drop) < 0.05, "a window like the champion's test split scores like it"
+    assert performance.drop < POLICY.retrain.max_metric_drop
     assert performance.champion_value == champion.metrics[POLICY.model.primary_metric]
     assert performance.champion_bias_gap == champion.bias.largest_gap
     bound = "min_primary_metric" if higher_is_better(POLICY.model.primary_metric) else "max_primary_metric"
