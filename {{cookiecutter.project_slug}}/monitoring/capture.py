@@ -34,6 +34,7 @@ from governance.core.capture import COLUMNS
 from governance.core.contract import Contract, load
 from governance.core.errors import InputError
 from governance.core.paths import DEFAULT_CAPTURE_URI
+from monitoring.predictions import SCORE, signal_columns
 
 DEFAULT_URI = DEFAULT_CAPTURE_URI
 PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -46,7 +47,7 @@ META_COLUMNS = (
     "model_name",
     "model_version",
     "predicted_label",
-    "score",
+    SCORE,
     "feedback_timestamp",
     "relabelled",
 )
@@ -83,15 +84,30 @@ def to_utc(value: datetime | str | None, name: str) -> datetime | None:
     return moment
 
 
+# The `label` column (predicted and true) per contract target dtype. A regression answer is a
+# float whatever the target's dtype: the model predicts 151.3 for an integer target too.
+TARGET_TYPES = {"int64": pa.int64(), "string": pa.string(), "bool": pa.bool_(), "float64": pa.float64()}
+# The pandas dtype of those columns in the window: nullable, since most rows wait for their label
+# (string classes become categoricals, as every few-valued string column does).
+TARGET_PANDAS = {"int64": "Int64", "bool": "boolean", "float64": "float64"}
+
+
+def target_type(contract: Contract) -> pa.DataType:
+    target = contract.target
+    return TARGET_TYPES[target.dtype if target.is_classification else "float64"]  # type: ignore[index]
+
+
 def schema(contract: Contract) -> pa.Schema:
     """The Arrow schema of a capture line: the ground record's columns, typed from the contract.
 
-    Numbers are float64 (JSON has no integer type); `features` and `sensitive` are structs of
-    the contract's columns.
+    Feature numbers are float64 (JSON has no integer type); `features` and `sensitive` are
+    structs of the contract's columns; `label` has the type of the target's classes (or float64
+    for regression), so a label of another type fails with its file named.
     """
     types = {
         "string": pa.string(),
         "integer": pa.int64(),
+        "target": target_type(contract),
         "timestamp": TIMESTAMP,  # ISO 8601 with an offset, parsed by the reader's threads
         "scores": pa.list_(pa.float64()),
         "features": pa.struct(
@@ -123,7 +139,9 @@ def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[
     return fs, sorted(files, key=lambda item: (item.day, item.path))
 
 
-def _read_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions) -> pa.Table:
+def _read_file(
+    fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, classes: int = 0
+) -> pa.Table:
     with fs.open(path, "rb") as handle:
         data = handle.read()
     if data and not data.endswith(b"\n"):
@@ -134,23 +152,43 @@ def _read_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions)
     if not data.strip():
         return parse.explicit_schema.empty_table()
     try:
-        return pj.read_json(
+        table = pj.read_json(
             pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24), parse_options=parse
         )
     except pa.ArrowInvalid as error:
         raise CaptureError(f"capture file {path} does not match the capture format: {error}") from None
+    if classes:
+        _check_scores(table, classes, path)
+    return table
 
 
-def _read_tables(fs: fsspec.AbstractFileSystem, files: list[CaptureFile], parse: pj.ParseOptions) -> pa.Table:
+def _check_scores(table: pa.Table, classes: int, path: str) -> None:
+    """A classifier's prediction line carries one probability per contract class, in contract order."""
+    predicted = table.filter(pc.equal(table["kind"], "prediction"))
+    lengths = pc.fill_null(pc.list_value_length(predicted["scores"]), 0)
+    wrong = pc.not_equal(lengths, classes)
+    if pc.any(wrong).as_py():
+        bad = predicted.filter(wrong)
+        first, length = bad["prediction_id"][0].as_py(), lengths.filter(wrong)[0].as_py()
+        raise CaptureError(
+            f"capture file {path} does not match the capture format: field 'scores' must hold one "
+            f"probability per contract class ({classes}); {len(bad)} prediction line(s) do not, the first "
+            f"{first!r} has {length}"
+        )
+
+
+def _read_tables(
+    fs: fsspec.AbstractFileSystem, files: list[CaptureFile], parse: pj.ParseOptions, classes: int = 0
+) -> pa.Table:
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
-        tables = list(pool.map(lambda item: _read_file(fs, item.path, parse), files))
+        tables = list(pool.map(lambda item: _read_file(fs, item.path, parse, classes), files))
     return pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
 
 
 def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
     table = table.filter(pc.equal(table["kind"], "prediction"))
     features = table["features"].combine_chunks()
-    positive = contract.target.classes.index(contract.target.positive_class)
+    target = contract.target
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
         "prediction_id": table["prediction_id"],
         "request_id": table["request_id"],
@@ -167,9 +205,15 @@ def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
         sensitive = table["sensitive"].combine_chunks()
         columns[contract.sensitive.name] = pc.struct_field(sensitive, [0])
     columns["predicted_label"] = table["label"]
-    columns["score"] = (
-        pc.list_element(table["scores"], positive) if len(table) else pa.array([], pa.float64())
-    )
+    signal = signal_columns(target)
+    if not target.is_classification:
+        columns[signal[0]] = table["label"]  # the predicted value is the regression signal
+    else:
+        positions = [target.positive_index] if len(signal) == 1 else range(len(target.classes))
+        for name, position in zip(signal, positions, strict=True):
+            columns[name] = (
+                pc.list_element(table["scores"], position) if len(table) else pa.array([], pa.float64())
+            )
     return pa.table(columns)
 
 
@@ -228,7 +272,11 @@ def _to_pandas(table: pa.Table, contract: Contract) -> pd.DataFrame:
     )
     for feature in contract.categorical:
         frame[feature.name] = frame[feature.name].astype("category")
-    frame[contract.target.name] = frame[contract.target.name].astype("Int64")
+    target = contract.target
+    dtype = TARGET_PANDAS.get(target.dtype if target.is_classification else "float64")  # type: ignore[arg-type]
+    if dtype is not None:
+        for name in (target.name, "predicted_label"):
+            frame[name] = frame[name].astype(dtype)
     return frame
 
 
@@ -243,7 +291,8 @@ def read_window(
     """Captured predictions with `since <= timestamp < until` (UTC), or the newest `last_n` of them.
 
     Returns one row per prediction: the contract's features and sensitive attribute, the
-    positive-class `score`, the `predicted_label`, the true label in the target column
+    `predicted_label` (a class value, or the predicted number), the prediction signal (`score`
+    or `score[<class>]`, monitoring/predictions.py), the true label in the target column
     (missing until feedback arrives; the first label or the newest, as `relabel` says),
     `relabelled` (its labels disagree), ids, model name/version and timestamps, oldest first.
     """
@@ -261,11 +310,12 @@ def read_window(
     if since is not None:
         files = [item for item in files if item.day >= since.date()]
     parse = pj.ParseOptions(explicit_schema=schema(contract), unexpected_field_behavior="ignore")
+    classes = len(contract.target.classes)
     if last_n is None:
-        table = _read_tables(fs, files, parse)
+        table = _read_tables(fs, files, parse, classes)
         predictions = _in_window(_predictions(table, contract), since, until)
     else:
-        table, predictions = _newest(fs, files, parse, contract, since, until, last_n)
+        table, predictions = _newest(fs, files, parse, contract, since, until, last_n, classes)
     if last_n is not None and len(predictions) > last_n:
         predictions = predictions.sort_by([("timestamp", "ascending")])
         predictions = predictions.slice(len(predictions) - last_n)
@@ -285,12 +335,13 @@ def _newest(
     since: datetime | None,
     until: datetime | None,
     last_n: int,
+    classes: int,
 ) -> tuple[pa.Table, pa.Table]:
     """Read partitions newest first until `last_n` predictions are in hand (their feedback is newer)."""
     tables: list[pa.Table] = []
     count = 0
     for day in sorted({item.day for item in files}, reverse=True):
-        table = _read_tables(fs, [item for item in files if item.day == day], parse)
+        table = _read_tables(fs, [item for item in files if item.day == day], parse, classes)
         tables.append(table)
         count += len(_in_window(_predictions(table, contract), since, until))
         if count >= last_n:

@@ -39,8 +39,9 @@ from monitoring import dataset, reference, report
 from monitoring.capture import capture_uri, read_window
 from monitoring.config import load_settings
 from monitoring.decision import append_history, decide
-from monitoring.detectors import make_detector, score_drift
+from monitoring.detectors import make_detector, prediction_drift
 from monitoring.performance import evaluate
+from monitoring.predictions import describe, from_window, signal_columns
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ class Findings:
 
     drift: DriftResult | None = None
     score: FeatureDrift | None = None
+    per_class: tuple[FeatureDrift, ...] = ()  # multiclass: the per-class tests behind `score`
     performance: Performance | None = None
-    reference_scores: np.ndarray | None = None
+    reference_scores: np.ndarray | None = None  # the champion's prediction signal on the reference
 
 
 class Timer:
@@ -126,7 +128,7 @@ def examine_window(
     window: pd.DataFrame,
     notes: list[str],
 ) -> Findings:
-    """Feature drift, score drift, and performance and bias on the labelled rows."""
+    """Feature drift, drift of the model's answers (monitoring/predictions.py), performance and bias."""
     findings = Findings()
     with progress.step(f"testing {len(contract.features)} features with the {backend} backend"):
         detector = make_detector(backend, contract, policy.drift.p_value, policy.drift.correction)
@@ -134,8 +136,12 @@ def examine_window(
     with progress.step("score drift and performance"):
         findings.reference_scores, score_note = reference.reference_scores(paths, champion, ref, contract)
         if findings.reference_scores is not None:
-            findings.score = score_drift(
-                findings.reference_scores, window["score"].to_numpy(), policy.drift.p_value
+            findings.score, findings.per_class = prediction_drift(
+                findings.reference_scores,
+                from_window(window, contract.target),
+                signal_columns(contract.target),
+                policy.drift.p_value,
+                policy.drift.correction,
             )
         if score_note:
             notes.append(score_note)
@@ -170,8 +176,8 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     timer = Timer()
     settings = load_settings(paths)
     backend = options.detector or settings.backend
-    policy = policy_file.load(paths.policy)
     contract = load_contract(paths.contract)
+    policy = policy_file.load(paths.policy, task=contract.task)
     uri = capture_uri(options.uri)
     bounds = window_bounds(options, settings)
     # The reference first: without one there is nothing to compare, so fail before reading the window.
@@ -202,7 +208,12 @@ def run(paths: Paths, options: Options) -> DriftSummary:
         findings = examine_window(paths, backend, policy, contract, champion, ref, window, notes)
         step = timer.lap("checks_s", step)
     decision: Decision = decide(
-        policy, described.rows, findings.drift, findings.score, findings.performance
+        policy,
+        described.rows,
+        findings.drift,
+        findings.score,
+        findings.performance,
+        describe(contract.target),
     ).noted(notes)
     built = None
     if decision.retrain:
@@ -218,6 +229,7 @@ def run(paths: Paths, options: Options) -> DriftSummary:
         reference=ref.describe(),
         drift=findings.drift,
         score_drift=findings.score,
+        prediction_drift=findings.per_class,
         performance=findings.performance,
         dataset=built,
         decision=decision,

@@ -38,7 +38,7 @@ def labelled_rows(window: pd.DataFrame, contract: Contract) -> pd.DataFrame:
             batch[feature.name] = pd.to_numeric(column).astype("float64")
         else:
             batch[feature.name] = column.astype(object).where(column.notna(), None)
-    batch[target] = rows[target].astype("int64")
+    batch[target] = target_values(rows[target], contract)
     if contract.sensitive and contract.sensitive.name in rows:
         column = rows[contract.sensitive.name]
         batch[contract.sensitive.name] = column.astype(object).where(column.notna(), None)
@@ -46,6 +46,19 @@ def labelled_rows(window: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     frame = pd.DataFrame(batch).reset_index(drop=True)
     # JSON numbers arrive as floats: give integer features their contract type back (pipeline rule).
     return snapshot.conform(frame, contract)
+
+
+def target_values(column: pd.Series, contract: Contract) -> pd.Series:
+    """The labels as a data file holds them: the contract's class values (words stay words,
+    booleans booleans, integers int64), or float64 numbers for regression."""
+    target = contract.target
+    if not target.is_classification:
+        return pd.to_numeric(column).astype("float64")
+    if target.dtype == "int64":
+        return column.astype("int64")
+    if target.dtype == "bool":
+        return column.astype(bool)
+    return column.astype(object)
 
 
 def build(

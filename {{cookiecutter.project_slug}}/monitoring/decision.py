@@ -13,6 +13,7 @@ from pathlib import Path
 
 from governance.core.policy import Policy
 from governance.core.records import Check, Decision, DriftResult, FeatureDrift, HistoryRecord, Performance
+from governance.core.tasks import METRICS, higher_is_better, worsening
 
 
 def window_check(policy: Policy, window_rows: int) -> Decision | None:
@@ -26,7 +27,13 @@ def window_check(policy: Policy, window_rows: int) -> Decision | None:
     )
 
 
-def drift_checks(policy: Policy, drift: DriftResult | None, score: FeatureDrift | None) -> list[Check]:
+def drift_checks(
+    policy: Policy,
+    drift: DriftResult | None,
+    score: FeatureDrift | None,
+    signal: str = "positive-class probability",
+) -> list[Check]:
+    """Feature drift against the policy's share, and drift of the model's answers (`signal` names them)."""
     checks = []
     if drift is not None:
         share = drift.drifted_share
@@ -48,7 +55,7 @@ def drift_checks(policy: Policy, drift: DriftResult | None, score: FeatureDrift 
                 value=score.drifted,
                 limit=policy.retrain.on_score_drift,
                 triggered=score.drifted and policy.retrain.on_score_drift,
-                detail=f"KS on the positive-class scores: statistic {score.statistic:.4f}, "
+                detail=f"{score.test.replace('ks', 'KS')} on the {signal}: statistic {score.statistic:.4f}, "
                 f"p = {score.p_value:.3g}",
             )
         )
@@ -56,28 +63,37 @@ def drift_checks(policy: Policy, drift: DriftResult | None, score: FeatureDrift 
 
 
 def performance_checks(policy: Policy, performance: Performance) -> list[Check]:
+    """The primary metric against the policy's bound and the champion, in the metric's direction.
+
+    A metric where higher is better (roc_auc, r2) must stay at least `min_primary_metric`; one
+    where lower is better (rmse, log_loss) at most `max_primary_metric`. The drop versus the
+    champion is `tasks.worsening`: how much worse, whichever way worse is.
+    """
     checks = []
-    drop = performance.drop
-    if drop is not None and performance.value is not None and performance.champion_value is not None:
+    metric, value, champion = performance.metric, performance.value, performance.champion_value
+    direction = METRICS[metric].direction if metric in METRICS else "higher is better"
+    if value is not None and champion is not None:
+        drop = worsening(metric, value, champion)
         checks.append(
             Check(
                 name="metric_drop",
                 value=round(drop, 6),
                 limit=policy.retrain.max_metric_drop,
                 triggered=drop > policy.retrain.max_metric_drop,
-                detail=f"{performance.metric} {performance.value:.4f} on {performance.labelled_rows} "
-                f"labelled rows vs champion {performance.champion_value:.4f}",
+                detail=f"{metric} {value:.4f} on {performance.labelled_rows} labelled rows vs champion "
+                f"{champion:.4f} ({direction})",
             )
         )
-    if performance.value is not None:
+    if value is not None:
+        higher = higher_is_better(metric)
+        bound = policy.model.threshold
         checks.append(
             Check(
-                name="min_primary_metric",
-                value=round(performance.value, 6),
-                limit=policy.model.threshold,
-                triggered=performance.value < policy.model.threshold,
-                detail=f"{performance.metric} {performance.value:.4f} vs the policy minimum "
-                f"{policy.model.threshold}",
+                name="min_primary_metric" if higher else "max_primary_metric",
+                value=round(value, 6),
+                limit=bound,
+                triggered=value < bound if higher else value > bound,
+                detail=f"{metric} {value:.4f} vs the policy {'minimum' if higher else 'maximum'} {bound}",
             )
         )
     if performance.bias_gap is not None:
@@ -100,12 +116,16 @@ def decide(
     drift: DriftResult | None,
     score: FeatureDrift | None,
     performance: Performance | None,
+    signal: str = "positive-class probability",
 ) -> Decision:
-    """Apply the retrain rules of the policy; each rule becomes one recorded check."""
+    """Apply the retrain rules of the policy; each rule becomes one recorded check.
+
+    `signal` names what score drift compared (monitoring/predictions.py DESCRIPTION).
+    """
     too_small = window_check(policy, window_rows)
     if too_small is not None:
         return too_small
-    checks = drift_checks(policy, drift, score)
+    checks = drift_checks(policy, drift, score, signal)
     notes = [] if score is not None else ["score drift not checked (no reference scores)"]
     if performance is not None:
         notes.extend(performance.notes)

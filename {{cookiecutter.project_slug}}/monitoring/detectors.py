@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -215,8 +216,10 @@ def make_detector(backend: str, contract: Contract, level: float, correction: st
     return classes[backend](contract, level=level, correction=correction)
 
 
-def score_drift(reference: np.ndarray, current: np.ndarray, level: float) -> FeatureDrift:
-    """KS on the positive-class scores: one test, so the policy level applies uncorrected."""
+def score_drift(
+    reference: np.ndarray, current: np.ndarray, level: float, name: str = "score"
+) -> FeatureDrift:
+    """KS on one prediction signal (e.g. the positive-class scores): one test, at the policy level."""
     reference = np.asarray(reference, dtype=np.float64)
     current = np.asarray(current, dtype=np.float64)
     reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
@@ -224,5 +227,59 @@ def score_drift(reference: np.ndarray, current: np.ndarray, level: float) -> Fea
         raise DriftError("score drift needs scores in both the reference and the current window")
     statistic, p_value = ks(reference, current)
     return FeatureDrift(
-        name="score", kind="score", test="ks", statistic=statistic, p_value=p_value, drifted=p_value < level
+        name=name, kind="score", test="ks", statistic=statistic, p_value=p_value, drifted=p_value < level
     )
+
+
+def prediction_drift(
+    reference: np.ndarray,
+    current: np.ndarray,
+    columns: Sequence[str],
+    level: float,
+    correction: str = "bonferroni",
+    name: str = "score",
+) -> tuple[FeatureDrift, tuple[FeatureDrift, ...]]:
+    """Drift of the model's answers: the decision's one row, and one row per signal column.
+
+    The signal is monitoring/predictions.py's: one column (the positive-class probability, or
+    the predicted value) is one KS test at the policy level, and the per-column rows are empty.
+    Multiclass has one probability per class: each gets a KS test and the policy's correction
+    across them, and the family drifts when any class does. KS per class rather than
+    Chi-squared on the predicted-class counts: a model growing unsure moves its probabilities
+    long before the winning class changes, and the rows say which class moved. The summary
+    row carries the largest statistic and the family's corrected p-value (Bonferroni: K times
+    the smallest; FDR: Benjamini-Hochberg's smallest adjusted value), so `p < level` is the
+    same verdict as the per-class flags.
+    """
+    reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    current = np.asarray(current, dtype=np.float64).reshape(len(current), -1)
+    if reference.shape[1] != len(columns) or current.shape[1] != len(columns):
+        raise DriftError(
+            f"prediction drift needs the signal columns {list(columns)} on both sides "
+            f"(reference has {reference.shape[1]}, current {current.shape[1]})"
+        )
+    if len(columns) == 1:
+        return score_drift(reference[:, 0], current[:, 0], level, name), ()
+    rows = [
+        score_drift(reference[:, index], current[:, index], level, column)
+        for index, column in enumerate(columns)
+    ]
+    p_values = np.array([row.p_value for row in rows])
+    _, flags = correct(p_values, level, correction)
+    if correction == "bonferroni":
+        family = min(1.0, float(p_values.min()) * len(rows))
+    else:
+        ordered = np.sort(p_values)
+        family = min(1.0, float((ordered * len(rows) / np.arange(1, len(rows) + 1)).min()))
+    per_class = tuple(
+        row.model_copy(update={"drifted": bool(flag)}) for row, flag in zip(rows, flags, strict=True)
+    )
+    summary = FeatureDrift(
+        name=name,
+        kind="score",
+        test=f"ks x{len(rows)} ({correction})",
+        statistic=max(row.statistic for row in rows),
+        p_value=family,
+        drifted=bool(flags.any()),
+    )
+    return summary, per_class

@@ -4,25 +4,32 @@ The metric definitions are training's own (`ml.evaluate`), so "the metric droppe
 like with like. The task metric needs ground truth: it is computed on the labelled rows only
 (labels come back through /feedback, often days later). A selection-rate gap needs only the
 predictions, so it uses every row of the window and is known before any label arrives;
-other per-group metrics (true positive rate, ...) use the labelled rows.
+other per-group metrics (accuracy, true positive rate, mae, ...) use the labelled rows.
+
+Every task goes through the same steps: the captured class values (predicted and true) become
+class indices with the contract's `target.class_indices`, as training fits them; regression
+keeps its numbers. Per task, the bias metric is (governance/core/tasks.py GROUP_METRICS):
+binary rates of the positive class; multiclass accuracy, or the rate of predicting each class
+with the largest gap over the classes; regression mae/rmse with the gap relative to the
+window's overall value.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from governance.core.contract import Contract
+from governance.core.contract import Contract, Target
 from governance.core.policy import Policy
 from governance.core.records import Performance, RegistryEntry
+from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
+from ml import evaluate as ml_evaluate
 from ml.evaluate import GROUP_METRICS, groups, task_metrics
-
-
-def _indicators(values: pd.Series, positive: int) -> np.ndarray:
-    return (values.to_numpy(dtype=np.int64) == positive).astype(np.int64)
+from monitoring.predictions import from_window
 
 
 def champion_bias_gap(champion: RegistryEntry | None, metric: str) -> float | None:
@@ -38,9 +45,11 @@ def evaluate(
     """Performance and bias of the window; a value stays None (with a note saying why) when unknowable."""
     metric, bias_metric = policy.model.primary_metric, policy.bias.metric
     min_labelled_rows = policy.drift.min_labelled_rows
-    target, positive = contract.target.name, contract.target.positive_class
-    labelled = window[window[target].notna()] if target in window else window.iloc[0:0]
+    target = contract.target
     notes: list[str] = []
+    window = answered(window, target, notes)
+    labelled = window[window[target.name].notna()] if target.name in window else window.iloc[0:0]
+    labelled = known_labels(labelled, target, notes)
     champion_value = (champion.metrics if champion else {}).get(metric)
     if not isinstance(champion_value, int | float) or isinstance(champion_value, bool):
         champion_value = None
@@ -54,15 +63,12 @@ def evaluate(
             f"{metric} not computed"
         )
     else:
-        truth = _indicators(labelled[target], positive)
-        metrics = task_metrics(
-            truth,
-            _indicators(labelled["predicted_label"], positive),
-            labelled["score"].to_numpy(dtype=np.float64),
+        metrics = window_metrics(
+            target, truth(labelled, target), predicted(labelled, target), probabilities(labelled, target)
         )
         value = metrics.get(metric)
         if value is None:
-            notes.append(f"{metric} is undefined on these labelled rows (one class only)")
+            notes.append(f"{metric} is undefined on these labelled rows (e.g. one class only)")
     bias_rows, rates, gap = _bias(window, labelled if enough else None, contract, bias_metric, notes)
     return Performance(
         metric=metric,
@@ -79,6 +85,145 @@ def evaluate(
     )
 
 
+# -- the window's answers and labels as training's arrays ------------------------------------------------
+
+
+def answered(window: pd.DataFrame, target: Target, notes: list[str]) -> pd.DataFrame:
+    """The rows whose served answer is usable: a contract class (classification) or a number."""
+    if not target.is_classification:
+        keep = window["predicted_label"].notna()
+    else:
+        keep = window["predicted_label"].isin(target.classes)
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} captured answer(s) are not classes of the contract: left out")
+    return window[keep]
+
+
+def known_labels(labelled: pd.DataFrame, target: Target, notes: list[str]) -> pd.DataFrame:
+    """Labelled rows whose label the contract knows (a class of it, or a finite number)."""
+    column = labelled[target.name]
+    if target.is_classification:
+        keep = column.isin(target.classes)
+    else:
+        keep = pd.Series(np.isfinite(pd.to_numeric(column).to_numpy(dtype=np.float64)), index=labelled.index)
+    if not keep.all():
+        shown = sorted({repr(value) for value in column[~keep].tolist()})[:5]
+        notes.append(
+            f"{int((~keep).sum())} feedback label(s) outside target '{target.name}' "
+            f"({', '.join(shown)}): left out"
+        )
+    return labelled[keep]
+
+
+def truth(rows: pd.DataFrame, target: Target) -> np.ndarray:
+    """Ground truth as training sees it: class indices, or the observed numbers."""
+    if target.is_classification:
+        return target.class_indices(rows[target.name])
+    return pd.to_numeric(rows[target.name]).to_numpy(dtype=np.float64)
+
+
+def predicted(rows: pd.DataFrame, target: Target) -> np.ndarray:
+    """The served answers: class indices, or the predicted numbers."""
+    if target.is_classification:
+        return target.class_indices(rows["predicted_label"])
+    return pd.to_numeric(rows["predicted_label"]).to_numpy(dtype=np.float64)
+
+
+def probabilities(rows: pd.DataFrame, target: Target) -> np.ndarray | None:
+    """Class probabilities [N, classes] in contract order; None for regression."""
+    if not target.is_classification:
+        return None
+    signal = from_window(rows, target)
+    if target.task == MULTICLASS:  # captured as JSON from float32: renormalise the rounding away
+        return signal / signal.sum(axis=1, keepdims=True)
+    matrix = np.empty((len(rows), 2), dtype=np.float64)
+    matrix[:, target.positive_index] = signal[:, 0]
+    matrix[:, 1 - target.positive_index] = 1 - signal[:, 0]
+    return matrix
+
+
+# -- the calls into ml/evaluate.py (training's metric definitions) -------------------------------------
+
+
+def window_metrics(
+    target: Target, truth: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None
+) -> dict[str, Any]:
+    """The task's metrics from `ml.evaluate.task_metrics`: the one call into training's definitions.
+
+    Issue 12's ml/evaluate.py takes `task_metrics(truth, predicted, probabilities, task=...,
+    positive_index=...)` (class indices or numbers; probabilities [N, classes] or None). The
+    binary-only version before it takes indicators and the positive-class probability; with
+    that one, the other tasks' metrics come from `_interim_metrics` (delete both branches once
+    every checkout has the task-aware ml/evaluate.py).
+    """
+    parameters = inspect.signature(task_metrics).parameters
+    if "task" in parameters:
+        extra = {"positive_index": target.positive_index} if target.task == BINARY else {}
+        return task_metrics(truth, predicted, probabilities, task=target.task, **extra)
+    if target.task == BINARY:
+        positive = target.positive_index
+        assert probabilities is not None
+        return task_metrics(
+            (truth == positive).astype(np.int64),
+            (predicted == positive).astype(np.int64),
+            probabilities[:, positive],
+        )
+    return _interim_metrics(target.task, truth, predicted, probabilities)
+
+
+def _interim_metrics(
+    task: str, truth: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None
+) -> dict[str, Any]:
+    """Multiclass and regression metrics (governance/core/tasks.py names) until ml/evaluate.py has them."""
+    from sklearn import metrics as sk
+
+    if task == REGRESSION:
+        values = {
+            "rmse": sk.root_mean_squared_error(truth, predicted),
+            "mae": sk.mean_absolute_error(truth, predicted),
+            "r2": sk.r2_score(truth, predicted) if len(truth) > 1 else math.nan,
+        }
+    else:
+        assert probabilities is not None
+        labels = list(range(probabilities.shape[1]))
+        every_class = len(np.unique(truth)) == len(labels)
+        values = {
+            "roc_auc": sk.roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels)
+            if every_class
+            else math.nan,
+            "accuracy": sk.accuracy_score(truth, predicted),
+            "balanced_accuracy": sk.balanced_accuracy_score(truth, predicted),
+            "f1_macro": sk.f1_score(truth, predicted, average="macro", labels=labels, zero_division=0),
+            "f1_weighted": sk.f1_score(truth, predicted, average="weighted", labels=labels, zero_division=0),
+            "log_loss": sk.log_loss(truth, np.clip(probabilities, 1e-15, 1), labels=labels),
+        }
+    return {**{name: _number(value) for name, value in values.items()}, "rows": len(truth)}
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def group_function(metric: str, task: str = BINARY) -> Any:
+    """Training's per-group metric (truth, prediction) -> value for `task`.
+
+    `ml.evaluate.GROUP_FUNCTIONS[task]` where ml/evaluate.py has it (issue 12); before that the
+    binary `GROUP_METRICS`, and mae/rmse from scikit-learn.
+    """
+    per_task = getattr(ml_evaluate, "GROUP_FUNCTIONS", {}).get(task, {})
+    if metric in per_task:
+        return per_task[metric]
+    if metric in GROUP_METRICS:
+        return GROUP_METRICS[metric]
+    from sklearn import metrics as sk
+
+    return {"mae": sk.mean_absolute_error, "rmse": sk.root_mean_squared_error}[metric]
+
+
+# -- bias across the sensitive attribute ----------------------------------------------------------------
+
+
 def _bias(
     window: pd.DataFrame, labelled: pd.DataFrame | None, contract: Contract, metric: str, notes: list[str]
 ) -> tuple[int, dict[str, float], float | None]:
@@ -86,36 +231,75 @@ def _bias(
     if contract.sensitive is None:
         notes.append("the contract declares no sensitive attribute: no bias gap")
         return 0, {}, None
-    name, positive = contract.sensitive.name, contract.target.positive_class
+    name, target = contract.sensitive.name, contract.target
     if name not in window or window[name].isna().all():
         notes.append(f"no captured row carries the sensitive attribute {name!r}: no bias gap")
         return 0, {}, None
     if metric == "selection_rate":
         rows = window[window[name].notna()]
-        predicted = _indicators(rows["predicted_label"], positive)
-        truth = predicted  # selection rate reads only the predictions
+        answers = predicted(rows, target)
+        labels = answers  # selection rate reads only the predictions
     elif labelled is not None:
         rows = labelled[labelled[name].notna()]
-        predicted = _indicators(rows["predicted_label"], positive)
-        truth = _indicators(rows[contract.target.name], positive)
+        answers, labels = predicted(rows, target), truth(rows, target)
     else:
         notes.append(f"{metric} by group needs labels: too few labelled rows, no bias gap")
         return 0, {}, None
-    rates = by_group(truth, predicted, groups(rows, contract), metric)
+    sensitive = groups(rows, contract)
+    assert sensitive is not None
+    if target.task == BINARY:
+        positive = target.positive_index
+        rates = by_group(
+            (labels == positive).astype(np.int64), (answers == positive).astype(np.int64), sensitive, metric
+        )
+    elif target.task == MULTICLASS and metric == "selection_rate":
+        return len(rows), *class_selection_gaps(answers, sensitive, target, notes)
+    else:
+        rates = by_group(labels, answers, sensitive, metric, target.task)
     if len(rates) < 2:
         notes.append(f"fewer than two groups of {name!r} in the window: no bias gap")
         return len(rows), rates, None
-    return len(rows), rates, max(rates.values()) - min(rates.values())
+    gap = max(rates.values()) - min(rates.values())
+    if target.task == REGRESSION:  # relative to the overall value, so one limit fits any target scale
+        overall = float(group_function(metric, target.task)(labels, answers))
+        if overall == 0:
+            notes.append(f"the window's overall {metric} is 0: the relative bias gap is undefined")
+            return len(rows), rates, None
+        gap /= overall
+    return len(rows), rates, gap
 
 
-def by_group(truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str) -> dict[str, float]:
-    """Training's per-group metric (`ml.evaluate.GROUP_METRICS`), group by group.
+def class_selection_gaps(
+    answers: np.ndarray, sensitive: pd.Series, target: Target, notes: list[str]
+) -> tuple[dict[str, float], float | None]:
+    """Multiclass selection rate: how often each group is predicted each class; the largest gap.
+
+    The rates are keyed `<group> -> <class>`, so the report shows which class separates the groups.
+    """
+    rates: dict[str, float] = {}
+    gaps: list[float] = []
+    for index, key in enumerate(target.class_keys):
+        chosen = (answers == index).astype(np.int64)
+        per_group = by_group(chosen, chosen, sensitive, "selection_rate")
+        rates.update({f"{group} -> {key}": rate for group, rate in per_group.items()})
+        if len(per_group) >= 2:
+            gaps.append(max(per_group.values()) - min(per_group.values()))
+    if not gaps:
+        notes.append(f"fewer than two groups of {sensitive.name!r} in the window: no bias gap")
+        return rates, None
+    return rates, max(gaps)
+
+
+def by_group(
+    truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str, task: str = BINARY
+) -> dict[str, float]:
+    """Training's per-group metric (`group_function`), group by group.
 
     The same numbers as fairlearn's MetricFrame.by_group, whose between-groups difference is
     max - min; computed directly because MetricFrame with training's full metric set takes
     minutes on a million-row window, and monitoring needs one metric.
     """
-    function = GROUP_METRICS[metric]
+    function = group_function(metric, task)
     labels = sensitive.to_numpy()
     rates: dict[str, float] = {}
     for group in sorted(set(labels.tolist())):

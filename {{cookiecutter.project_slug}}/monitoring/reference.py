@@ -3,7 +3,9 @@
 The champion is the registry entry in stage `production`. Its entry names the snapshot it
 was trained on (the feature reference) and its ONNX file; running that file over the
 snapshot with the ground scorer gives the reference scores, the same computation serving
-does, so score drift compares like with like.
+does, so score drift compares like with like. Which numbers of the answer are compared
+depends on the task (monitoring/predictions.py): the positive-class probability, every
+class probability, or the predicted value.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from data_pipelines import ingest, snapshot
 from governance import registry
 from governance.core import progress
 from governance.core.contract import Contract
-from governance.core.encoding import Scorer, feeds
+from governance.core.encoding import Scorer, Scores, feeds
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import ReferenceInfo, RegistryEntry
+from monitoring.predictions import from_scores
 
 GIT_TIMEOUT_S = 60
 
@@ -56,8 +59,8 @@ def model_path(paths: Paths, entry: RegistryEntry) -> Path:
     return path if path.is_absolute() else paths.root / path
 
 
-def model_scores(path: Path, frame: pd.DataFrame, contract: Contract) -> np.ndarray:
-    """Positive-class probabilities from the ONNX model, fed exactly as serving feeds it."""
+def model_scores(path: Path, frame: pd.DataFrame, contract: Contract) -> Scores:
+    """The ONNX model's answers on `frame` (any task), fed exactly as serving feeds it."""
     columns: dict[str, Any] = {}
     for feature in contract.features:
         column = frame[feature.name]
@@ -65,8 +68,7 @@ def model_scores(path: Path, frame: pd.DataFrame, contract: Contract) -> np.ndar
             columns[feature.name] = pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             columns[feature.name] = column.astype("object").to_numpy(dtype=object, na_value=None)
-    probabilities = Scorer(path).score(feeds(columns, contract)).probabilities
-    return np.asarray(probabilities, dtype=np.float64)[:, contract.target.positive_index]
+    return Scorer(path).score(feeds(columns, contract))
 
 
 @dataclass
@@ -253,7 +255,7 @@ def _export_request(root: Path, commit: str, folder: str, target: Path) -> Path 
 def reference_scores(
     paths: Paths, champion: RegistryEntry | None, reference: Reference, contract: Contract
 ) -> tuple[np.ndarray | None, str | None]:
-    """The champion's positive-class scores on its reference data, or None with the reason."""
+    """The champion's prediction signal on its reference data [rows, signal columns], or None and why."""
     if champion is None:
         return None, "score drift not checked: no registered model to score the reference with"
     path = model_path(paths, champion)
@@ -267,4 +269,10 @@ def reference_scores(
             f"score drift not checked: {path} is not the registered artifact of "
             f"{champion.version} (sha256 differs)"
         )
-    return model_scores(path, reference.frame, contract), None
+    try:
+        return from_scores(model_scores(path, reference.frame, contract), contract.target), None
+    except ValueError as error:  # a model of another task or class list than the contract's
+        return (
+            None,
+            f"score drift not checked: the champion's model {path} does not fit the contract ({error})",
+        )

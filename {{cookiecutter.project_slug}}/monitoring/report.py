@@ -1,10 +1,13 @@
 """The drift run written three ways: HTML for people, Markdown for the pull request, JSON for machines.
 
 The HTML report is one self-contained file (plots embedded as base64 PNG, the shared CSS
-inlined) so a CI artifact or an e-mail attachment shows everything without a server. Plots are
-drawn only for drifted features (and the scores when they drifted): a report with nine
-unremarkable histograms hides the one that matters. The wording is in
-governance/templates/drift_report.html.j2 and drift_summary.md.j2.
+inlined) so a CI artifact or an e-mail attachment shows everything without a server. Feature
+plots are drawn only for drifted features: a report with nine unremarkable histograms hides
+the one that matters. The model's answers get one plot whenever the champion could be
+re-scored (the task's prediction signal, monitoring/predictions.py: the positive-class
+probability, one panel per class probability, or the predicted values), since they are what
+the service hands its clients. The wording is in governance/templates/drift_report.html.j2
+and drift_summary.md.j2.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governance.core.records import DriftSummary, write_json
+from governance.core.tasks import METRICS
 from governance.documents import render
 
 if TYPE_CHECKING:  # the retraining bot imports `markdown` only: keep it free of the numeric stack
@@ -27,8 +31,15 @@ JSON_NAME, MARKDOWN_NAME, HTML_NAME = "drift.json", "summary.md", "report.html"
 
 
 def feature_rows(summary: DriftSummary) -> list[Any]:
+    """Every test of the run: the features, then the model's answers (and, multiclass, each class)."""
     rows = list(summary.drift.features) if summary.drift else []
-    return [*rows, summary.score_drift] if summary.score_drift else rows
+    answers = [summary.score_drift] if summary.score_drift else []
+    return [*rows, *answers, *summary.prediction_drift]
+
+
+def directions() -> dict[str, str]:
+    """Each metric's direction (governance/core/tasks.py), for the report's metric table."""
+    return {name: metric.direction for name, metric in METRICS.items()}
 
 
 def markdown(summary: DriftSummary) -> str:
@@ -83,8 +94,8 @@ def plots(
     contract: Contract,
     reference_scores: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """One base64 PNG per drifted feature (and for the scores when they drifted)."""
-    if reference is None or current is None or summary.drift is None:
+    """One base64 PNG per drifted feature, and one of the model's answers when they were compared."""
+    if reference is None or current is None:
         return {}
     import matplotlib
     import numpy as np
@@ -94,8 +105,8 @@ def plots(
     from matplotlib import pyplot
 
     images: dict[str, str] = {}
-    tests = {row.name: row for row in summary.drift.features}
-    for name in summary.drift.drifted_features:
+    tests = {row.name: row for row in summary.drift.features} if summary.drift else {}
+    for name in summary.drift.drifted_features if summary.drift else ():
         feature = contract.feature(name)
         figure, axes = pyplot.subplots(figsize=(6, 3.2))
         figure.suptitle(f"{tests[name].test} p = {tests[name].p_value:.3g}", fontsize=8, x=0.99, ha="right")
@@ -110,20 +121,45 @@ def plots(
             _categorical_plot(axes, reference[name], current[name], feature)
         images[name] = _png(figure)
         pyplot.close(figure)
-    score = summary.score_drift
-    if score and score.drifted and reference_scores is not None:
-        figure, axes = pyplot.subplots(figsize=(6, 3.2))
-        _numeric_plot(
-            axes, np.asarray(reference_scores, dtype=np.float64), current["score"].to_numpy(), "score"
-        )
-        images["score"] = _png(figure)
-        pyplot.close(figure)
+    if summary.score_drift is not None and reference_scores is not None:
+        images[summary.score_drift.name] = _signal_plot(summary, reference_scores, current, contract)
     return images
+
+
+def _signal_plot(
+    summary: DriftSummary, reference_scores: np.ndarray, current: pd.DataFrame, contract: Contract
+) -> str:
+    """The model's answers, reference vs current: one panel per signal column (per class for multiclass)."""
+    import numpy as np
+    from matplotlib import pyplot
+
+    from monitoring.predictions import describe, from_window, signal_columns
+
+    names = signal_columns(contract.target)
+    reference = np.asarray(reference_scores, dtype=np.float64).reshape(len(reference_scores), -1)
+    window = from_window(current, contract.target)
+    figure, panels = pyplot.subplots(1, len(names), figsize=(6 * min(len(names), 2), 3.2), squeeze=False)
+    score = summary.score_drift
+    assert score is not None
+    figure.suptitle(
+        f"{describe(contract.target)}: {score.test} p = {score.p_value:.3g}", fontsize=8, x=0.99, ha="right"
+    )
+    for index, (axes, name) in enumerate(zip(panels[0], names, strict=True)):
+        _numeric_plot(axes, reference[:, index], window[:, index], name)
+    image = _png(figure)
+    pyplot.close(figure)
+    return image
 
 
 def render_html(summary: DriftSummary, images: dict[str, str]) -> str:
     """A self-contained page: summary, policy checks, features, one plot per drifted feature."""
-    return render("drift_report.html.j2", summary=summary, rows=feature_rows(summary), images=images)
+    return render(
+        "drift_report.html.j2",
+        summary=summary,
+        rows=feature_rows(summary),
+        images=images,
+        directions=directions(),
+    )
 
 
 def write(

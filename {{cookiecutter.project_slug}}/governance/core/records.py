@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
 
 from governance.core.errors import InputError, describe
+from governance.core.tasks import METRICS, worsening
 
 SHA256 = r"^[0-9a-f]{64}$"
 IMAGE_DIGEST = r"^sha256:[0-9a-f]{64}$"
@@ -551,9 +552,12 @@ class Performance(Record):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def drop(self) -> float | None:
-        """How far the metric fell below the champion's registered value (negative: it rose)."""
+        """How much worse than the champion's registered value the metric is, in its direction
+        (governance/core/tasks.py: an rmse that rose is a drop); negative when it improved."""
         if self.value is None or self.champion_value is None:
             return None
+        if self.metric in METRICS:
+            return worsening(self.metric, self.value, self.champion_value)
         return self.champion_value - self.value
 
 
@@ -616,6 +620,8 @@ class DriftSummary(Record):
     reference: ReferenceInfo
     drift: DriftResult | None = None
     score_drift: FeatureDrift | None = None
+    # Multiclass: one row per class probability behind `score_drift` (empty for one-signal tasks).
+    prediction_drift: tuple[FeatureDrift, ...] = ()
     performance: Performance | None = None
     dataset: NewDataset | None = None
     decision: Decision

@@ -1,5 +1,9 @@
 """Reading capture windows: time and count windows, label joins, torn lines, bad files, and the
-one capture schema (governance/core/capture.py) that serving writes and monitoring reads."""
+one capture schema (governance/core/capture.py) that serving writes and monitoring reads.
+
+On the example data of this project's task (labels of the contract's type); every task's label
+types are checked on real datasets in tests/monitoring/test_tasks.py.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,31 @@ import pytest
 from data_pipelines.example import example_contract
 from governance.core.capture import COLUMNS, FeedbackRecord, PredictionRecord, feedback_line, prediction_line
 from monitoring.capture import CaptureError, read_window, schema
-from tests.support.drift import START, example, fake_scores, write_capture
+from monitoring.predictions import from_scores, from_window
+from tests.support.drift import START, another_label, example, fake_scores, served, write_capture
 
 CONTRACT = example_contract()
+TARGET = CONTRACT.target.name
+# A label of the contract's type: a class, or a number for regression.
+LABEL = CONTRACT.target.classes[-1] if CONTRACT.target.is_classification else 12.5
+
+
+def plain(value):
+    """A numpy scalar as the Python value a capture line holds."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def signal_matches(window, frame) -> bool:
+    """The window's prediction signal is the one the answers of `frame` give."""
+    expected = from_scores(fake_scores(frame, CONTRACT), CONTRACT.target)
+    return bool(np.allclose(from_window(window, CONTRACT.target), expected))
 
 
 @pytest.fixture
 def store(tmp_path):
     """300 predictions 7 minutes apart (they span two days), every other one labelled a day later."""
     frame = example(300, seed=1)
-    write_capture(tmp_path, frame, CONTRACT, fake_scores(frame), step=timedelta(minutes=7))
+    write_capture(tmp_path, frame, CONTRACT, fake_scores(frame, CONTRACT), step=timedelta(minutes=7))
     return tmp_path, frame
 
 
@@ -29,13 +48,13 @@ def test_it_joins_feedback_labels_onto_predictions(store):
     root, frame = store
     window = read_window(str(root), contract=CONTRACT)
     assert len(window) == len(frame)
-    assert window["defaulted"].notna().sum() == 150
-    labelled = window["defaulted"].notna().to_numpy()
-    assert (window["defaulted"][labelled].to_numpy() == frame["defaulted"].to_numpy()[labelled]).all()
+    assert window[TARGET].notna().sum() == 150
+    labelled = window[TARGET].notna().to_numpy()
+    assert window[TARGET][labelled].astype(object).tolist() == frame[TARGET][labelled].tolist()
     assert np.allclose(window["income"], frame["income"], equal_nan=True)
     assert (window["employment_type"].astype(str) == frame["employment_type"]).all()
     assert (window["sex"].astype(str) == frame["sex"]).all()
-    assert np.allclose(window["score"], fake_scores(frame))
+    assert signal_matches(window, frame)
     assert window["timestamp"].is_monotonic_increasing
 
 
@@ -45,7 +64,7 @@ def test_a_time_window_keeps_labels_that_arrived_in_later_partitions(store):
     window = read_window(f"file://{root}", since=since, until=until.isoformat(), contract=CONTRACT)
     assert len(window) == 86  # minutes 600..1199 at 7-minute steps
     assert window["timestamp"].min() >= since and window["timestamp"].max() < until
-    assert window["defaulted"].notna().sum() == 43
+    assert window[TARGET].notna().sum() == 43
 
 
 def test_last_n_returns_the_newest_predictions(store):
@@ -53,10 +72,10 @@ def test_last_n_returns_the_newest_predictions(store):
     window = read_window(str(root), last_n=25, contract=CONTRACT)
     assert len(window) == 25
     assert window["prediction_id"].iloc[-1] == "req-host-1-0-59:4"
-    assert np.allclose(window["score"], fake_scores(frame)[-25:])
+    assert signal_matches(window, frame.iloc[-25:])
 
 
-def label_again(root, index: int, label: int, days: int, stream: str) -> None:
+def label_again(root, index: int, label: object, days: int, stream: str) -> None:
     """Another feedback line for prediction `index` of the store, `days` after START."""
     moment = START + timedelta(days=days)
     line = feedback_line(
@@ -70,20 +89,20 @@ def label_again(root, index: int, label: int, days: int, stream: str) -> None:
 
 def test_the_first_label_wins_by_default_and_the_policy_can_let_the_newest_win(store):
     root, frame = store
-    first = {index: int(frame["defaulted"].iloc[index]) for index in (0, 2, 4)}
-    label_again(root, 0, 1 - first[0], days=5, stream="other-2-0")  # overwritten ...
+    first = {index: plain(frame[TARGET].iloc[index]) for index in (0, 2, 4)}
+    label_again(root, 0, another_label(first[0], CONTRACT), days=5, stream="other-2-0")  # overwritten ...
     label_again(root, 0, first[0], days=6, stream="other-3-0")  # ... and set back
-    label_again(root, 2, 1 - first[2], days=5, stream="other-2-0")  # a changed outcome
+    label_again(root, 2, another_label(first[2], CONTRACT), days=5, stream="other-2-0")  # a changed outcome
     label_again(root, 4, first[4], days=5, stream="other-2-0")  # the same label again: no relabel
     default = read_window(str(root), contract=CONTRACT).set_index("prediction_id")
-    kept = {index: default.loc[f"req-host-1-0-0:{index}", "defaulted"] for index in first}
+    kept = {index: default.loc[f"req-host-1-0-0:{index}", TARGET] for index in first}
     assert kept == first, "a later label cannot overwrite the first"
     assert default["relabelled"].sum() == 2
     assert default.loc[["req-host-1-0-0:0", "req-host-1-0-0:2"], "relabelled"].all()
-    assert default["defaulted"].notna().sum() == 150, "labelling again adds no rows"
+    assert default[TARGET].notna().sum() == 150, "labelling again adds no rows"
     newest = read_window(str(root), contract=CONTRACT, relabel="last_wins").set_index("prediction_id")
-    kept = {index: newest.loc[f"req-host-1-0-0:{index}", "defaulted"] for index in first}
-    assert kept == {0: first[0], 2: 1 - first[2], 4: first[4]}
+    kept = {index: newest.loc[f"req-host-1-0-0:{index}", TARGET] for index in first}
+    assert kept == {0: first[0], 2: another_label(first[2], CONTRACT), 4: first[4]}
     assert newest["relabelled"].sum() == 2
     assert str(newest.loc["req-host-1-0-0:2", "feedback_timestamp"]).startswith("2024-05-06")
     with pytest.raises(CaptureError, match="first_wins or last_wins"):
@@ -96,14 +115,14 @@ def test_a_label_without_a_prediction_id_is_joined_by_request_id_and_row(store):
         "kind": "feedback",
         "request_id": "req-host-1-0-0",
         "row": 1,  # an unlabelled prediction (every other one is labelled)
-        "label": 1,
+        "label": LABEL,
         "timestamp": (START + timedelta(days=5)).isoformat(),
     }  # no prediction_id: derived from request_id and row
     folder = root / "date=2024-05-06"
     folder.mkdir()
     (folder / "other-2-0.jsonl").write_bytes(orjson.dumps(legacy) + b"\n")
     window = read_window(str(root), contract=CONTRACT)
-    assert window.loc[window["prediction_id"] == "req-host-1-0-0:1", "defaulted"].item() == 1
+    assert window.loc[window["prediction_id"] == "req-host-1-0-0:1", TARGET].item() == LABEL
     assert not window["relabelled"].any()
 
 
@@ -134,7 +153,7 @@ def test_it_reads_what_the_serving_capture_store_writes(tmp_path):
     from app.capture import CaptureStore
 
     frame = example(40, seed=3)
-    scores = fake_scores(frame)
+    answers = served(fake_scores(frame, CONTRACT), CONTRACT)
     writer = CaptureStore(f"file://{tmp_path}", CONTRACT.feature_names, "sex", flush_rows=10_000)
     records = [
         {key: (None if value is None or value != value else value) for key, value in row.items()}
@@ -143,16 +162,17 @@ def test_it_reads_what_the_serving_capture_store_writes(tmp_path):
     stamp = START.timestamp()
     for start in range(0, 40, 10):
         chunk = records[start : start + 10]
-        labels = [int(score >= 0.5) for score in scores[start : start + 10]]
-        probabilities = [[1 - float(score), float(score)] for score in scores[start : start + 10]]
+        labels = [label for label, _ in answers[start : start + 10]]
+        probabilities = [scores for _, scores in answers[start : start + 10]]
         writer.record_predictions(f"r{start}", stamp + start, "m", "v7", chunk, labels, probabilities)
-    writer.record_feedback(stamp + 3600, [("r0", 3, 1), ("r10", 0, 0)])
+    other = another_label(LABEL, CONTRACT)
+    writer.record_feedback(stamp + 3600, [("r0", 3, LABEL), ("r10", 0, other)])
     writer.close()
     window = read_window(f"file://{tmp_path}", contract=CONTRACT)
     assert len(window) == 40
     assert window["model_version"].astype(str).unique().tolist() == ["v7"]
-    assert window.set_index("prediction_id")["defaulted"].dropna().to_dict() == {"r0:3": 1, "r10:0": 0}
-    assert np.allclose(window["score"], scores)
+    assert window.set_index("prediction_id")[TARGET].dropna().to_dict() == {"r0:3": LABEL, "r10:0": other}
+    assert signal_matches(window, frame)
     assert np.allclose(window["debt_to_income"], frame["debt_to_income"])
 
 
@@ -168,7 +188,9 @@ def test_the_reader_schema_is_the_ground_capture_record_typed_from_the_contract(
 
 
 def test_lines_built_from_the_ground_record_are_read_back_value_for_value(tmp_path):
-    first, second = example(2, seed=4).to_dict("records")
+    frame = example(2, seed=4)
+    first, second = frame.to_dict("records")
+    answers = served(fake_scores(frame, CONTRACT), CONTRACT)
     features = [{name: row[name] for name in CONTRACT.feature_names} for row in (first, second)]
     features[1]["income"] = None  # a missing number travels as null
     lines = [
@@ -180,14 +202,14 @@ def test_lines_built_from_the_ground_record_are_read_back_value_for_value(tmp_pa
             model_version="v3",
             features=features[row],
             sensitive={"sex": ("female", None)[row]},
-            label=row,
-            scores=[0.8 - 0.5 * row, 0.2 + 0.5 * row],
+            label=answers[row][0],
+            scores=answers[row][1],
         )
         for row in (0, 1)
     ]
     for line in lines:
         PredictionRecord.model_validate(line)  # the writer's dict is the ground record
-    label = feedback_line(request_id="req-9", row=1, label=1, timestamp="2024-05-02T09:00:00+00:00")
+    label = feedback_line(request_id="req-9", row=1, label=LABEL, timestamp="2024-05-02T09:00:00+00:00")
     FeedbackRecord.model_validate(label)
     (tmp_path / "date=2024-05-01").mkdir()
     (tmp_path / "date=2024-05-01" / "a.jsonl").write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
@@ -199,12 +221,12 @@ def test_lines_built_from_the_ground_record_are_read_back_value_for_value(tmp_pa
     assert window["request_id"].tolist() == ["req-9", "req-9"] and window["row"].tolist() == [0, 1]
     assert window["model_name"].astype(str).tolist() == ["loans", "loans"]
     assert window["model_version"].astype(str).tolist() == ["v3", "v3"]
-    assert window["predicted_label"].tolist() == [0, 1]
-    assert window["score"].tolist() == pytest.approx([0.2, 0.7])
+    assert window["predicted_label"].astype(object).tolist() == [answer for answer, _ in answers]
+    assert signal_matches(window, frame)
     assert window["timestamp"].iloc[1].isoformat() == "2024-05-01T08:00:01+00:00"
     for name in CONTRACT.feature_names:
         read = window[name].astype(object).where(window[name].notna(), None).tolist()
         assert read == [features[0][name], features[1][name]], name
     assert window["sex"].astype(object).where(window["sex"].notna(), None).tolist() == ["female", None]
-    assert window["defaulted"].isna().tolist() == [True, False] and window.loc["req-9:1", "defaulted"] == 1
+    assert window[TARGET].isna().tolist() == [True, False] and window.loc["req-9:1", TARGET] == LABEL
     assert str(window.loc["req-9:1", "feedback_timestamp"]) == "2024-05-02 09:00:00+00:00"

@@ -27,7 +27,7 @@ from governance.core.records import DriftSummary, read_drift_summary
 from monitoring import check, reference
 from monitoring.capture import read_window
 from monitoring.decision import read_history
-from tests.support.drift import START, example, write_capture
+from tests.support.drift import START, example, fake_scores, write_capture
 
 CONTRACT = example_contract()
 
@@ -114,22 +114,27 @@ def test_relabels_keep_the_first_label_in_the_retraining_set_unless_the_policy_s
     frame = example(1200, seed=36, concept_drift=1.0)
     capture = capture_from(paths, frame, "relabelled")
     labels = frame[CONTRACT.target.name]
-    flipped = [index for index in range(0, len(frame), 2) if labels.iloc[index] == 0][:50]
+    # the new label: the last class (binary example: 1, the positive class), or a number nobody observed
+    new = CONTRACT.target.classes[-1] if CONTRACT.target.is_classification else 999.5
+    flipped = [index for index in range(0, len(frame), 2) if labels.iloc[index] != new][:50]
     later = START + timedelta(days=9)
     lines = [
         feedback_line(
-            request_id=f"req-host-1-0-{index // 5}", row=index % 5, label=1, timestamp=later.isoformat()
+            request_id=f"req-host-1-0-{index // 5}", row=index % 5, label=new, timestamp=later.isoformat()
         )
         for index in flipped
     ]
     folder = capture / f"date={later.date()}"
     folder.mkdir()
     (folder / "elsewhere-1-0.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
-    recorded = int(labels.iloc[::2].sum())
+    recorded = int((labels.iloc[::2] == new).sum())
 
     def trained_on(summary: DriftSummary) -> int:
+        """How many rows of the retraining set carry the new label."""
         assert summary.decision.retrain and summary.dataset is not None and summary.dataset.valid
-        return int(read_parquet(Path(summary.dataset.path) / "data.parquet")[CONTRACT.target.name].sum())
+        return int(
+            (read_parquet(Path(summary.dataset.path) / "data.parquet")[CONTRACT.target.name] == new).sum()
+        )
 
     summary, _ = drift(paths, capture, capsys)
     assert summary.window.relabelled_rows == 50 and summary.window.labelled_rows == 600
@@ -187,7 +192,7 @@ def test_monitoring_scores_with_the_ground_encoder_and_scorer(registered_workspa
     frame.loc[frame.index[::7], "income"] = np.nan
     frame.loc[frame.index[::11], "employment_type"] = None
     capture = paths.root / "captures" / "encoder"
-    write_capture(capture, frame, CONTRACT, np.full(len(frame), 0.5))
+    write_capture(capture, frame, CONTRACT, fake_scores(frame, CONTRACT))
     window = read_window(str(capture), contract=CONTRACT)
     assert window["income"].isna().any() and window["employment_type"].isna().any()
     assert isinstance(window["employment_type"].dtype, pd.CategoricalDtype)
@@ -209,9 +214,11 @@ def test_monitoring_scores_with_the_ground_encoder_and_scorer(registered_workspa
         name: [None if value is None or value != value else value for value in (r[name] for r in records)]
         for name in CONTRACT.feature_names
     }
-    _, probabilities = encoding.Scorer(model).score(encoding.feeds(served, CONTRACT))
-    positive = CONTRACT.target.classes.index(CONTRACT.target.positive_class)
-    assert np.array_equal(scores, np.asarray(probabilities, dtype=np.float64)[:, positive])
+    expected = encoding.Scorer(model).score(encoding.feeds(served, CONTRACT))
+    assert np.array_equal(scores.probabilities, expected.probabilities)
+    assert np.array_equal(scores.predicted, expected.predicted) and np.array_equal(
+        scores.value, expected.value
+    )
 
 
 def test_score_drift_is_skipped_with_the_reason_when_the_champion_cannot_be_rescored(registered_workspace):

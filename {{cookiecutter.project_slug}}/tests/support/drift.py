@@ -12,13 +12,16 @@ import numpy as np
 import orjson
 import pandas as pd
 import yaml
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from data_pipelines.example import EXAMPLE_CONTRACT, generate
 from governance.core.capture import feedback_line, prediction_line
 from governance.core.contract import Contract
+from governance.core.encoding import Scores
 from governance.core.paths import PATHS, Paths
 from governance.core.records import DriftSummary, RegistryEntry
+from monitoring.capture import TARGET_PANDAS
+from monitoring.predictions import from_scores, signal_columns
 from monitoring.retrain_pr import Plan, make_plan
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
@@ -47,20 +50,50 @@ def inject(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 INJECTED = {"income", "debt_to_income", "employment_type"}
 
 
-def fake_scores(frame: pd.DataFrame) -> np.ndarray:
-    """Deterministic scores in (0, 1) for tests that only need numbers to round-trip."""
-    return 1 / (1 + np.exp(-(frame["debt_to_income"].to_numpy(dtype=float) * 4 - 2)))
+def fake_scores(frame: pd.DataFrame, contract: Contract) -> Scores:
+    """Deterministic answers of the contract's task for tests that only need numbers to round-trip.
+
+    Binary: the positive-class probability rises with debt_to_income; multiclass: the classes
+    take turns as it rises; regression: a value that rises with it.
+    """
+    rising = 1 / (1 + np.exp(-(frame["debt_to_income"].to_numpy(dtype=float) * 4 - 2)))
+    target = contract.target
+    if not target.is_classification:
+        return Scores(value=rising * 20)
+    if len(target.classes) == 2:
+        probabilities = np.empty((len(frame), 2))
+        probabilities[:, target.positive_index] = rising
+        probabilities[:, 1 - target.positive_index] = 1 - rising
+    else:
+        logits = -((rising[:, None] * (len(target.classes) - 1) - np.arange(len(target.classes))) ** 2)
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Scores(label=probabilities.argmax(axis=1), probabilities=probabilities)
+
+
+def another_label(value: Any, contract: Contract) -> Any:
+    """A label other than `value` of the contract's type (the next class, or the number plus one)."""
+    target = contract.target
+    if not target.is_classification:
+        return float(value) + 1.0
+    index = int(target.class_indices([value])[0])
+    return target.classes[(index + 1) % len(target.classes)]
 
 
 class ToyModel:
-    """A small logistic regression standing in for the champion (trains in milliseconds)."""
+    """A small linear model of the contract's task standing in for the champion (trains in milliseconds).
+
+    Classifiers fit class indices, as training does, and answer `Scores` as the ONNX scorer does.
+    """
 
     def __init__(self, contract: Contract, reference: pd.DataFrame) -> None:
         self.contract = contract
         self.medians = {f.name: float(pd.to_numeric(reference[f.name]).median()) for f in contract.numeric}
-        self.model = LogisticRegression(max_iter=1000).fit(
-            self._matrix(reference), reference[contract.target.name]
-        )
+        target = contract.target
+        if target.is_classification:
+            labels = target.class_indices(reference[target.name])
+            self.model = LogisticRegression(max_iter=1000).fit(self._matrix(reference), labels)
+        else:
+            self.model = Ridge().fit(self._matrix(reference), pd.to_numeric(reference[target.name]))
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         columns = []
@@ -77,13 +110,34 @@ class ToyModel:
                 )
         return np.column_stack(columns)
 
-    def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(self._matrix(frame))[:, 1]
+    def scores(self, frame: pd.DataFrame) -> Scores:
+        matrix = self._matrix(frame)
+        if not self.contract.target.is_classification:
+            return Scores(value=self.model.predict(matrix))
+        probabilities = self.model.predict_proba(matrix)
+        return Scores(label=probabilities.argmax(axis=1), probabilities=probabilities)
+
+    def window(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` as the capture reader returns it: served answers, the prediction signal, labels."""
+        target = self.contract.target
+        scores = self.scores(frame)
+        frame = frame.copy()
+        for name, column in zip(signal_columns(target), from_scores(scores, target).T, strict=True):
+            frame[name] = column
+        if target.is_classification:
+            frame["predicted_label"] = pd.Series(target.class_values(scores.label), index=frame.index)
+        else:
+            frame["predicted_label"] = scores.value
+        dtype = TARGET_PANDAS.get(target.dtype if target.is_classification else "float64", object)
+        frame[target.name] = frame[target.name].astype(dtype)  # nullable, as the reader types it
+        return frame
 
 
 def _jsonable(value: object) -> object:
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -91,11 +145,34 @@ def _jsonable(value: object) -> object:
     return value
 
 
+def served(scores: np.ndarray | Scores, contract: Contract) -> list[tuple[Any, list[float]]]:
+    """(label, scores) per row as serving captures them, for any task.
+
+    `scores` is the scorer's answer (`Scores`: class indices + probabilities, or values), or
+    for a binary contract just the positive-class probabilities (the class at 0.5).
+    """
+    target = contract.target
+    if isinstance(scores, Scores):
+        if not target.is_classification:
+            return [(float(value), []) for value in np.asarray(scores.value).ravel()]
+        labels = target.class_values(scores.label)
+        return [
+            (label, [float(p) for p in row]) for label, row in zip(labels, scores.probabilities, strict=True)
+        ]
+    answers = []
+    positive, other = target.positive_index, 1 - target.positive_index
+    for probability in np.asarray(scores, dtype=np.float64):
+        row = [0.0, 0.0]
+        row[positive], row[other] = float(probability), 1 - float(probability)
+        answers.append((target.classes[positive if probability >= 0.5 else other], row))
+    return answers
+
+
 def write_capture(
     root: Path,
     frame: pd.DataFrame,
     contract: Contract,
-    scores: np.ndarray,
+    scores: np.ndarray | Scores,
     *,
     start: datetime = START,
     step: timedelta = timedelta(seconds=1),
@@ -105,8 +182,12 @@ def write_capture(
     model_version: str = "v1",
     rows_per_request: int = 5,
 ) -> None:
-    """Capture lines as serving writes them: predictions partitioned by day, feedback later."""
+    """Capture lines as serving writes them: predictions partitioned by day, feedback later.
+
+    `scores` as `served` takes them; `labels` (default: the frame's target column) are fed back.
+    """
     lines: dict[str, list[bytes]] = {}
+    answers = served(scores, contract)
     labels = frame[contract.target.name] if labels is None else labels
     sensitive = contract.sensitive.name if contract.sensitive else None
     records = frame.to_dict("records")
@@ -123,8 +204,8 @@ def write_capture(
             model_version=model_version,
             features=features,
             sensitive=extra,
-            label=int(scores[index] >= 0.5),
-            scores=[1 - float(scores[index]), float(scores[index])],
+            label=answers[index][0],
+            scores=answers[index][1],
         )
         lines.setdefault(moment.date().isoformat(), []).append(orjson.dumps(line))
         if feedback_every and index % feedback_every == 0:
@@ -132,7 +213,7 @@ def write_capture(
             feedback = feedback_line(
                 request_id=request_id,
                 row=row,
-                label=int(labels.iloc[index]),
+                label=_jsonable(labels.iloc[index]),
                 timestamp=later.isoformat(timespec="microseconds"),
             )
             lines.setdefault(later.date().isoformat(), []).append(orjson.dumps(feedback))
