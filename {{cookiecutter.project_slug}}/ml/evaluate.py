@@ -234,7 +234,6 @@ GROUP_FUNCTIONS: dict[str, dict[str, Callable[[np.ndarray, np.ndarray], float]]]
     MULTICLASS: {"accuracy": sk.accuracy_score},
     REGRESSION: {"mae": sk.mean_absolute_error, "rmse": _rmse},
 }
-GROUP_METRICS = GROUP_FUNCTIONS[BINARY]  # the binary functions, under the name monitoring imported first
 
 
 def _class_rate(index: int) -> Callable[[np.ndarray, np.ndarray], float]:

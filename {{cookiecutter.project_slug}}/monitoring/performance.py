@@ -16,7 +16,6 @@ window's overall value.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -27,8 +26,7 @@ from governance.core.contract import Contract, Target
 from governance.core.policy import Policy
 from governance.core.records import Performance, RegistryEntry
 from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
-from ml import evaluate as ml_evaluate
-from ml.evaluate import GROUP_METRICS, groups, task_metrics
+from ml.evaluate import GROUP_FUNCTIONS, groups, task_metrics
 from monitoring.predictions import from_window
 
 
@@ -148,77 +146,14 @@ def probabilities(rows: pd.DataFrame, target: Target) -> np.ndarray | None:
 def window_metrics(
     target: Target, truth: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None
 ) -> dict[str, Any]:
-    """The task's metrics from `ml.evaluate.task_metrics`: the one call into training's definitions.
-
-    Issue 12's ml/evaluate.py takes `task_metrics(truth, predicted, probabilities, task=...,
-    positive_index=...)` (class indices or numbers; probabilities [N, classes] or None). The
-    binary-only version before it takes indicators and the positive-class probability; with
-    that one, the other tasks' metrics come from `_interim_metrics` (delete both branches once
-    every checkout has the task-aware ml/evaluate.py).
-    """
-    parameters = inspect.signature(task_metrics).parameters
-    if "task" in parameters:
-        extra = {"positive_index": target.positive_index} if target.task == BINARY else {}
-        return task_metrics(truth, predicted, probabilities, task=target.task, **extra)
-    if target.task == BINARY:
-        positive = target.positive_index
-        assert probabilities is not None
-        return task_metrics(
-            (truth == positive).astype(np.int64),
-            (predicted == positive).astype(np.int64),
-            probabilities[:, positive],
-        )
-    return _interim_metrics(target.task, truth, predicted, probabilities)
-
-
-def _interim_metrics(
-    task: str, truth: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None
-) -> dict[str, Any]:
-    """Multiclass and regression metrics (governance/core/tasks.py names) until ml/evaluate.py has them."""
-    from sklearn import metrics as sk
-
-    if task == REGRESSION:
-        values = {
-            "rmse": sk.root_mean_squared_error(truth, predicted),
-            "mae": sk.mean_absolute_error(truth, predicted),
-            "r2": sk.r2_score(truth, predicted) if len(truth) > 1 else math.nan,
-        }
-    else:
-        assert probabilities is not None
-        labels = list(range(probabilities.shape[1]))
-        every_class = len(np.unique(truth)) == len(labels)
-        values = {
-            "roc_auc": sk.roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels)
-            if every_class
-            else math.nan,
-            "accuracy": sk.accuracy_score(truth, predicted),
-            "balanced_accuracy": sk.balanced_accuracy_score(truth, predicted),
-            "f1_macro": sk.f1_score(truth, predicted, average="macro", labels=labels, zero_division=0),
-            "f1_weighted": sk.f1_score(truth, predicted, average="weighted", labels=labels, zero_division=0),
-            "log_loss": sk.log_loss(truth, np.clip(probabilities, 1e-15, 1), labels=labels),
-        }
-    return {**{name: _number(value) for name, value in values.items()}, "rows": len(truth)}
-
-
-def _number(value: Any) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
+    """The task's metrics, by training's own definitions (`ml.evaluate.task_metrics`)."""
+    extra = {"positive_index": target.positive_index} if target.task == BINARY else {}
+    return task_metrics(truth, predicted, probabilities, task=target.task, **extra)
 
 
 def group_function(metric: str, task: str = BINARY) -> Any:
-    """Training's per-group metric (truth, prediction) -> value for `task`.
-
-    `ml.evaluate.GROUP_FUNCTIONS[task]` where ml/evaluate.py has it (issue 12); before that the
-    binary `GROUP_METRICS`, and mae/rmse from scikit-learn.
-    """
-    per_task = getattr(ml_evaluate, "GROUP_FUNCTIONS", {}).get(task, {})
-    if metric in per_task:
-        return per_task[metric]
-    if metric in GROUP_METRICS:
-        return GROUP_METRICS[metric]
-    from sklearn import metrics as sk
-
-    return {"mae": sk.mean_absolute_error, "rmse": sk.root_mean_squared_error}[metric]
+    """Training's per-group metric (truth, prediction) -> value for `task`."""
+    return GROUP_FUNCTIONS[task][metric]
 
 
 # -- bias across the sensitive attribute ----------------------------------------------------------------
