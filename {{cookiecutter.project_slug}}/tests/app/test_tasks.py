@@ -206,10 +206,9 @@ def test_feedback_takes_a_class_value_of_its_type_or_a_finite_number_and_capture
         assert line["label"] == 151.0 and type(line["label"]) is float  # a float64 target
 
 
+@pytest.mark.parametrize("task", ["regression"], indirect=True)
 def test_feedback_refuses_an_infinite_value_for_regression(served):
     client, data, _ = served
-    if data.contract.target.is_classification:
-        pytest.skip("classification labels are class values")
     token = client.post("/predict", json={"records": records_of(data, 1)}).json()["predictions"][0]
     body = b'{"feedback_token": "%s", "label": 1e999}' % token["feedback_token"].encode()
     response = client.post("/feedback", content=body, headers={"content-type": "application/json"})
