@@ -114,7 +114,7 @@ def serve_and_label(project: Path, data: TaskFile, contract: dict, tmp_path: Pat
             if sensitive:
                 row[sensitive] = record[sensitive] or None
             rows.append(row)
-        status, answer = call(f"{base}/predict", rows)
+        status, answer = call(f"{base}/predict", {"records": rows})
         assert status == 200, answer
         predictions = answer["predictions"]
         truth = [record[data.target] for record in data.unseen]
