@@ -163,6 +163,7 @@ def test_a_teams_own_file_goes_through_the_loop_for_every_task(cookies, task, ta
         assert all(answer["label"] in classes for answer in answers), "labels are the file's own words"
         assert all(list(answer["probabilities"]) == classes for answer in answers)
     metric, value = served_metric(task, truth, answers, contract["target"].get("classes", []))
+    print(f"{task}: served {metric} {value:.3f} on {len(truth)} unseen rows, held-out {held_out[metric]:.3f}")
     assert value >= held_out[metric] - TOLERANCE[task], (
         f"served {metric} {value:.3f} on {len(truth)} unseen rows vs held-out {held_out[metric]:.3f}"
     )
