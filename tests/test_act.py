@@ -87,6 +87,10 @@ def job_outcomes(log: str) -> dict[str, str]:
     return {match["job"].strip(): match["outcome"] for match in JOB_END.finditer(log)}
 
 
+def load_jobs(project: Path) -> dict:
+    return yaml.safe_load((project / ".github" / "workflows" / "pr.yml").read_text())["jobs"]
+
+
 def job_names(workflow: Path) -> set[str]:
     jobs = yaml.safe_load(workflow.read_text())["jobs"]
     return {job.get("name", job_id) for job_id, job in jobs.items()}
@@ -213,14 +217,9 @@ registry.set_stage(sys.argv[1], "staging", PATHS.registry)
 """
 
 
-def test_promote_workflow_opens_the_production_gitops_pr(project, registered, github_stand_in, tmp_path):
-    version, _ = registered
-    api, state = github_stand_in
-    staged = project_python(project, "-c", STAGE_SCRIPT, version)
-    assert staged.returncode == 0, staged.stderr
-    git(project, "commit", "--quiet", "--all", "--message", f"Deploy {version} to staging")
+def promote(project: Path, version: str, api: dict[str, str], log_path: Path) -> None:
+    """promote.yml through act, as the workflow_dispatch a release manager starts; it must succeed."""
     runner = [str(project / ".venv" / "bin" / "python"), ".github/act/run_act.py"]
-    log_path = tmp_path / "promote.log"
     with log_path.open("w") as log_file:
         code = subprocess.run(
             [*runner, "workflow_dispatch", ".github/workflows/promote.yml", "--input", f"version={version}"],
@@ -233,7 +232,54 @@ def test_promote_workflow_opens_the_production_gitops_pr(project, registered, gi
     log = log_path.read_text()
     outcomes = job_outcomes(log)
     assert code == 0 and set(outcomes.values()) == {"succeeded"}, failure_report(log, outcomes)
+
+
+def test_promote_workflow_opens_the_production_gitops_pr_and_a_rerun_changes_nothing(
+    project, registered, github_stand_in, tmp_path
+):
+    version, origin = registered
+    api, state = github_stand_in
+    staged = project_python(project, "-c", STAGE_SCRIPT, version)
+    assert staged.returncode == 0, staged.stderr
+    git(project, "commit", "--quiet", "--all", "--message", f"Deploy {version} to staging")
+    promote(project, version, api, tmp_path / "promote.log")
     (pull,) = open_pulls(state)
     assert pull["head"] == "gitops/production" and pull["title"] == f"Promote {version} to production"
     branch = json.loads(state.read_text())["branches"]["gitops/production"]
     assert {"governance/registry.yaml", "deploy/overlays/production/kustomization.yaml"} <= set(branch)
+
+    def head() -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(origin), "rev-parse", "refs/heads/gitops/production"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    before, comments = head(), json.loads(state.read_text()).get("comments", [])
+    promote(project, version, api, tmp_path / "promote-again.log")  # a re-run, as a retried job would
+    (again,) = open_pulls(state)
+    assert again["number"] == pull["number"], "a re-run must not open a second pull request"
+    assert head() == before, "a re-run must not add a commit"
+    assert json.loads(state.read_text()).get("comments", []) == comments, "nor a comment"
+
+
+def test_a_candidate_that_fails_a_gate_turns_the_required_check_red(project, engine, tmp_path):
+    """Gates that gate: a policy the candidate cannot meet fails training, and so the one required
+    check (`all-green`), while the checks that have nothing to do with the model stay green."""
+    policy_path = project / "governance" / "policy.yaml"
+    original = policy_path.read_text()
+    policy = yaml.safe_load(original)
+    policy["model"]["min_primary_metric"] = 0.999
+    policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    try:
+        code, log = run_make(project, "ci", project_env(engine), tmp_path / "ci-red.log")
+    finally:
+        policy_path.write_text(original)
+    outcomes = job_outcomes(log)
+    names = {job_id: job.get("name", job_id) for job_id, job in load_jobs(project).items()}
+    assert code != 0, "make ci must fail when a gate fails"
+    assert outcomes[names["train"]] == "failed", outcomes
+    assert outcomes[names["all-green"]] == "failed", outcomes
+    assert outcomes[names["lint-test"]] == "succeeded", outcomes
+    assert "FAIL primary_metric" in log
