@@ -126,8 +126,9 @@ from pathlib import Path
 from governance.core.contract import load
 from tests.support.drift import example, fake_scores, inject, write_capture
 
+contract = load()
 frame = inject(example(3000, seed=7))
-write_capture(Path(sys.argv[1]), frame, load(), fake_scores(frame))
+write_capture(Path(sys.argv[1]), frame, contract, fake_scores(frame, contract))
 """
 
 
