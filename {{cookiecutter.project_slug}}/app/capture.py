@@ -1,12 +1,12 @@
 """Production capture: every scored row and every ground-truth label, append-only.
 
 Layout under CAPTURE_URI (a local folder, or any fsspec URL such as s3://bucket/capture):
-`date=YYYY-MM-DD/<hostname>-<pid>-<start>.jsonl`, one JSON object per line: a
+`date=YYYY-MM-DD/<hostname>-<pid>-<start>-<n>.jsonl`, one JSON object per line: a
 `PredictionRecord` or a `FeedbackRecord` (governance/core/capture.py, the schema monitoring
 reads with). Each process writes only its own
 stream, so replicas never contend for a file and nothing is ever rewritten. Readers take
-every `date=*/*.jsonl`: on object stores, which cannot append, each flush of the stream
-becomes its own object `<stream>-<sequence>.jsonl`.
+every `date=*/*.jsonl`. Locally `<n>` advances when a file is rotated; on object stores,
+which cannot append, each flush of the stream becomes its own object.
 
 Durability, and why it is done this way: the request path only appends the already
 validated request to an in-memory buffer (microseconds); a writer thread serialises and
@@ -19,14 +19,33 @@ store before each response instead would cost a system call (local) or an object
 (SIGKILL, OOM, power loss) loses at most the last flush interval. A store that fails keeps
 the rows buffered and retries; when the buffer reaches CAPTURE_MAX_BUFFER_ROWS the service
 stops acknowledging predictions (503) rather than answering without capturing.
+
+A full disk, and why no line is ever half written or written twice: a flush is one batch, and
+a batch is written whole or not at all. Before writing to a local file the store notes the
+file's size; if any write of the batch fails (ENOSPC, EIO), every file the batch touched is
+truncated back to its noted size and the whole batch goes back to the buffer, so the retry
+after space returns writes each row exactly once. Writes are unbuffered (`os.write`), so no
+library buffer can replay half a batch later when a handle is closed. On an object store each
+flush writes one object per date whose name only advances after a successful flush, so a retry
+replaces what a failed flush left behind instead of adding to it.
+
+The volume never fills: a local file is rotated when it reaches CAPTURE_MAX_FILE_BYTES, and
+each new file enforces retention (files older than CAPTURE_RETENTION_DAYS, then the oldest
+files beyond CAPTURE_RETENTION_BYTES, are deleted), so the folder stays under the retention
+size plus one file. The service turns unready (`problem`) while the volume has less than
+CAPTURE_MIN_FREE_BYTES free, and ready again when space returns. Local capture is for
+development and staging; production captures to object storage (deploy/README.md).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +75,10 @@ class CaptureStore:
         flush_rows: int = 1000,
         flush_seconds: float = 1.0,
         max_buffer_rows: int = 200_000,
+        max_file_bytes: int = 64 * 1024**2,
+        retention_bytes: int = 768 * 1024**2,
+        retention_days: float = 30,
+        min_free_bytes: int = 128 * 1024**2,
     ) -> None:
         self.uri = uri
         self.fs, self.root = fsspec.core.url_to_fs(uri)
@@ -68,6 +91,10 @@ class CaptureStore:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
+        self.max_file_bytes = max_file_bytes
+        self.retention_bytes = retention_bytes
+        self.retention_days = retention_days
+        self.min_free_bytes = min_free_bytes
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._pending: list[tuple[Any, ...]] = []
@@ -75,17 +102,41 @@ class CaptureStore:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._handles: dict[str, Any] = {}
+        self._files: dict[str, LocalFile] = {}  # the open file of each date partition
+        self._retired: list[LocalFile] = []  # replaced during this flush; closed once it ends
         self._sequence = 0
         self._closed = False
         self.rows_written = 0
         self.write_errors = 0
+        self.files_deleted = 0
         self._failing = False
 
     # -- request path -------------------------------------------------------------------
     @property
     def available(self) -> bool:
         return not self._closed and self._pending_rows < self.max_buffer_rows
+
+    def problem(self) -> str | None:
+        """Why the service should not take traffic now (readiness), or None.
+
+        A local volume is unready before it is full: below CAPTURE_MIN_FREE_BYTES free, the
+        next flushes could fail half way, and a full emptyDir gets the pod evicted.
+        """
+        if self._closed:
+            return "capture store is closed"
+        if not self.available:
+            return f"capture buffer full ({self._pending_rows} rows waiting for the store)"
+        if self.local:
+            try:
+                free = shutil.disk_usage(self.root).free
+            except OSError as error:
+                return f"capture volume {self.root} cannot be inspected: {error}"
+            if free < self.min_free_bytes:
+                return (
+                    f"capture volume {self.root} has {free} bytes free, below "
+                    f"CAPTURE_MIN_FREE_BYTES={self.min_free_bytes}"
+                )
+        return None
 
     def record_predictions(
         self,
@@ -141,6 +192,7 @@ class CaptureStore:
                 log.error(
                     "capture store %s cannot be created yet (%s); writes will be retried", self.uri, error
                 )
+            self._enforce_retention()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
@@ -161,20 +213,24 @@ class CaptureStore:
                 rows = self._pending_rows
             if not batch:
                 return 0
+            written: list[tuple[LocalFile, int]] = []  # each local file touched, with its size before
             try:
                 for date, chunk in self._serialise(batch).items():
-                    self._write(date, chunk)
-            except Exception as error:  # any storage failure: keep the rows and retry later
+                    self._write(date, chunk, written)
+            except Exception as error:  # any storage failure: undo the batch, keep its rows, retry later
+                self._undo(written)
+                self._close_retired()
                 with self._lock:
                     self._pending[:0] = batch
                 self.write_errors += 1
-                self._drop_handles()
                 if not self._failing:
                     log.error(
                         "capture store %s: write failed, %d rows kept for retry: %s", self.uri, rows, error
                     )
                 self._failing = True
                 return 0
+            self._close_retired()
+            self._sequence += 1  # the next flush writes new objects; a failed one reuses its names
             if self._failing:
                 log.warning("capture store %s: writing again", self.uri)
                 self._failing = False
@@ -196,15 +252,34 @@ class CaptureStore:
             log.error(
                 "capture store %s: %d rows could not be written at shutdown", self.uri, self._pending_rows
             )
-        self._drop_handles()
+        self._close_files()
 
-    def _drop_handles(self) -> None:
-        for handle in self._handles.values():
+    def _close_files(self) -> None:
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        for file in self._retired:
+            file.close()
+        self._retired.clear()
+
+    def _undo(self, written: list[tuple[LocalFile, int]]) -> None:
+        """Truncate every file the failed batch touched back to its size before the batch.
+
+        Shrinking a file needs no free space, so this works on a full disk. A file that cannot
+        be truncated is closed and never appended to again: the retry goes to a new file, and
+        the reader skips (and counts) the partial line left behind.
+        """
+        for file, size in reversed(written):
             try:
-                handle.close()
+                os.ftruncate(file.fd, size)
+                file.size = size
             except OSError as error:
-                log.warning("capture store %s: closing a stream failed: %s", self.uri, error)
-        self._handles.clear()
+                log.error("capture store %s: could not truncate %s: %s", self.uri, file.path, error)
+                self._files = {date: kept for date, kept in self._files.items() if kept is not file}
+                file.close()
 
     def _serialise(self, batch: list[tuple[Any, ...]]) -> dict[str, bytes]:
         """JSON lines grouped by the UTC date of each request (the partition)."""
@@ -255,22 +330,57 @@ class CaptureStore:
             else:
                 yield {name: record[name] for name in names}, {sensitive: record[sensitive]}
 
-    def _write(self, date: str, chunk: bytes) -> None:
+    def _write(self, date: str, chunk: bytes, written: list[tuple[LocalFile, int]]) -> None:
         folder = f"{self.root.rstrip('/')}/date={date}"
         if not self.local:
-            self._sequence += 1
             self.fs.makedirs(folder, exist_ok=True)
             self.fs.pipe_file(f"{folder}/{self.stream}-{self._sequence:06d}.jsonl", chunk)
             return
-        handle = self._handles.get(date)
-        if handle is None:
-            for old in [key for key in self._handles if key != date]:
-                self._handles.pop(old).close()
+        file = self._files.get(date)
+        if file is not None and file.size and file.size + len(chunk) > self.max_file_bytes:
+            file = None  # rotate: the next file starts with this batch
+        if file is None:
+            self._retired.extend(self._files.values())  # the batch may still have to undo them
             os.makedirs(folder, exist_ok=True)
-            handle = self._handles[date] = open(f"{folder}/{self.stream}.jsonl", "ab")  # noqa: SIM115
-        handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
+            self._sequence += 1
+            file = LocalFile.create(f"{folder}/{self.stream}-{self._sequence:06d}.jsonl")
+            self._files = {date: file}
+            self._enforce_retention()
+        written.append((file, file.size))
+        file.append(chunk)
+
+    def _enforce_retention(self) -> None:
+        """Delete files older than the retention age, then the oldest beyond the retention size.
+
+        Runs whenever a new file is opened (rotation, a new day, start), so the folder stays
+        under CAPTURE_RETENTION_BYTES plus one file. Files still open are never deleted.
+        """
+        keep = {file.path for file in [*self._files.values(), *self._retired]}
+        found = []
+        try:
+            for partition in os.scandir(self.root):
+                if partition.is_dir() and partition.name.startswith("date="):
+                    for entry in os.scandir(partition.path):
+                        if entry.name.endswith(".jsonl") and entry.path not in keep:
+                            stat = entry.stat()
+                            found.append((stat.st_mtime, entry.path, stat.st_size))
+        except OSError as error:
+            log.warning("capture store %s: retention could not list the files: %s", self.uri, error)
+            return
+        found.sort()
+        total = sum(size for _, _, size in found) + sum(file.size for file in self._files.values())
+        oldest = time.time() - self.retention_days * 86400 if self.retention_days else float("-inf")
+        for mtime, path, size in found:
+            if mtime >= oldest and total <= self.retention_bytes:
+                break
+            try:
+                os.remove(path)
+            except OSError as error:
+                log.warning("capture store %s: retention could not delete %s: %s", self.uri, path, error)
+                continue
+            total -= size
+            self.files_deleted += 1
+            log.info("capture store %s: retention deleted %s (%d bytes)", self.uri, path, size)
 
     # -- metrics ------------------------------------------------------------------------
     def metrics(self) -> Iterator[Metric]:
@@ -281,6 +391,42 @@ class CaptureStore:
         yield GaugeMetricFamily(
             "capture_buffered_rows", "Rows waiting to be written", value=self._pending_rows
         )
+        yield CounterMetricFamily(
+            "capture_files_deleted", "Capture files deleted by retention", value=self.files_deleted
+        )
+
+
+class LocalFile:
+    """One local capture file, appended with unbuffered writes and its size tracked for undo."""
+
+    def __init__(self, path: str, fd: int, size: int) -> None:
+        self.path, self.fd, self.size = path, fd, size
+
+    @classmethod
+    def create(cls, path: str) -> LocalFile:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        return cls(path, fd, os.fstat(fd).st_size)
+
+    def append(self, chunk: bytes) -> None:
+        """Write all of `chunk` and make it durable; raises on a short or failed write."""
+        view = memoryview(chunk)
+        while view:
+            count = os.write(self.fd, view)
+            if count == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+            view = view[count:]
+        os.fsync(self.fd)
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        """Close once: a second call must not close a descriptor number the OS gave to another file."""
+        if self.fd < 0:
+            return
+        fd, self.fd = self.fd, -1
+        try:
+            os.close(fd)
+        except OSError as error:
+            log.warning("capture: closing %s failed: %s", self.path, error)
 
 
 class NoCapture:
@@ -289,6 +435,9 @@ class NoCapture:
     uri = ""
     available = True
     stream = ""
+
+    def problem(self) -> str | None:
+        return None
 
     def record_predictions(self, *args: Any, **kwargs: Any) -> None:
         return None

@@ -72,6 +72,10 @@ class Service:
                 settings.capture_flush_rows,
                 settings.capture_flush_seconds,
                 settings.capture_max_buffer_rows,
+                max_file_bytes=settings.capture_max_file_bytes,
+                retention_bytes=settings.capture_retention_bytes,
+                retention_days=settings.capture_retention_days,
+                min_free_bytes=settings.capture_min_free_bytes,
             )
             if settings.capture_enabled
             else NoCapture()
@@ -130,14 +134,13 @@ class Service:
 
     @property
     def ready(self) -> bool:
-        return self.model is not None and self.capture.available
+        return self.readiness_problem() is None
 
     def readiness_problem(self) -> str | None:
+        """Why the pod should get no traffic: no model, or a capture store that cannot take rows."""
         if self.model is None:
             return self.problem
-        if not self.capture.available:
-            return "capture store is not accepting rows"
-        return None
+        return self.capture.problem()
 
     def require_model(self, name: str | None = None, version: str | None = None) -> model_loader.Model:
         """The model asked for, or 404 (another name or version) / 503 (not loaded)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ByteSize, Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     capture_flush_rows: int = Field(1000, ge=1, le=1_000_000)
     capture_flush_seconds: float = Field(1.0, gt=0, le=3600)
     capture_max_buffer_rows: int = Field(200_000, ge=1)
+    # A local capture folder (development, staging) is bounded: files rotate at this size, and
+    # the oldest go beyond the retention size or age. The defaults fit deploy/base's 1Gi volume:
+    # at most 768 MiB retained + one 64 MiB file, and unready below 128 MiB free.
+    capture_max_file_bytes: ByteSize = Field(ByteSize(64 * 1024**2), ge=4096)
+    capture_retention_bytes: ByteSize = Field(ByteSize(768 * 1024**2), ge=4096)
+    capture_retention_days: float = Field(30, ge=0, description="0: no age limit")
+    capture_min_free_bytes: ByteSize = Field(ByteSize(128 * 1024**2), ge=0)
 
     graceful_shutdown_seconds: float = Field(20.0, gt=0, le=600)
 
@@ -222,6 +229,11 @@ class Settings(BaseSettings):
             problems.append(
                 f"CAPTURE_FLUSH_ROWS={self.capture_flush_rows} exceeds "
                 f"CAPTURE_MAX_BUFFER_ROWS={self.capture_max_buffer_rows}"
+            )
+        if self.capture_max_file_bytes > self.capture_retention_bytes:
+            problems.append(
+                f"CAPTURE_MAX_FILE_BYTES={self.capture_max_file_bytes} exceeds "
+                f"CAPTURE_RETENTION_BYTES={self.capture_retention_bytes}: retention could not keep one file"
             )
         if problems:
             raise ValueError(

@@ -12,10 +12,16 @@ labels disagree (`relabelled`), which the drift report counts.
 Parsing is done by pyarrow's multithreaded JSON reader with an explicit schema derived from
 the data contract: a million rows parse in a few seconds, and a value of the wrong type fails
 with the file named instead of silently changing a column's type.
+
+A line that is not JSON at all (a write cut short by a full disk or a crash, an older writer's
+leftover) is skipped wherever it is and counted: one torn line must not cost the whole window.
+A prediction written twice (a batch retried after a failure) is kept once, its first copy. The
+window carries both counts in `frame.attrs` (BAD_LINES, DUPLICATES) for the drift report.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -53,6 +59,9 @@ META_COLUMNS = (
 )
 Relabel = Literal["first_wins", "last_wins"]
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# The window's `attrs`: lines skipped as unreadable, and prediction lines dropped as repeats.
+BAD_LINES = "capture_bad_lines"
+DUPLICATES = "capture_duplicate_predictions"
 
 
 class CaptureError(InputError):
@@ -141,7 +150,8 @@ def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[
 
 def _read_file(
     fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, classes: int = 0
-) -> pa.Table:
+) -> tuple[pa.Table, int]:
+    """The file's lines as a table, and how many lines were skipped as not JSON."""
     with fs.open(path, "rb") as handle:
         data = handle.read()
     if data and not data.endswith(b"\n"):
@@ -150,16 +160,50 @@ def _read_file(
         print(f"capture: ignored an incomplete last line in {path}", file=sys.stderr)
         data = data[:cut]
     if not data.strip():
-        return parse.explicit_schema.empty_table()
+        return parse.explicit_schema.empty_table(), 0
+    bad = 0
     try:
-        table = pj.read_json(
-            pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24), parse_options=parse
-        )
+        table = _parse(data, parse)
     except pa.ArrowInvalid as error:
-        raise CaptureError(f"capture file {path} does not match the capture format: {error}") from None
+        data, bad = _without_torn_lines(data, path)
+        if not bad:  # every line is JSON: a value of the wrong type, which must not pass silently
+            raise CaptureError(f"capture file {path} does not match the capture format: {error}") from None
+        try:
+            table = _parse(data, parse) if data.strip() else parse.explicit_schema.empty_table()
+        except pa.ArrowInvalid as again:
+            raise CaptureError(f"capture file {path} does not match the capture format: {again}") from None
     if classes:
         _check_scores(table, classes, path)
-    return table
+    return table, bad
+
+
+def _parse(data: bytes, parse: pj.ParseOptions) -> pa.Table:
+    return pj.read_json(
+        pa.BufferReader(data), read_options=pj.ReadOptions(block_size=1 << 24), parse_options=parse
+    )
+
+
+def _without_torn_lines(data: bytes, path: str) -> tuple[bytes, int]:
+    """Drop the lines that are not a JSON object; only called once the fast parse has failed."""
+    kept, torn = [], []
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        if not line.strip():
+            continue
+        try:
+            whole = isinstance(json.loads(line), dict)
+        except ValueError:
+            whole = False
+        if whole:
+            kept.append(line)
+        else:
+            torn.append(number)
+    if torn:
+        print(
+            f"capture: skipped {len(torn)} line(s) that are not JSON objects in {path} "
+            f"(line {', '.join(map(str, torn[:5]))}{', ...' if len(torn) > 5 else ''})",
+            file=sys.stderr,
+        )
+    return b"".join(kept), len(torn)
 
 
 def _check_scores(table: pa.Table, classes: int, path: str) -> None:
@@ -179,14 +223,30 @@ def _check_scores(table: pa.Table, classes: int, path: str) -> None:
 
 def _read_tables(
     fs: fsspec.AbstractFileSystem, files: list[CaptureFile], parse: pj.ParseOptions, classes: int = 0
-) -> pa.Table:
+) -> tuple[pa.Table, int]:
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
-        tables = list(pool.map(lambda item: _read_file(fs, item.path, parse, classes), files))
-    return pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
+        read = list(pool.map(lambda item: _read_file(fs, item.path, parse, classes), files))
+    tables = [table for table, _ in read]
+    table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
+    return table, sum(bad for _, bad in read)
+
+
+def _first_per_prediction(table: pa.Table) -> pa.Table:
+    """One line per prediction_id, the first read: a retried batch may have written a row twice."""
+    if not len(table):
+        return table
+    order = pa.array(range(len(table)), pa.int64())
+    first = (
+        table.select(["prediction_id"])
+        .append_column("line", order)
+        .group_by("prediction_id", use_threads=False)
+        .aggregate([("line", "min")])["line_min"]
+    )
+    return table if len(first) == len(table) else table.take(pc.take(first, pc.sort_indices(first)))
 
 
 def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
-    table = table.filter(pc.equal(table["kind"], "prediction"))
+    table = _first_per_prediction(table.filter(pc.equal(table["kind"], "prediction")))
     features = table["features"].combine_chunks()
     target = contract.target
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
@@ -312,10 +372,12 @@ def read_window(
     parse = pj.ParseOptions(explicit_schema=schema(contract), unexpected_field_behavior="ignore")
     classes = len(contract.target.classes)
     if last_n is None:
-        table = _read_tables(fs, files, parse, classes)
+        table, bad = _read_tables(fs, files, parse, classes)
         predictions = _in_window(_predictions(table, contract), since, until)
     else:
-        table, predictions = _newest(fs, files, parse, contract, since, until, last_n, classes)
+        table, predictions, bad = _newest(fs, files, parse, contract, since, until, last_n, classes)
+    lines = pc.sum(pc.equal(table["kind"], "prediction")).as_py() or 0
+    duplicates = lines - len(_first_per_prediction(table.filter(pc.equal(table["kind"], "prediction"))))
     if last_n is not None and len(predictions) > last_n:
         predictions = predictions.sort_by([("timestamp", "ascending")])
         predictions = predictions.slice(len(predictions) - last_n)
@@ -324,7 +386,9 @@ def read_window(
     position = joined.schema.get_field_index("relabelled")
     joined = joined.set_column(position, "relabelled", pc.fill_null(joined["relabelled"], False))
     joined = joined.sort_by([("timestamp", "ascending"), ("prediction_id", "ascending")])
-    return _to_pandas(joined, contract).reset_index(drop=True)
+    frame = _to_pandas(joined, contract).reset_index(drop=True)
+    frame.attrs[BAD_LINES], frame.attrs[DUPLICATES] = bad, duplicates
+    return frame
 
 
 def _newest(
@@ -336,15 +400,16 @@ def _newest(
     until: datetime | None,
     last_n: int,
     classes: int,
-) -> tuple[pa.Table, pa.Table]:
+) -> tuple[pa.Table, pa.Table, int]:
     """Read partitions newest first until `last_n` predictions are in hand (their feedback is newer)."""
     tables: list[pa.Table] = []
-    count = 0
+    count = bad = 0
     for day in sorted({item.day for item in files}, reverse=True):
-        table = _read_tables(fs, [item for item in files if item.day == day], parse, classes)
+        table, skipped = _read_tables(fs, [item for item in files if item.day == day], parse, classes)
         tables.append(table)
+        bad += skipped
         count += len(_in_window(_predictions(table, contract), since, until))
         if count >= last_n:
             break
     table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
-    return table, _in_window(_predictions(table, contract), since, until)
+    return table, _in_window(_predictions(table, contract), since, until), bad

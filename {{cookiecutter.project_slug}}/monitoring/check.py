@@ -36,7 +36,7 @@ from governance.core.records import (
     write_json,
 )
 from monitoring import dataset, reference, report
-from monitoring.capture import capture_uri, read_window
+from monitoring.capture import BAD_LINES, DUPLICATES, capture_uri, read_window
 from monitoring.config import load_settings
 from monitoring.decision import append_history, decide
 from monitoring.detectors import make_detector, prediction_drift
@@ -198,6 +198,11 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     progress.note(f"{described.rows} captured rows ({described.labelled_rows} labelled)")
     if described.relabelled_rows:
         notes.append(relabel_note(described.relabelled_rows, policy.feedback.relabel))
+    if window.attrs.get(BAD_LINES) or window.attrs.get(DUPLICATES):
+        notes.append(
+            f"capture: {window.attrs[BAD_LINES]} unreadable line(s) skipped, "
+            f"{window.attrs[DUPLICATES]} repeated prediction line(s) kept once"
+        )
     if champion and described.model_versions and list(described.model_versions) != [champion.version]:
         notes.append(
             f"the window was scored by model version(s) {', '.join(described.model_versions)}, "

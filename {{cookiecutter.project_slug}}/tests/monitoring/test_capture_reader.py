@@ -15,7 +15,7 @@ import pytest
 
 from data_pipelines.example import example_contract
 from governance.core.capture import COLUMNS, FeedbackRecord, PredictionRecord, feedback_line, prediction_line
-from monitoring.capture import CaptureError, read_window, schema
+from monitoring.capture import BAD_LINES, DUPLICATES, CaptureError, read_window, schema
 from monitoring.predictions import from_scores, from_window
 from tests.support.drift import START, another_label, example, fake_scores, served, write_capture
 
@@ -136,6 +136,35 @@ def test_a_half_written_last_line_is_ignored_and_a_bad_line_names_its_file(store
     bad.write_bytes(b'{"kind": "prediction", "row": "not a number"}\n')
     with pytest.raises(CaptureError, match=r"broken\.jsonl"):
         read_window(str(root), contract=CONTRACT)
+
+
+def test_a_torn_line_in_the_middle_of_a_file_is_skipped_and_counted_not_fatal(store):
+    """What a write cut short by a full disk leaves: half a line run into the next whole one."""
+    root, frame = store
+    stream = next(root.glob("date=*/host-1-0.jsonl"))
+    lines = stream.read_bytes().splitlines(keepends=True)
+    torn = lines[10][: len(lines[10]) // 2]  # its prediction is lost; the line after it is whole
+    stream.write_bytes(b"".join([*lines[:10], torn, b"\n", *lines[11:]]))
+    window = read_window(str(root), contract=CONTRACT)
+    assert len(window) == len(frame) - 1
+    assert window.attrs[BAD_LINES] == 1
+    assert window.attrs[DUPLICATES] == 0
+
+
+def test_a_prediction_written_twice_is_kept_once_and_counted(store):
+    """A batch retried after a failed write may repeat its rows; the first copy is the one kept."""
+    root, frame = store
+    stream = next(root.glob("date=*/host-1-0.jsonl"))
+    lines = stream.read_bytes().splitlines(keepends=True)
+    repeated = [line for line in lines if b'"kind":"prediction"' in line.replace(b" ", b"")][:27]
+    with stream.open("ab") as handle:
+        handle.writelines(repeated)
+    window = read_window(str(root), contract=CONTRACT)
+    assert len(window) == len(frame)
+    assert window["prediction_id"].is_unique
+    assert window.attrs[DUPLICATES] == 27
+    assert window.attrs[BAD_LINES] == 0
+    assert len(read_window(str(root), last_n=len(frame), contract=CONTRACT)) == len(frame)
 
 
 def test_a_missing_store_and_bad_window_arguments_fail_clearly(tmp_path):
