@@ -125,6 +125,19 @@ def snapshot_file(manifest: dict[str, Any], snapshots_root: Path, max_mb: float 
     return path
 
 
+def retraining_set(manifest: dict[str, Any]) -> str:
+    """What the snapshot trains on, from its manifest: the policy's choice and each segment's rows."""
+    source = manifest.get("source")
+    if not isinstance(source, dict) or not source.get("segments"):
+        return snapshots.RETRAINING_SET
+    parts = ", ".join(f"{item['source']} {item['rows']}" for item in source["segments"])
+    return (
+        f"retrain.data {source.get('data')}: rows by source ({parts}); the reference_holdout rows are "
+        "scored (gate reference_holdout), never trained on, and the main held-out split comes from the "
+        "window rows alone"
+    )
+
+
 def make_plan(
     summary: DriftSummary,
     branch: str,
@@ -158,7 +171,7 @@ def make_plan(
         },
         # What `make data` rebuilds on this request's branch (and on main once it is merged).
         "data_file": snapshots.REQUEST_DATA,
-        "retraining_set": snapshots.RETRAINING_SET,
+        "retraining_set": retraining_set(manifest),
         "decision": decision.model_dump(mode="json"),
         "drift": summary.drift.model_dump(mode="json") if summary.drift else None,
         "score_drift": summary.score_drift.model_dump(mode="json") if summary.score_drift else None,
@@ -181,7 +194,7 @@ def make_plan(
     body = (
         f"The scheduled drift check asks to retrain {model} on snapshot `{snapshot}`.\n\n"
         f"The snapshot's data is committed as `{request_dir}/{snapshots.REQUEST_DATA}` "
-        f"({manifest.get('rows')} labelled production rows, sha256 `{manifest.get('sha256')}`): "
+        f"({manifest.get('rows')} rows, sha256 `{manifest.get('sha256')}`; {retraining_set(manifest)}): "
         f"`make data` rebuilds exactly that snapshot, so this pull request's CI retrains on it and "
         f"compares the candidate with the champion under `governance/policy.yaml`; merge only if the "
         f"gates pass.\n\n{summary_md}\n"

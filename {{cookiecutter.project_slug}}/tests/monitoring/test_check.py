@@ -90,6 +90,8 @@ def test_the_cli_turns_a_degraded_labelled_window_into_a_validated_retraining_re
     assert plan["branch"] == "retrain/auto"
     request = json.loads(plan["files"]["governance/retraining/request.json"])
     assert request["snapshot"]["snapshot_id"] == dataset.manifest["snapshot_id"]
+    assert "reference_and_window" in request["retraining_set"] and "window 600" in request["retraining_set"]
+    assert request["retraining_set"] in plan["body"]
     assert plan["files"]["governance/monitoring_history.jsonl"].count("\n") == len(history)
 
 
