@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from data_pipelines import snapshot
+from data_pipelines import ingest, snapshot
 from governance.core import policy as policy_file
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
@@ -119,3 +120,15 @@ def test_the_policy_names_the_choice_and_refuses_an_unknown_one(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(PolicyError, match=r"retrain\.data.*everything|everything.*retrain\.data"):
         policy_file.load(path)
+
+
+def test_the_pull_requests_ci_rebuilds_and_validates_the_same_snapshot_with_its_segments(paths, tmp_path):
+    """What `make data` does on the retraining branch: the committed file and manifest, validated whole."""
+    manifest = build(paths, "reference_and_window")
+    request = tmp_path / "request"
+    request.mkdir()
+    shutil.copy(paths.snapshots / manifest["snapshot_id"] / "data.parquet", request / snapshot.REQUEST_DATA)
+    (request / snapshot.REQUEST_MANIFEST).write_text(json.dumps(manifest))
+    folder = ingest.from_request(request, load_contract(paths.contract), tmp_path / "rebuilt")
+    rebuilt = json.loads((folder / "manifest.json").read_text())
+    assert rebuilt["snapshot_id"] == manifest["snapshot_id"] and rebuilt["source"] == manifest["source"]
