@@ -118,10 +118,11 @@ def split_data(inputs: Inputs) -> Parts:
     for segment in found:
         pieces.setdefault(segment.source, []).append(inputs.data.iloc[start : start + segment.rows])
         start += segment.rows
-    if start != len(inputs.data):
+    if start != len(inputs.data) or WINDOW_SEGMENT not in pieces:
         raise InputError(
-            f"snapshot {inputs.manifest.get('snapshot_id')}: manifest source.segments count {start} rows, "
-            f"the data has {len(inputs.data)}: the snapshot was not made by `make drift`"
+            f"snapshot {inputs.manifest.get('snapshot_id')}: manifest field source.segments must cover "
+            f"every row and name a '{WINDOW_SEGMENT}' segment; it counts {start} rows in "
+            f"{sorted(pieces)}, the data has {len(inputs.data)}: rebuild it with `make drift`"
         )
     holdout = pd.concat(pieces.pop(REFERENCE_HOLDOUT, []) or [inputs.data.iloc[0:0]])
     window = split(pd.concat(pieces.pop(WINDOW_SEGMENT, [])), inputs.contract, inputs.params)

@@ -12,6 +12,7 @@ from data_pipelines import snapshot
 from governance.core import policy as policy_file
 from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
+from governance.core.errors import InputError
 from governance.core.paths import Paths
 from ml.pipeline import load_inputs, split_data, train
 from ml.train import load_params
@@ -68,6 +69,14 @@ def test_the_hold_out_is_never_trained_on_and_the_test_split_comes_from_the_wind
     assert not train_index & set(parts.reference.index), "no hold-out row is trained on"
     assert min(test_index) >= holdout + reference_rows, "the main test split is window rows only"
     assert len(train_index) + len(test_index) + holdout == manifest["rows"]
+
+
+def test_segments_that_do_not_cover_the_rows_are_refused_by_name(paths):
+    manifest = retraining_snapshot(paths, "window", example(300, seed=42))
+    inputs = load_inputs(paths, manifest["snapshot_id"])
+    inputs.manifest["source"]["segments"][-1]["rows"] -= 1
+    with pytest.raises(InputError, match=r"source\.segments must cover every row.*the data has"):
+        split_data(inputs)
 
 
 def test_a_candidate_that_learned_only_a_poisoned_window_fails_on_the_reference_slice(paths):
