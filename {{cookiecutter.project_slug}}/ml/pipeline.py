@@ -109,23 +109,32 @@ def segments(manifest: dict) -> list[DataSegment]:
 
 
 def split_data(inputs: Inputs) -> Parts:
+    """The run's split (see `split_snapshot`)."""
+    return split_snapshot(inputs.data, inputs.manifest, inputs.contract, inputs.params)
+
+
+def split_snapshot(data: pd.DataFrame, manifest: dict, contract: Contract, params: Params) -> Parts:
     """Train/test split; a retraining snapshot's reference hold-out is set aside and its test split
-    comes from the window segment alone (rows neither the champion nor the candidate was fitted on)."""
-    found = segments(inputs.manifest)
+    comes from the window segment alone (rows neither the champion nor the candidate was fitted on).
+
+    monitoring/dataset.py calls it on the champion's snapshot too, so the next reference hold-out
+    is exactly what the champion was not trained on, whichever kind of snapshot it came from.
+    """
+    found = segments(manifest)
     if not found:
-        return Parts(split(inputs.data, inputs.contract, inputs.params))
+        return Parts(split(data, contract, params))
     pieces, start = {}, 0
     for segment in found:
-        pieces.setdefault(segment.source, []).append(inputs.data.iloc[start : start + segment.rows])
+        pieces.setdefault(segment.source, []).append(data.iloc[start : start + segment.rows])
         start += segment.rows
-    if start != len(inputs.data) or WINDOW_SEGMENT not in pieces:
+    if start != len(data) or WINDOW_SEGMENT not in pieces:
         raise InputError(
-            f"snapshot {inputs.manifest.get('snapshot_id')}: manifest field source.segments must cover "
+            f"snapshot {manifest.get('snapshot_id')}: manifest field source.segments must cover "
             f"every row and name a '{WINDOW_SEGMENT}' segment; it counts {start} rows in "
-            f"{sorted(pieces)}, the data has {len(inputs.data)}: rebuild it with `make drift`"
+            f"{sorted(pieces)}, the data has {len(data)}: rebuild it with `make drift`"
         )
-    holdout = pd.concat(pieces.pop(REFERENCE_HOLDOUT, []) or [inputs.data.iloc[0:0]])
-    window = split(pd.concat(pieces.pop(WINDOW_SEGMENT, [])), inputs.contract, inputs.params)
+    holdout = pd.concat(pieces.pop(REFERENCE_HOLDOUT, []) or [data.iloc[0:0]])
+    window = split(pd.concat(pieces.pop(WINDOW_SEGMENT)), contract, params)
     train = pd.concat([*(frame for frames in pieces.values() for frame in frames), window.train])
     reference_id = next((s.snapshot_id for s in found if s.source == REFERENCE_HOLDOUT), None)
     return Parts(Split(train, window.test), holdout if len(holdout) else None, reference_id)

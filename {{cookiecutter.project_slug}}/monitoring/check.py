@@ -181,6 +181,7 @@ def new_dataset(
                 reference_id=ref.snapshot_id,
                 params=load_params(paths.params),
                 sliding_snapshots=policy.retrain.sliding_snapshots,
+                manifest=ref.manifest,
             ),
         )
 

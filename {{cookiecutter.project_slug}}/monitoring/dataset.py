@@ -29,7 +29,7 @@ request, its CI run and main after the merge all rebuild the same rows and the s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ from data_pipelines import snapshot, validation
 from governance.core.contract import Contract
 from governance.core.errors import InputError
 from governance.core.records import REFERENCE_HOLDOUT, WINDOW_SEGMENT, DataSegment, NewDataset
-from ml.train import Params, split
+from ml.pipeline import split_snapshot
+from ml.train import Params
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,23 @@ class Sources:
     reference: pd.DataFrame  # the champion's training snapshot
     reference_id: str | None
     params: Params  # seed and test_size: the reference's own split
+    manifest: dict[str, Any] = field(default_factory=dict)  # the reference's: its segments, if any
     sliding_snapshots: int = 3
 
 
 def reference_parts(sources: Sources, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
-    """The reference snapshot split as training split it: (training rows, hold-out rows, note)."""
+    """The reference snapshot split as training split it: (training rows, hold-out rows, note).
+
+    For a snapshot that was itself a retraining set, the hold-out is its own reference hold-out
+    plus its window's test split: every row the champion was scored on and not fitted on.
+    """
+    reference = sources.reference.reset_index(drop=True)
     try:
-        parts = split(sources.reference.reset_index(drop=True), contract, sources.params)
+        parts = split_snapshot(reference, sources.manifest, contract, sources.params)
     except InputError as error:  # too few rows of a class to split: no hold-out, said so
-        return sources.reference, sources.reference.iloc[0:0], f"no reference hold-out slice: {error}"
-    return parts.train, parts.test, None
+        return reference, reference.iloc[0:0], f"no reference hold-out slice: {error}"
+    held = [frame for frame in (parts.reference, parts.split.test) if frame is not None]
+    return parts.split.train, pd.concat(held), None
 
 
 def earlier_windows(root: Path, contract: Contract, count: int) -> list[tuple[str, pd.DataFrame]]:

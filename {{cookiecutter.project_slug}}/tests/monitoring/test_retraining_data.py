@@ -15,6 +15,7 @@ from governance.core import policy as policy_file
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
 from governance.core.policy import PolicyError
+from ml.pipeline import split_snapshot
 from ml.train import load_params, split
 from monitoring import dataset
 from tests.support import training
@@ -32,15 +33,23 @@ def window(rows: int, seed: int) -> pd.DataFrame:
     return example(rows, seed=seed).rename(columns={snapshot.EVENT_TIME: "timestamp"})
 
 
-def build(paths: Paths, choice: str, rows: int = 200, seed: int = 11, sliding: int = 3) -> dict:
+def build(
+    paths: Paths,
+    choice: str,
+    rows: int = 200,
+    seed: int = 11,
+    sliding: int = 3,
+    reference_id: str | None = None,
+) -> dict:
     contract = load_contract(paths.contract)
-    reference, manifest = snapshot.load(root=paths.snapshots)
+    reference, manifest = snapshot.load(reference_id or snapshot.LATEST, root=paths.snapshots)
     sources = dataset.Sources(
         choice=choice,
         reference=reference,
         reference_id=manifest["snapshot_id"],
         params=load_params(paths.params),
         sliding_snapshots=sliding,
+        manifest=manifest,
     )
     built = dataset.build(
         window(rows, seed), contract, {"kind": "capture"}, paths.reports, paths.snapshots, sources=sources
@@ -76,6 +85,22 @@ def test_the_default_keeps_the_reference_rows_and_holds_out_the_champions_own_te
     holdout = stored.head(len(expected.test))[columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(holdout, expected.test[columns].reset_index(drop=True), check_dtype=False)
     assert manifest["source"]["capture"] == {"kind": "capture"}
+
+
+def test_a_champion_trained_on_a_retraining_snapshot_lends_every_row_it_was_not_fitted_on(paths):
+    """Second generation: the reference is a retraining snapshot, so its hold-out is its own
+    reference hold-out plus its window's test split, and its training rows stay training rows."""
+    first = build(paths, "reference_and_window", rows=400, seed=31)
+    trained_on = split_snapshot(
+        rows_of(paths, first), first, load_contract(paths.contract), load_params(paths.params)
+    )
+    second = build(paths, "reference_and_window", rows=200, seed=32, reference_id=first["snapshot_id"])
+    assert counts(second) == [
+        ("reference_holdout", len(trained_on.reference) + len(trained_on.split.test)),
+        ("reference", len(trained_on.split.train)),
+        ("window", 200),
+    ]
+    assert second["source"]["segments"][0]["snapshot_id"] == first["snapshot_id"]
 
 
 def test_window_only_trains_on_the_window_but_still_carries_the_reference_hold_out(paths):
