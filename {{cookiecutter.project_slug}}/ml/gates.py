@@ -19,7 +19,15 @@ import pandas as pd
 from governance.core.contract import Contract
 from governance.core.encoding import Scorer
 from governance.core.policy import Policy
-from governance.core.records import Baseline, Bias, GateResult, Parity, RegistryEntry, numeric_items
+from governance.core.records import (
+    Baseline,
+    Bias,
+    GateResult,
+    Parity,
+    ReferenceScore,
+    RegistryEntry,
+    numeric_items,
+)
 from governance.core.tasks import BINARY, METRICS, MULTICLASS, REGRESSION, higher_is_better, worsening
 from ml.evaluate import task_metrics
 from ml.features import onnx_inputs
@@ -261,6 +269,21 @@ def regression_gate(policy: Policy, primary: float | None, baseline: Baseline | 
     )
 
 
+def reference_gate(policy: Policy, reference: ReferenceScore) -> GateResult:
+    """The primary metric's requirement again, on the reference hold-out slice of a retraining snapshot,
+    so a candidate that learned only the drifted window cannot pass on that window alone."""
+    metric = policy.model.primary_metric
+    at_least = higher_is_better(metric)
+    return _gate(
+        "reference_holdout",
+        reference.metrics.get(metric),
+        policy.model.threshold,
+        "model.min_primary_metric" if at_least else "model.max_primary_metric",
+        f"{metric} on the {reference.rows} reference hold-out rows (snapshot {reference.snapshot_id})",
+        at_least=at_least,
+    )
+
+
 def check(
     policy: Policy,
     metrics: dict[str, float | int | None],
@@ -269,12 +292,14 @@ def check(
     latency_ms: float,
     baseline: Baseline | None,
     task: str = BINARY,
+    reference: ReferenceScore | None = None,
 ) -> list[GateResult]:
-    """Every gate, passed or not, in a fixed order."""
-    return [
+    """Every gate, passed or not, in a fixed order; `reference_holdout` only for a retraining snapshot."""
+    gates = [
         primary_gate(policy, metrics),
         bias_gate(policy, bias),
         parity_gate(policy, parity, task),
         latency_gate(policy, latency_ms),
         regression_gate(policy, metrics.get(policy.model.primary_metric), baseline),
     ]
+    return gates + ([reference_gate(policy, reference)] if reference is not None else [])

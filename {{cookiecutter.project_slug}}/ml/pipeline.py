@@ -4,6 +4,11 @@ Each step is one named function below; `train` only calls them in order. What a 
 artifacts/models/<version>/: model.onnx, metrics.json (`Quality`), parity.json (`Parity`),
 gates.json (`GateReport`) and training.json (`TrainingRecord`), with artifacts/models/latest
 naming the version. `make register` reads exactly these records.
+
+A retraining snapshot (built by monitoring/dataset.py) records its row segments in its
+manifest: its reference hold-out slice is never trained on but scored (metrics.json
+`reference`, gate `reference_holdout`), and the main held-out split is drawn from its window
+segment only. Any other snapshot is split as it always was.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.policy import Policy
 from governance.core.records import (
+    REFERENCE_HOLDOUT,
+    WINDOW_SEGMENT,
     Artifact,
     Baseline,
     DataLineage,
+    DataSegment,
     GateReport,
     Parity,
     Quality,
+    ReferenceScore,
     RegistryEntry,
     TrainingRecord,
     write_json,
@@ -83,10 +92,75 @@ def load_inputs(paths: Paths, snapshot_ref: str | None) -> Inputs:
     return Inputs(policy, params, contract, champion, data, manifest)
 
 
-def fit_model(inputs: Inputs) -> tuple[Split, Pipeline]:
+@dataclass(frozen=True)
+class Parts:
+    """The split trained and scored on, and the reference hold-out slice (retraining snapshots only)."""
+
+    split: Split
+    reference: pd.DataFrame | None = None
+    reference_id: str | None = None
+
+
+def segments(manifest: dict) -> list[DataSegment]:
+    """The row segments a retraining snapshot's manifest records, in row order; [] for any other."""
+    source = manifest.get("source")
+    items = source.get("segments") if isinstance(source, dict) else None
+    return [DataSegment.model_validate(item) for item in items or ()]
+
+
+def split_data(inputs: Inputs) -> Parts:
+    """The run's split (see `split_snapshot`)."""
+    return split_snapshot(inputs.data, inputs.manifest, inputs.contract, inputs.params)
+
+
+def split_snapshot(data: pd.DataFrame, manifest: dict, contract: Contract, params: Params) -> Parts:
+    """Train/test split; a retraining snapshot's reference hold-out is set aside and its test split
+    comes from the window segment alone (rows neither the champion nor the candidate was fitted on).
+
+    monitoring/dataset.py calls it on the champion's snapshot too, so the next reference hold-out
+    is exactly what the champion was not trained on, whichever kind of snapshot it came from.
+    """
+    found = segments(manifest)
+    if not found:
+        return Parts(split(data, contract, params))
+    pieces, start = {}, 0
+    for segment in found:
+        pieces.setdefault(segment.source, []).append(data.iloc[start : start + segment.rows])
+        start += segment.rows
+    if start != len(data) or WINDOW_SEGMENT not in pieces:
+        raise InputError(
+            f"snapshot {manifest.get('snapshot_id')}: manifest field source.segments must cover "
+            f"every row and name a '{WINDOW_SEGMENT}' segment; it counts {start} rows in "
+            f"{sorted(pieces)}, the data has {len(data)}: rebuild it with `make drift`"
+        )
+    holdout = pd.concat(pieces.pop(REFERENCE_HOLDOUT, []) or [data.iloc[0:0]])
+    window = split(pd.concat(pieces.pop(WINDOW_SEGMENT)), contract, params)
+    train = pd.concat([*(frame for frames in pieces.values() for frame in frames), window.train])
+    reference_id = next((s.snapshot_id for s in found if s.source == REFERENCE_HOLDOUT), None)
+    return Parts(Split(train, window.test), holdout if len(holdout) else None, reference_id)
+
+
+def fit_model(inputs: Inputs) -> tuple[Parts, Pipeline]:
     with progress.step(f"training {inputs.params.model_family} on {len(inputs.data)} rows"):
-        parts = split(inputs.data, inputs.contract, inputs.params)
-        return parts, fit(parts.train, inputs.contract, inputs.params)
+        parts = split_data(inputs)
+        return parts, fit(parts.split.train, inputs.contract, inputs.params)
+
+
+def score_reference(paths: Paths, inputs: Inputs, parts: Parts, pipeline: Pipeline) -> ReferenceScore | None:
+    """The candidate and the champion on the reference hold-out slice, when the snapshot has one."""
+    rows, contract = parts.reference, inputs.contract
+    if rows is None:
+        return None
+    with progress.step(f"scoring on {len(rows)} reference hold-out rows"):
+        frame, y_true = model_frame(rows, contract), labels(rows, contract)
+        proba = pipeline.predict_proba(frame) if contract.target.is_classification else None
+        metrics, _, _ = evaluate(
+            rows, y_true, pipeline.predict(frame), proba, contract, inputs.policy.bias.metric
+        )
+        champion = champion_baseline(
+            inputs.champion, paths.root, frame, y_true, contract, inputs.policy.model.primary_metric
+        )
+    return ReferenceScore(snapshot_id=parts.reference_id, rows=len(rows), metrics=metrics, champion=champion)
 
 
 def export_model(inputs: Inputs, pipeline: Pipeline) -> tuple[bytes, str]:
@@ -103,10 +177,10 @@ def export_model(inputs: Inputs, pipeline: Pipeline) -> tuple[bytes, str]:
 
 
 def measure(
-    paths: Paths, inputs: Inputs, parts: Split, pipeline: Pipeline, content: bytes, version: str
+    paths: Paths, inputs: Inputs, split_parts: Parts, pipeline: Pipeline, content: bytes, version: str
 ) -> Candidate:
     """Quality on the held-out split, ONNX parity and latency, the champion on the same rows, the gates."""
-    contract, policy = inputs.contract, inputs.policy
+    contract, policy, parts = inputs.contract, inputs.policy, split_parts.split
     with progress.step(f"evaluating on {len(parts.test)} held-out rows"):
         frame = model_frame(parts.test, contract)
         y_test = labels(parts.test, contract)
@@ -122,13 +196,15 @@ def measure(
         baseline = champion_baseline(
             inputs.champion, paths.root, frame, y_test, contract, policy.model.primary_metric
         )
-    gates = check(policy, metrics, bias, parity_result, latency, baseline, contract.task)
+    reference = score_reference(paths, inputs, split_parts, pipeline)
+    gates = check(policy, metrics, bias, parity_result, latency, baseline, contract.task, reference)
     quality = Quality(
         version=version,
         model_family=inputs.params.model_family,
         metrics=metrics,
         bias=bias,
         diagnostics=details,
+        reference=reference,
     )
     report = GateReport(
         version=version,
@@ -140,7 +216,7 @@ def measure(
     return Candidate(version, content, quality, parity_result, baseline, report)
 
 
-def write_outputs(paths: Paths, inputs: Inputs, parts: Split, candidate: Candidate) -> Path:
+def write_outputs(paths: Paths, inputs: Inputs, split_parts: Parts, candidate: Candidate) -> Path:
     out = paths.models / candidate.version
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
@@ -148,7 +224,7 @@ def write_outputs(paths: Paths, inputs: Inputs, parts: Split, candidate: Candida
     write_json(candidate.quality, out / "metrics.json")
     write_json(candidate.parity, out / "parity.json")
     write_json(candidate.gates, out / "gates.json")
-    manifest, params = inputs.manifest, inputs.params
+    manifest, params, parts = inputs.manifest, inputs.params, split_parts.split
     training = TrainingRecord(
         version=candidate.version,
         model_name=params.model_name,

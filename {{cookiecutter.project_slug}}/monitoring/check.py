@@ -35,6 +35,7 @@ from governance.core.records import (
     Window,
     write_json,
 )
+from ml.train import load_params
 from monitoring import dataset, reference, report
 from monitoring.capture import BAD_LINES, DUPLICATES, capture_uri, read_window
 from monitoring.config import load_settings
@@ -150,9 +151,15 @@ def examine_window(
 
 
 def new_dataset(
-    paths: Paths, window: pd.DataFrame, described: Window, contract: Contract, policy: Policy
+    paths: Paths,
+    window: pd.DataFrame,
+    described: Window,
+    contract: Contract,
+    policy: Policy,
+    ref: reference.Reference,
 ) -> NewDataset:
-    """The labelled window as the retraining snapshot, validated by the data pipeline's own suite."""
+    """The retraining snapshot: the labelled window, validated by the data pipeline's own suite, with
+    what the policy's `retrain.data` adds to it (monitoring/dataset.py)."""
     with progress.step("building the new dataset snapshot from the labelled window and validating it"):
         source = {
             "kind": "capture",
@@ -168,6 +175,14 @@ def new_dataset(
             reports=paths.reports,
             snapshots=paths.snapshots,
             min_rows=policy.drift.min_labelled_rows,
+            sources=dataset.Sources(
+                choice=policy.retrain.data,
+                reference=ref.frame,
+                reference_id=ref.snapshot_id,
+                params=load_params(paths.params),
+                sliding_snapshots=policy.retrain.sliding_snapshots,
+                manifest=ref.manifest,
+            ),
         )
 
 
@@ -222,7 +237,7 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     ).noted(notes)
     built = None
     if decision.retrain:
-        built = new_dataset(paths, window, described, contract, policy)
+        built = new_dataset(paths, window, described, contract, policy, ref)
         if not built.valid:
             decision = decision.blocked(f"the new data is not trained on: {'; '.join(built.errors[:5])}")
         step = timer.lap("dataset_s", step)

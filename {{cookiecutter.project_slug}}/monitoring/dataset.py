@@ -2,21 +2,34 @@
 
 The labelled rows of a capture window are shaped into the contract's columns (plus
 event_time), validated with the same Great Expectations suite as every other batch
-(`data_pipelines.validation`), and only if that passes written as a content-addressed
-snapshot (`data_pipelines.snapshot.create`). A window that fails is reported with the
-validation's own failure lines and never becomes a snapshot, so it cannot be trained on.
+(`data_pipelines.validation`), and only if that passes written, with the rows the policy
+adds, as a content-addressed snapshot (`data_pipelines.snapshot.create`). A window that fails
+is reported with the validation's own failure lines and never becomes a snapshot, so it
+cannot be trained on.
 
-That snapshot is the whole retraining set (`data_pipelines.snapshot.RETRAINING_SET`): the
-labelled window alone, not the champion's training data plus the window. The candidate's
-held-out split is then current production data that neither model was fitted on, so the
-champion re-scored on it is compared like for like; a random split of the union would hold
-out rows the champion was trained on and favour it. The snapshot is content-addressed, so
-the retraining pull request, its CI run and main after the merge all rebuild the same rows.
+What else the snapshot holds is a policy choice (`retrain.data` in governance/policy.yaml):
+- `reference_and_window` (default): the champion's reference snapshot's training rows (already
+  validated when that snapshot was made) plus the window. Earlier data is kept, so a window
+  skewed by drift or by poisoned feedback labels cannot replace what the model knew.
+- `window`: the window alone.
+- `sliding`: the window segments of the last `retrain.sliding_snapshots` retraining snapshots
+  found in artifacts/snapshots/ plus the window.
+Whatever the choice, the snapshot starts with the reference hold-out slice: the reference
+snapshot's own test split (ml/params.yaml's seed and test_size, exactly the rows the champion
+was scored on and not trained on). Training (ml/pipeline.py) never fits on it; it scores the
+candidate there too, so a model that learned only the drifted window cannot pass on the window
+alone. The main held-out split is drawn from the window segment only, so the champion
+re-scored on it meets current production rows neither model was fitted on.
+
+The manifest's `source` records the choice and each segment (`DataSegment`: source, rows, the
+snapshot it came from) in row order. The snapshot is content-addressed, so the retraining pull
+request, its CI run and main after the merge all rebuild the same rows and the same segments.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +37,80 @@ import pandas as pd
 
 from data_pipelines import snapshot, validation
 from governance.core.contract import Contract
-from governance.core.records import NewDataset
+from governance.core.errors import InputError
+from governance.core.records import REFERENCE_HOLDOUT, WINDOW_SEGMENT, DataSegment, NewDataset
+from ml.pipeline import split_snapshot
+from ml.train import Params
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the policy adds to the window: its choice and the rows it draws on."""
+
+    choice: str  # retrain.data
+    reference: pd.DataFrame  # the champion's training snapshot
+    reference_id: str | None
+    params: Params  # seed and test_size: the reference's own split
+    manifest: dict[str, Any] = field(default_factory=dict)  # the reference's: its segments, if any
+    sliding_snapshots: int = 3
+
+
+def reference_parts(sources: Sources, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """The reference snapshot split as training split it: (training rows, hold-out rows, note).
+
+    For a snapshot that was itself a retraining set, the hold-out is its own reference hold-out
+    plus its window's test split: every row the champion was scored on and not fitted on.
+    """
+    reference = sources.reference.reset_index(drop=True)
+    try:
+        parts = split_snapshot(reference, sources.manifest, contract, sources.params)
+    except InputError as error:  # too few rows of a class to split: no hold-out, said so
+        return reference, reference.iloc[0:0], f"no reference hold-out slice: {error}"
+    held = [frame for frame in (parts.reference, parts.split.test) if frame is not None]
+    return parts.split.train, pd.concat(held), None
+
+
+def earlier_windows(root: Path, contract: Contract, count: int) -> list[tuple[str, pd.DataFrame]]:
+    """The window segments of the `count` newest retraining snapshots under this contract."""
+    found = []
+    for path in root.glob("*/manifest.json"):
+        manifest = json.loads(path.read_text())
+        origin = manifest.get("source")
+        if not isinstance(origin, dict) or not origin.get("segments"):
+            continue
+        if manifest.get("contract_sha256") != (contract.digest or None):
+            continue
+        found.append((str(manifest.get("created_at") or ""), path.parent.name, origin["segments"]))
+    windows = []
+    for _, snapshot_id, segments in sorted(found, reverse=True)[:count]:
+        frame, _ = snapshot.load(root / snapshot_id)
+        start = 0
+        for segment in (DataSegment.model_validate(item) for item in segments):
+            if segment.source == WINDOW_SEGMENT:
+                windows.append((snapshot_id, frame.iloc[start : start + segment.rows]))
+            start += segment.rows
+    return windows
+
+
+def training_rows(
+    batch: pd.DataFrame, contract: Contract, sources: Sources, root: Path
+) -> tuple[pd.DataFrame, list[DataSegment], list[str]]:
+    """The snapshot's rows in segment order: reference hold-out, what the policy adds, the window."""
+    train, holdout, note = reference_parts(sources, contract)
+    parts = [
+        (DataSegment(source=REFERENCE_HOLDOUT, rows=len(holdout), snapshot_id=sources.reference_id), holdout)
+    ]
+    if sources.choice == "reference_and_window":
+        parts.append(
+            (DataSegment(source="reference", rows=len(train), snapshot_id=sources.reference_id), train)
+        )
+    elif sources.choice == "sliding":
+        for snapshot_id, rows in earlier_windows(root, contract, sources.sliding_snapshots):
+            parts.append((DataSegment(source="snapshot", rows=len(rows), snapshot_id=snapshot_id), rows))
+    parts.append((DataSegment(source=WINDOW_SEGMENT, rows=len(batch)), batch))
+    frames = [frame for segment, frame in parts if segment.rows]
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else batch
+    return snapshot.conform(rows, contract), [segment for segment, _ in parts], [note] if note else []
 
 
 def labelled_rows(window: pd.DataFrame, contract: Contract) -> pd.DataFrame:
@@ -68,8 +154,12 @@ def build(
     reports: Path,
     snapshots: Path,
     min_rows: int = 1,
+    sources: Sources | None = None,
 ) -> NewDataset:
-    """Validate the labelled window, then snapshot it; returns what happened, for the reports."""
+    """Validate the labelled window, then snapshot it with what `sources` adds; returns what happened.
+
+    Without `sources` the snapshot is the window alone and its manifest records no segments.
+    """
     batch = labelled_rows(window, contract)
     if len(batch) < min_rows:
         return NewDataset(
@@ -89,6 +179,16 @@ def build(
     if not outcome.success:
         errors = tuple(failure.line().strip() for failure in outcome.failures) or (outcome.summary(),)
         return NewDataset(valid=False, rows=len(batch), errors=errors, **checked)
-    folder = snapshot.create(batch, source, contract=contract, root=snapshots)
+    rows, origin = batch, dict(source)
+    if sources is not None:
+        rows, segments, notes = training_rows(batch, contract, sources, snapshots)
+        origin = {
+            "kind": "retraining",
+            "data": sources.choice,
+            "capture": source,
+            "segments": [segment.model_dump(mode="json") for segment in segments],
+            **({"notes": notes} if notes else {}),
+        }
+    folder = snapshot.create(rows, origin, contract=contract, root=snapshots)
     manifest = json.loads((folder / "manifest.json").read_text())
-    return NewDataset(valid=True, rows=len(batch), manifest=manifest, path=str(folder), **checked)
+    return NewDataset(valid=True, rows=len(rows), manifest=manifest, path=str(folder), **checked)

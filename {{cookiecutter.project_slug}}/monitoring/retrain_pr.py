@@ -1,8 +1,8 @@
 """Open, or update, the retraining pull request when the drift decision says retrain.
 
 Safe to re-run, like any bot that opens pull requests should be: one fixed branch per
-purpose (`retrain/auto`), and an open pull request from that branch is updated (new commit,
-refreshed body, and its one "updated" comment, found by a hidden marker and edited in place)
+purpose (`retrain/auto`), and an open pull request from that branch is updated (its commit
+replaced, refreshed body, and its one "updated" comment, found by a hidden marker and edited in place)
 instead of a second one being opened. A re-run with the same request changes nothing: no
 commit when the tree would not change, no comment.
 
@@ -11,6 +11,14 @@ manifest, the new snapshot's Parquet file is committed as `<request_dir>/snapsho
 so the pull request's own CI run (`make data`, see data_pipelines/snapshot.py) rebuilds
 exactly that snapshot and retrains on it. The file is size-checked (`--max-data-mb`, default
 50 MB): a git repository is no place for bigger windows.
+
+The branch is one commit on top of the base, never more: an update REPLACES that commit (a new
+one built on the base's current tip, the branch force-moved to it) instead of appending, so
+however many weekly updates a request sees, the branch and its pull request carry exactly one
+snapshot and no earlier one stays reachable from it. What lands in main on merge is that one
+commit's files (the request, its manifest, the snapshot's Parquet file and the drift history):
+merge with "Squash and merge" (or rebase) so main gains one commit and one snapshot per retraining,
+and delete the branch after the merge so an unmerged snapshot is not kept alive by it.
 
 The commit is built with git plumbing on a temporary index (read-tree, update-index,
 write-tree, commit-tree) and pushed as `<sha>:refs/heads/<branch>`: the user's working tree,
@@ -117,6 +125,19 @@ def snapshot_file(manifest: dict[str, Any], snapshots_root: Path, max_mb: float 
     return path
 
 
+def retraining_set(manifest: dict[str, Any]) -> str:
+    """What the snapshot trains on, from its manifest: the policy's choice and each segment's rows."""
+    source = manifest.get("source")
+    if not isinstance(source, dict) or not source.get("segments"):
+        return snapshots.RETRAINING_SET
+    parts = ", ".join(f"{item['source']} {item['rows']}" for item in source["segments"])
+    return (
+        f"retrain.data {source.get('data')}: rows by source ({parts}); the reference_holdout rows are "
+        "scored (gate reference_holdout), never trained on, and the main held-out split comes from the "
+        "window rows alone"
+    )
+
+
 def make_plan(
     summary: DriftSummary,
     branch: str,
@@ -150,7 +171,7 @@ def make_plan(
         },
         # What `make data` rebuilds on this request's branch (and on main once it is merged).
         "data_file": snapshots.REQUEST_DATA,
-        "retraining_set": snapshots.RETRAINING_SET,
+        "retraining_set": retraining_set(manifest),
         "decision": decision.model_dump(mode="json"),
         "drift": summary.drift.model_dump(mode="json") if summary.drift else None,
         "score_drift": summary.score_drift.model_dump(mode="json") if summary.score_drift else None,
@@ -173,7 +194,7 @@ def make_plan(
     body = (
         f"The scheduled drift check asks to retrain {model} on snapshot `{snapshot}`.\n\n"
         f"The snapshot's data is committed as `{request_dir}/{snapshots.REQUEST_DATA}` "
-        f"({manifest.get('rows')} labelled production rows, sha256 `{manifest.get('sha256')}`): "
+        f"({manifest.get('rows')} rows, sha256 `{manifest.get('sha256')}`; {retraining_set(manifest)}): "
         f"`make data` rebuilds exactly that snapshot, so this pull request's CI retrains on it and "
         f"compares the candidate with the champion under `governance/policy.yaml`; merge only if the "
         f"gates pass.\n\n{summary_md}\n"
@@ -298,10 +319,11 @@ class Git:
         """A commit of parent's tree plus files and data_files (see `tree`)."""
         return self.commit_tree(self.tree(parent, files, data_files), parent, message)
 
-    def push(self, commit: str, branch: str, force: bool) -> None:
-        self.run(
-            "push", "--quiet", *(["--force"] if force else []), self.remote, f"{commit}:refs/heads/{branch}"
-        )
+    def push(self, commit: str, branch: str, expected: str | None = None) -> None:
+        """Move the remote branch to commit. With `expected`, only if it still points there
+        (--force-with-lease): a replaced request commit never overwrites someone else's push."""
+        lease = [f"--force-with-lease=refs/heads/{branch}:{expected}"] if expected else ["--force"]
+        self.run("push", "--quiet", *lease, self.remote, f"{commit}:refs/heads/{branch}")
 
 
 # -- GitHub ---------------------------------------------------------------------------------
@@ -339,6 +361,14 @@ def _updated(plan: Plan, repo: Any, pull: Any, commit: str) -> Outcome:
     return Outcome("updated", plan.branch, pull.number, pull.html_url, commit, f"updated #{pull.number}")
 
 
+def _base_tip(git: Git, base: str) -> str:
+    """The base branch's tip on the remote: the one parent of every request commit."""
+    parent = git.remote_tip(base)
+    if parent is None:
+        raise RetrainPRError(f"base branch {base!r} does not exist on remote {git.remote!r}")
+    return parent
+
+
 def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
     from github import GithubException
 
@@ -346,26 +376,27 @@ def _push_and_open(plan: Plan, git: Git, repo: Any, owner: str) -> Outcome:
     existing = list(repo.get_pulls(state="open", head=f"{owner}:{plan.branch}", base=base))
     if existing:
         pull = existing[0]
-        parent = git.remote_tip(plan.branch)
-        if parent is None:
+        tip = git.remote_tip(plan.branch)
+        if tip is None:
             raise RetrainPRError(
                 f"pull request #{pull.number} is open but branch {plan.branch} is not on the remote"
             )
+        parent = _base_tip(git, base)
         tree = git.tree(parent, plan.files, plan.data_files)
-        if tree == git.tree_of(parent):
+        if tree == git.tree_of(tip):
             # The branch already carries this request: no empty commit, no new comment.
             _describe(pull, plan)
             message = f"#{pull.number} already carries this request"
-            return Outcome("unchanged", plan.branch, pull.number, pull.html_url, parent, message)
+            return Outcome("unchanged", plan.branch, pull.number, pull.html_url, tip, message)
+        # Replace, never append: the one request commit is rebuilt on the base and the branch moved
+        # to it, so the branch (and the pull request) carries one snapshot, not one per weekly update.
         commit = git.commit_tree(tree, parent, plan.commit_message)
-        git.push(commit, plan.branch, force=False)
+        git.push(commit, plan.branch, expected=tip)
         return _updated(plan, repo, pull, commit)
     # No open pull request: start the branch afresh from the base (a closed one's branch is stale).
-    parent = git.remote_tip(base)
-    if parent is None:
-        raise RetrainPRError(f"base branch {base!r} does not exist on remote {git.remote!r}")
+    parent = _base_tip(git, base)
     commit = git.commit(parent, plan.files, plan.commit_message, plan.data_files)
-    git.push(commit, plan.branch, force=True)
+    git.push(commit, plan.branch)
     try:
         pull = repo.create_pull(base=base, head=plan.branch, title=plan.title, body=plan.body)
     except GithubException as error:

@@ -111,11 +111,24 @@ class DriftPolicy(Record):
     min_labelled_rows: int = Field(100, ge=1, strict=True)
 
 
+RETRAIN_DATA = ("reference_and_window", "window", "sliding")
+
+
 class RetrainPolicy(Record):
+    """When to retrain, and on what (`data`; monitoring/dataset.py builds that set).
+
+    `data`: `reference_and_window` (the champion's validated training rows plus the window's
+    labelled rows: earlier data is kept, so a poisoned or skewed window cannot replace it),
+    `window` (the window alone), or `sliding` (the windows of the last `sliding_snapshots`
+    retraining snapshots plus this one).
+    """
+
     max_drifted_feature_share: float = Field(ge=0, le=1)
     on_score_drift: StrictBool = True
     max_metric_drop: float = Field(ge=0)  # in the primary metric's units, whichever its direction
     max_bias_gap: float = Field(ge=0)
+    data: Literal[RETRAIN_DATA] = "reference_and_window"  # type: ignore[valid-type]
+    sliding_snapshots: int = Field(default=3, ge=1, strict=True)
 
 
 class ModelCardPolicy(Record):

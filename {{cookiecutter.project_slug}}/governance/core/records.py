@@ -227,14 +227,25 @@ class Diagnostics(Record):
     residuals: Residuals | None = None
 
 
+class ReferenceScore(Record):
+    """The candidate (and the champion) on the reference hold-out slice of a retraining snapshot:
+    rows of the champion's training snapshot that neither model was fitted on."""
+
+    snapshot_id: str | None
+    rows: int
+    metrics: dict[str, Number]
+    champion: Baseline | None = None
+
+
 class Quality(Record):
-    """metrics.json: held-out task metrics and bias."""
+    """metrics.json: held-out task metrics and bias (and, for a retraining snapshot, `reference`)."""
 
     version: str
     model_family: str
     metrics: dict[str, Number]
     bias: Bias
     diagnostics: Diagnostics | None = None
+    reference: ReferenceScore | None = None
 
 
 class Parity(Record):
@@ -580,6 +591,22 @@ class ReferenceInfo(Record):
     model_name: str | None = None
     model_version: str | None = None
     stage: str | None = None
+
+
+REFERENCE_HOLDOUT = "reference_holdout"  # the segment the candidate is scored on, never trained on
+WINDOW_SEGMENT = "window"  # the captured window's labelled rows: the main held-out split comes from it
+
+
+class DataSegment(Record):
+    """One source of a retraining snapshot's rows, in row order (manifest `source.segments`).
+
+    `ml/pipeline.py` reads them back: the first segment may be the reference hold-out slice,
+    the last is the window, whose own test split is the main held-out set.
+    """
+
+    source: str  # reference_holdout | reference | snapshot | window
+    rows: int = Field(ge=0)
+    snapshot_id: str | None = None
 
 
 class NewDataset(Record):

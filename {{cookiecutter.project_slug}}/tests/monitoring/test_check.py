@@ -71,7 +71,13 @@ def test_the_cli_turns_a_degraded_labelled_window_into_a_validated_retraining_re
     assert not any("scored by model version" in note for note in decision.notes)
     assert summary.window.labelled_rows == 600
     dataset = summary.dataset
-    assert dataset is not None and dataset.valid and dataset.manifest["rows"] == 600
+    assert dataset is not None and dataset.valid
+    # the default retrain.data keeps the reference rows: hold-out slice + training rows + the window
+    source = dataset.manifest["source"]
+    rows = {segment["source"]: segment["rows"] for segment in source["segments"]}
+    assert source["data"] == "reference_and_window" and rows["window"] == 600
+    assert rows["reference_holdout"] > 0 and rows["reference"] > 0
+    assert dataset.manifest["rows"] == sum(rows.values()) == dataset.rows
     assert snapshots(paths) - before == {dataset.manifest["snapshot_id"]}
     for name in ("report.html", "summary.md", "drift.json"):
         assert (paths.drift_reports / name).stat().st_size > 0
@@ -84,6 +90,8 @@ def test_the_cli_turns_a_degraded_labelled_window_into_a_validated_retraining_re
     assert plan["branch"] == "retrain/auto"
     request = json.loads(plan["files"]["governance/retraining/request.json"])
     assert request["snapshot"]["snapshot_id"] == dataset.manifest["snapshot_id"]
+    assert "reference_and_window" in request["retraining_set"] and "window 600" in request["retraining_set"]
+    assert request["retraining_set"] in plan["body"]
     assert plan["files"]["governance/monitoring_history.jsonl"].count("\n") == len(history)
 
 
@@ -132,9 +140,10 @@ def test_relabels_keep_the_first_label_in_the_retraining_set_unless_the_policy_s
     def trained_on(summary: DriftSummary) -> int:
         """How many rows of the retraining set carry the new label."""
         assert summary.decision.retrain and summary.dataset is not None and summary.dataset.valid
-        return int(
-            (read_parquet(Path(summary.dataset.path) / "data.parquet")[CONTRACT.target.name] == new).sum()
-        )
+        rows = read_parquet(Path(summary.dataset.path) / "data.parquet")
+        window = summary.dataset.manifest["source"]["segments"][-1]
+        assert window["source"] == "window"
+        return int((rows.tail(window["rows"])[CONTRACT.target.name] == new).sum())
 
     summary, _ = drift(paths, capture, capsys)
     assert summary.window.relabelled_rows == 50 and summary.window.labelled_rows == 600

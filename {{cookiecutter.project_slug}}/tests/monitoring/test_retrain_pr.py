@@ -133,9 +133,9 @@ def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo,
     # the branch now carries the second snapshot's data, byte for byte
     data = committed_bytes(origin, "governance/retraining/snapshot.parquet")
     assert data == (store / second_id / "data.parquet").read_bytes()
-    # the update is a new commit on top of the branch (a fast-forward, history kept)
-    assert git(origin, "rev-parse", f"{BRANCH}~1") == first.commit
-    assert git(origin, "rev-parse", BRANCH) == second.commit
+    # the update replaces the request commit: still one commit on top of main
+    assert git(origin, "rev-parse", f"{BRANCH}~1") == git(origin, "rev-parse", "main")
+    assert git(origin, "rev-parse", BRANCH) == second.commit != first.commit
     creates = [entry for entry in github.fake.requests if entry == ("POST", f"/repos/{REPOSITORY}/pulls")]
     assert len(creates) == 1
     assert pulls[0]["head"] == BRANCH and pulls[0]["base"] == "main"
@@ -152,6 +152,43 @@ def test_it_opens_one_pull_request_then_updates_it_on_a_second_run(github, repo,
         and second_id not in comment["body"]
     )
     assert comment["body"].startswith(retrain_pr.UPDATE_MARKER)
+
+
+def snapshot_blobs(origin: Path, ref: str) -> set[str]:
+    """Every distinct blob stored as the request's snapshot file in any commit reachable from ref."""
+    path = "governance/retraining/snapshot.parquet"
+    blobs = set()
+    for commit in git(origin, "rev-list", ref).splitlines():
+        listing = git(origin, "ls-tree", commit, "--", path)
+        if listing:
+            blobs.add(listing.split()[2])
+    return blobs
+
+
+def test_weekly_updates_replace_the_snapshot_commit_instead_of_stacking_snapshots(github, repo, store):
+    """Two updates after the opening: the branch is one commit ahead of its base, one snapshot reachable."""
+    origin = repo.parent / "origin.git"
+    outcomes = [run_bot(github, repo, store, which=which) for which in (0, 1, 0)]
+    assert [outcome.action for outcome in outcomes] == ["opened", "updated", "updated"]
+    assert git(origin, "rev-list", "--count", f"main..{BRANCH}") == "1"
+    assert git(origin, "rev-parse", f"{BRANCH}^") == git(origin, "rev-parse", "main")
+    first_id = manifests(store)[0]["snapshot_id"]
+    (blob,) = snapshot_blobs(origin, BRANCH)
+    assert git(origin, "cat-file", "-s", blob) == str((store / first_id / "data.parquet").stat().st_size)
+    assert [pull["number"] for pull in github.fake.open_pulls()] == [1], "the pull request stays open"
+
+
+def test_an_update_rebuilds_the_request_on_the_moved_base(github, repo, store):
+    """main moved between two weekly runs: the replaced commit sits on main's new tip."""
+    origin = repo.parent / "origin.git"
+    run_bot(github, repo, store)
+    (repo / "CHANGELOG.md").write_text("more\n")
+    git(repo, "add", "CHANGELOG.md")
+    git(repo, "commit", "--quiet", "-m", "main moves on")
+    git(repo, "push", "--quiet", "origin", "main")
+    run_bot(github, repo, store, which=1)
+    assert git(origin, "rev-parse", f"{BRANCH}^") == git(origin, "rev-parse", "main")
+    assert "CHANGELOG.md" in git(origin, "ls-tree", "-r", "--name-only", BRANCH).splitlines()
 
 
 def test_a_rerun_with_the_same_request_changes_nothing(github, repo, store):
