@@ -528,12 +528,11 @@ def load(
 
 REQUEST_MANIFEST = "snapshot-manifest.json"  # the snapshot's manifest, as the drift run wrote it
 REQUEST_DATA = "snapshot.parquet"  # the snapshot's data.parquet, byte for byte
-# What a retraining request trains on, and why (stated in each request.json and the README).
+# What a retraining request without segments in its manifest trains on (requests made before
+# `retrain.data` existed): the window's labelled rows alone. Newer requests state their segments.
 RETRAINING_SET = (
-    "the labelled rows of the captured production window alone: the candidate's held-out split is "
-    "current production data that neither the champion nor the candidate was trained on, so the "
-    "champion re-scored on it is compared like for like (mixing in the champion's training rows "
-    "would put rows it was fitted on into the test split)"
+    "the labelled rows of the captured production window alone (a request made before retrain.data: "
+    "its manifest lists no segments)"
 )
 
 
