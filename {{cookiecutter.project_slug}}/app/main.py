@@ -12,6 +12,7 @@ these two routes are where the traffic is. Every other request passes through un
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -79,6 +80,24 @@ def result_response(result: Result) -> Response:
     return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
 
+async def read_body(
+    service: Service, content_type: str | None, content_length: str | None, parts: AsyncIterator[bytes]
+) -> bytes:
+    """The body within the body limit and within BODY_TIMEOUT_SECONDS (408 after it).
+
+    Why a deadline: a request holds one of the MAX_CONCURRENT_REQUESTS slots while its body
+    arrives, so clients trickling bodies would otherwise keep every slot and starve the rest.
+    """
+    seconds = service.settings.body_timeout_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            return await read_json_body(content_type, content_length, parts, service.body_limit)
+    except TimeoutError:
+        raise RequestError(
+            408, "body", "timeout", f"did not arrive within BODY_TIMEOUT_SECONDS={seconds:g} s"
+        ) from None
+
+
 def build_api(service: Service) -> FastAPI:
     """The FastAPI application: every route, its OpenAPI description, and the lifespan."""
 
@@ -108,11 +127,11 @@ def build_api(service: Service) -> FastAPI:
         return json_response(422, {"error": str(error.errors()[:1])})
 
     async def body_of(request: Request) -> bytes:
-        return await read_json_body(
+        return await read_body(
+            service,
             request.headers.get("content-type"),
             request.headers.get("content-length"),
             request.stream(),
-            service.body_limit,
         )
 
     def error_response(error: RequestError) -> Response:
@@ -303,11 +322,11 @@ class ServingApp:
     ) -> int:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         try:
-            body = await read_json_body(
+            body = await read_body(
+                self.service,
                 header(scope, b"content-type"),
                 header(scope, b"content-length"),
                 chunks(receive),
-                self.service.body_limit,
             )
             status, payload, request_id = await self.service.call(handler, body, *args)
             if request_id:

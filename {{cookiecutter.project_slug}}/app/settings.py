@@ -132,6 +132,9 @@ class Settings(BaseSettings):
         le=10_000,
         description="POST requests read or scored at once; more are answered 503 with Retry-After",
     )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="a request body must arrive within this time, else 408"
+    )
     unknown_category: Literal["reject", "score"] = "reject"
     inline_body_bytes: int = Field(
         16 * 1024,

@@ -8,6 +8,7 @@ nothing bounded how many such bodies were in flight.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import re
@@ -126,6 +127,34 @@ def test_requests_over_the_concurrency_limit_get_503_with_retry_after(settings_f
     assert (busy.json()["field"], busy.json()["rule"]) == ("requests", "max_concurrent")
     assert "MAX_CONCURRENT_REQUESTS=1" in busy.json()["error"]
     assert free.status_code == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot(settings_for):
+    """A client trickling its body cannot hold one of the MAX_CONCURRENT_REQUESTS slots for ever."""
+    app = create_app(settings_for(body_timeout_seconds=0.2, max_concurrent_requests=1))
+    sent: list[dict[str, Any]] = []
+
+    async def never() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, never, send), 5))
+    assert time.monotonic() - started < 2
+    assert sent[0]["status"] == 408
+    answer = orjson.loads(sent[1]["body"])
+    assert (answer["field"], answer["rule"]) == ("body", "timeout")
+    assert "BODY_TIMEOUT_SECONDS=0.2" in answer["error"]
+    assert app.in_flight == 0
 
 
 # -- the attack, against a real server process -------------------------------------------------------
