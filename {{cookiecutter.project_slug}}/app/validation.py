@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ NUMBER_TYPES = frozenset({int, float})
 INT_DATATYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 ALL_DATATYPES = INT_DATATYPES | FLOAT_DATATYPES | {"BOOL", "BYTES"}
-JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 # The byte budget of one row, generous enough for pretty-printed JSON with ASCII escapes (the
 # default of Python's json.dumps writes "é" as 6 bytes): the body limit follows the row limit.
 RECORD_BYTES = 64  # the braces, separators and indentation of one record
@@ -68,6 +66,20 @@ def shown(value: Any) -> str:
 def value_bytes(categories: Sequence[Any]) -> int:
     """The bytes a value of a column may take: a number or text, or its longest category escaped."""
     return max(VALUE_BYTES, 2 + 6 * max((len(str(category)) for category in categories), default=0))
+
+
+def containers_outside_strings(body: bytes) -> int:
+    """The `{` and `[` of a JSON text that are not inside a string, in a few vectorised passes.
+
+    Escapes go first (`\\\\`, then `\\"`, with C-speed replaces), so every quote left opens or
+    closes a string: a byte is outside strings after an even number of quotes. Linear in the
+    body, where a regular expression over the strings costs a match (microseconds) per string.
+    """
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    data = np.frombuffer(body, dtype=np.uint8)
+    outside = (np.cumsum(data == ord('"'), dtype=np.uint8) & 1) == 0  # the parity survives the wrap
+    return int(np.count_nonzero(((data == ord("{")) | (data == ord("["))) & outside))
 
 
 def parse_json(body: bytes, status: int = 400) -> Any:
@@ -257,12 +269,11 @@ class Validator:
 
         Counting the brackets runs at memory speed, where parsing a million empty records would
         allocate a million dicts only to refuse them by their count. Brackets inside strings are
-        not counted (they are stripped first, on the rare body whose raw count is over).
+        not counted (they are told apart only on the rare body whose raw count is over).
         """
         count = body.count(b"{") + body.count(b"[")
         if count > self.max_containers:
-            bare = JSON_STRING.sub(b"", body)
-            count = bare.count(b"{") + bare.count(b"[")
+            count = containers_outside_strings(body)
         if count > self.max_containers:
             raise RequestError(
                 status,
