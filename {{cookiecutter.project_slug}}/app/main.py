@@ -12,6 +12,7 @@ these two routes are where the traffic is. Every other request passes through un
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -40,10 +41,21 @@ MODEL_ROUTES = (
     (re.compile(r"^/v2/models/[^/]+/ready$"), "/v2/models/{name}/ready"),
     (re.compile(r"^/v2/models/[^/]+/versions/[^/]+$"), "/v2/models/{name}/versions/{version}"),
     (re.compile(r"^/v2/models/[^/]+/versions/[^/]+/ready$"), "/v2/models/{name}/versions/{version}/ready"),
+    (re.compile(r"^/v2/models/[^/]+/infer$"), "/v2/models/{name}/infer"),
+    (re.compile(r"^/v2/models/[^/]+/versions/[^/]+/infer$"), "/v2/models/{name}/versions/{version}/infer"),
 )
 BEARER = HTTPBearer(auto_error=False, description="a key of FEEDBACK_API_KEYS_FILE (when it is set)")
 STATIC_ROUTES = frozenset(
-    {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/feedback", "/docs", "/openapi.json"}
+    {
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/metrics",
+        "/predict",
+        "/feedback",
+        "/docs",
+        "/openapi.json",
+    }
 )
 
 
@@ -66,6 +78,24 @@ def result_response(result: Result) -> Response:
     status, payload, request_id = result
     headers = {"x-request-id": request_id} if request_id else None
     return Response(payload, status_code=status, media_type="application/json", headers=headers)
+
+
+async def read_body(
+    service: Service, content_type: str | None, content_length: str | None, parts: AsyncIterator[bytes]
+) -> bytes:
+    """The body within the body limit and within BODY_TIMEOUT_SECONDS (408 after it).
+
+    Why a deadline: a request holds one of the MAX_CONCURRENT_REQUESTS slots while its body
+    arrives, so clients trickling bodies would otherwise keep every slot and starve the rest.
+    """
+    seconds = service.settings.body_timeout_seconds
+    try:
+        async with asyncio.timeout(seconds):
+            return await read_json_body(content_type, content_length, parts, service.body_limit)
+    except TimeoutError:
+        raise RequestError(
+            408, "body", "timeout", f"did not arrive within BODY_TIMEOUT_SECONDS={seconds:g} s"
+        ) from None
 
 
 def build_api(service: Service) -> FastAPI:
@@ -97,11 +127,11 @@ def build_api(service: Service) -> FastAPI:
         return json_response(422, {"error": str(error.errors()[:1])})
 
     async def body_of(request: Request) -> bytes:
-        return await read_json_body(
+        return await read_body(
+            service,
             request.headers.get("content-type"),
             request.headers.get("content-length"),
             request.stream(),
-            settings.max_body_bytes,
         )
 
     def error_response(error: RequestError) -> Response:
@@ -218,8 +248,41 @@ class ServingApp:
         self.service = Service(self.settings)
         self.api = build_api(self.service)
         self.metrics = self.service.metrics
+        self.in_flight = 0
+        limit = self.settings.max_concurrent_requests
+        self.busy = RequestError(
+            503,
+            "requests",
+            "max_concurrent",
+            f"{limit} requests are being read or scored, the limit of MAX_CONCURRENT_REQUESTS={limit}; "
+            "retry after a second",
+        ).body()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Bound the POST requests in flight, then dispatch.
+
+        Why: each holds its body (up to the body limit) and its parse; without a bound, memory
+        grows with the number of clients. Excess requests are answered at once, before their
+        body is read (503 with Retry-After: the load balancer or client retries, nothing queues).
+        """
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self._dispatch(scope, receive, send)
+            return
+        if self.in_flight >= self.settings.max_concurrent_requests:
+            started = time.perf_counter()
+            await send_json(send, 503, self.busy, ((b"retry-after", b"1"),))
+            self.metrics.observe_request(
+                route_label(scope["path"]), "POST", 503, time.perf_counter() - started
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._dispatch(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _dispatch(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """The scoring routes straight from ASGI, everything else through FastAPI, all measured."""
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
@@ -259,11 +322,11 @@ class ServingApp:
     ) -> int:
         headers: tuple[tuple[bytes, bytes], ...] = ()
         try:
-            body = await read_json_body(
+            body = await read_body(
+                self.service,
                 header(scope, b"content-type"),
                 header(scope, b"content-length"),
                 chunks(receive),
-                self.settings.max_body_bytes,
             )
             status, payload, request_id = await self.service.call(handler, body, *args)
             if request_id:

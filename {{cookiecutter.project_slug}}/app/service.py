@@ -57,6 +57,7 @@ class Service:
         self.settings = settings
         self.contract = load_contract(settings.contract_path)
         self.validator = Validator(self.contract, settings.max_batch_rows, settings.unknown_category)
+        self.body_limit = self.validator.body_limit(settings.max_body_bytes)
         target = self.contract.target
         self.classification = target.is_classification
         self.classes = list(target.classes)  # index -> class value (the model answers indices)
@@ -231,6 +232,7 @@ class Service:
 
     def infer(self, body: bytes, name: str, version: str | None) -> Result:
         model = self.require_model(name, version)
+        self.validator.check_containers(body, "inputs", 400)
         document = parse_json(body)
         if type(document) is not dict:
             raise RequestError(400, "body", "type", "must be a JSON object with 'inputs'")
@@ -304,6 +306,7 @@ class Service:
 
     def feedback(self, body: bytes, labelled_by: str | None = None) -> Result:
         """Labels for earlier predictions, each named by its feedback token; all recorded or none."""
+        self.validator.check_containers(body, "body", 422)
         document = parse_json(body)
         items = feedback_items(
             document, self.contract.target, self.settings.max_batch_rows, self.tokens.verify

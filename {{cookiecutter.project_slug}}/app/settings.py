@@ -120,7 +120,21 @@ class Settings(BaseSettings):
     contract_path: Path = PATHS.contract
 
     max_batch_rows: int = Field(1000, ge=1, le=100_000)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="the cap of the body limit, which is otherwise sized from MAX_BATCH_ROWS",
+    )
+    max_concurrent_requests: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="POST requests read or scored at once; more are answered 503 with Retry-After",
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="a request body must arrive within this time, else 408"
+    )
     unknown_category: Literal["reject", "score"] = "reject"
     inline_body_bytes: int = Field(
         16 * 1024,
