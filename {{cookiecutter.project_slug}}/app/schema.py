@@ -262,16 +262,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for status, text in (
         (400, "malformed JSON or (OIP) invalid request"),
         (404, "unknown model or version"),
-        (413, "body larger than MAX_BODY_BYTES"),
+        (408, "the body did not arrive within BODY_TIMEOUT_SECONDS"),
+        (413, "body larger than MAX_BATCH_ROWS rows can take (capped by MAX_BODY_BYTES)"),
         (415, "not application/json"),
         (422, "a record breaks the data contract, or the batch is empty or over the limit"),
-        (503, "model not loaded or capture unavailable"),
+        (503, "model not loaded, capture unavailable, or MAX_CONCURRENT_REQUESTS busy (Retry-After)"),
     )
 }
 FEEDBACK_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{status: ERRORS[status] for status in (400, 413, 415)},
+    **{status: ERRORS[status] for status in (400, 408, 413, 415)},
     401: {"model": Error, "description": "FEEDBACK_API_KEYS_FILE is set, the Bearer key is missing or wrong"},
     403: {"model": Error, "description": "a feedback_token this service did not issue (forged or altered)"},
     422: {"model": Error, "description": "a missing or extra field, a malformed token, a label not a class"},
-    503: {"model": Error, "description": "capture off or unavailable: the labels were not recorded"},
+    503: {
+        "model": Error,
+        "description": "capture off or unavailable (the labels were not recorded), or too many requests",
+    },
 }
