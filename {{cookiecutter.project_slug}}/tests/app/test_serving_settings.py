@@ -62,13 +62,15 @@ def test_settings_come_from_environment_variables(monkeypatch, tmp_path):
 
 
 def test_an_object_store_url_without_its_fsspec_backend_is_refused_at_start(monkeypatch):
-    import importlib.util
-
-    if importlib.util.find_spec("s3fs") is not None:
-        pytest.skip("s3fs is installed here")
-    monkeypatch.setenv("CAPTURE_URI", "s3://bucket/capture")
-    with pytest.raises(ValidationError, match="s3fs"):
+    """The serving image ships s3fs (production captures to S3); another store needs its backend."""
+    monkeypatch.setenv("CAPTURE_URI", "gs://bucket/capture")
+    with pytest.raises(ValidationError, match="gcsfs"):
         Settings()
+
+
+def test_the_production_overlays_object_store_url_opens_with_the_serving_dependencies(monkeypatch):
+    monkeypatch.setenv("CAPTURE_URI", "s3://loan-capture/production")
+    assert Settings().capture_uri == "s3://loan-capture/production"
 
 
 def policy_with(tmp_path: Path, **serving: object) -> Path:
