@@ -131,7 +131,9 @@ def check_data(ctx: dict[str, str]) -> None:
         expected = EXAMPLE_TARGETS.get(ctx["task"], EXAMPLE_TARGETS["binary_classification"])
         if ctx["target_column"] != expected:
             raise Invalid(
-                "target_column", ctx["target_column"], f"must be '{expected}' for the example data and task {ctx['task']}"
+                "target_column",
+                ctx["target_column"],
+                f"must be '{expected}' for the example data and task {ctx['task']}",
             )
         if ctx["sensitive_attribute"] not in EXAMPLE_SENSITIVE:
             raise Invalid(
