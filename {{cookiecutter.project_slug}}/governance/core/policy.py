@@ -153,8 +153,8 @@ class LicencePolicy(Record):
     """
 
     allowed: tuple[str, ...] = (
-        "MIT", "MIT-0", "MIT-CMU", "BSD", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0", "HPND",
-        "CNRI-Python", "MPL-2.0", "LGPL",
+        "MIT", "MIT-0", "MIT-CMU", "BSD", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "PSF-2.0",
+        "HPND", "CNRI-Python", "MPL-2.0", "LGPL",
     )  # fmt: skip
     accepted: dict[str, str] = Field(default_factory=dict)
 
