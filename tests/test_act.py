@@ -249,20 +249,24 @@ def test_promote_workflow_opens_the_production_gitops_pr_and_a_rerun_changes_not
     branch = json.loads(state.read_text())["branches"]["gitops/production"]
     assert {"governance/registry.yaml", "deploy/overlays/production/kustomization.yaml"} <= set(branch)
 
-    def head() -> str:
-        return subprocess.run(
-            ["git", "--git-dir", str(origin), "rev-parse", "refs/heads/gitops/production"],
+    def ahead() -> int:
+        """Commits the GitOps branch holds over main: one per update, never a pile of them."""
+        count = subprocess.run(
+            ["git", "--git-dir", str(origin), "rev-list", "--count", "main..refs/heads/gitops/production"],
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
+        )
+        return int(count.stdout)
 
-    before, comments = head(), json.loads(state.read_text()).get("comments", [])
+    comments = json.loads(state.read_text()).get("comments", {})
+    assert ahead() == 1
     promote(project, version, api, tmp_path / "promote-again.log")  # a re-run, as a retried job would
     (again,) = open_pulls(state)
     assert again["number"] == pull["number"], "a re-run must not open a second pull request"
-    assert head() == before, "a re-run must not add a commit"
-    assert json.loads(state.read_text()).get("comments", []) == comments, "nor a comment"
+    assert ahead() == 1, "a re-run replaces the branch's one commit, it does not stack another"
+    assert json.loads(state.read_text())["branches"]["gitops/production"] == branch
+    assert json.loads(state.read_text()).get("comments", {}) == comments, "nor add a comment"
 
 
 def test_a_candidate_that_fails_a_gate_turns_the_required_check_red(project, engine, tmp_path):
