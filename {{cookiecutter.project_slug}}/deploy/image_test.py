@@ -443,8 +443,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--budget-mb",
         type=float,
-        default=float(os.environ.get("IMAGE_SIZE_BUDGET_MB", "300")),
-        help="largest acceptable image size in MB (default 300, env IMAGE_SIZE_BUDGET_MB)",
+        default=float(os.environ.get("IMAGE_SIZE_BUDGET_MB", "350")),
+        help="largest acceptable image size in MB (default 350, env IMAGE_SIZE_BUDGET_MB)",
     )
     parser.add_argument("--docker", default=os.environ.get("DOCKER", "docker"), help="the docker CLI to call")
     parser.add_argument("--port", type=int, default=0, help="host port (default: a free one)")
