@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.validation import RequestError, Validator, containers_outside_strings
-from tests.support.serving import MODEL_NAME, sample_records
+from tests.support.serving import MODEL_NAME, sample_records, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACK_BYTES = 4 * 1024 * 1024
@@ -192,18 +192,7 @@ def server(model_file: Path, contract_path: Path, tmp_path: Path) -> Iterator[tu
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                connection.request("GET", "/v2/health/ready")
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(process, port, lambda: (tmp_path / "server.log").read_text())
         yield process.pid, port
     finally:
         process.send_signal(signal.SIGTERM)

@@ -24,7 +24,14 @@ from fastapi.testclient import TestClient
 from app.capture import CaptureStore, CaptureUnavailable
 from app.main import create_app
 from governance.core.capture import FeedbackRecord, PredictionRecord
-from tests.support.serving import MODEL_NAME, AsgiDriver, infer_body, read_capture, sample_records
+from tests.support.serving import (
+    MODEL_NAME,
+    AsgiDriver,
+    infer_body,
+    read_capture,
+    sample_records,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -252,19 +259,8 @@ def start_server(model_file: Path, contract_path: Path, capture: Path) -> tuple[
         "LOG_LEVEL": "warning",
     }
     server = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/v2/health/ready")
-            if connection.getresponse().status == 200:
-                connection.close()
-                return server, port
-        except OSError:
-            pass
-        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.1)
+    wait_until_ready(server, port, lambda: server.stderr.read().decode() if server.stderr else "")
+    return server, port
 
 
 def load(port: int, bodies: list[bytes], acknowledged: list[str], lock: threading.Lock) -> None:

@@ -367,3 +367,27 @@ def assert_answers(predictions: list[dict[str, Any]], expected: list[dict[str, A
         assert list(got["probabilities"].values()) == pytest.approx(
             list(want["probabilities"].values()), abs=1e-6
         )
+
+
+def wait_until_ready(process: Any, port: int, why_not: Any, seconds: float = 30) -> None:
+    """Poll /v2/health/ready of a service started as `process` until it answers 200.
+
+    Fails with `why_not()` (its log) when the process exits first, or after `seconds`.
+    """
+    import http.client
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/v2/health/ready")
+            ready = connection.getresponse().status == 200
+            connection.close()
+            if ready:
+                return
+        except OSError:
+            pass
+        assert process.poll() is None, why_not()
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.1)
