@@ -56,15 +56,24 @@ def rotated_matrix() -> list[dict[str, str]]:
     return [{key: values[i % len(values)] for key, values in options.items()} for i in range(width)]
 
 
-def covering_matrix(ignore: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """The first combinations of `rotated_matrix` that together cover every value of every choice.
+def default_combination() -> dict[str, str]:
+    """The choices `cookiecutter --no-input` takes: the first of each list."""
+    return {key: values[0] for key, values in choice_options().items()}
+
+
+def covering_matrix(
+    ignore: tuple[str, ...] = (), already_run: tuple[dict[str, str], ...] = ()
+) -> list[dict[str, str]]:
+    """The first combinations of `rotated_matrix` that, with `already_run`, cover every value of
+    every choice.
 
     Choices in `ignore` change no code path the baked project's own tests exercise (the licence
-    only decides a LICENSE file, which the bake tests check), so they do not earn a whole run.
+    only decides a LICENSE file, which the bake tests check), so they do not earn a whole run;
+    combinations in `already_run` have their checks run by another test.
     """
     kept: list[dict[str, str]] = []
     for combination in rotated_matrix():
-        seen = {(key, value) for earlier in kept for key, value in earlier.items()}
+        seen = {(key, value) for earlier in (*already_run, *kept) for key, value in earlier.items()}
         if any((key, value) not in seen for key, value in combination.items() if key not in ignore):
             kept.append(combination)
     return kept

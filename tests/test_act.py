@@ -118,6 +118,8 @@ def test_make_ci_runs_every_pull_request_job_green(project, engine, tmp_path):
     assert any((artifacts / "data-docs").rglob("*.html")), "the Data Docs artifact is missing"
     comment = (artifacts / "pr-comment" / "pr-comment.md").read_text()
     assert "❌" not in comment and "### Metrics" in comment, comment
+    # The lint-test job is the default combination's `make lint test` (test_baked_projects skips it).
+    assert re.search(r"\b\d+ passed\b", log), "the project's own tests did not run in the lint-test job"
 
 
 CAPTURE_SCRIPT = """
