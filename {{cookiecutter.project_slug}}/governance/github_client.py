@@ -46,6 +46,15 @@ RETRY_STATUSES = [*range(500, 600), 429]  # GithubRetry adds the 403s that are r
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RATE_LIMITED = frozenset({403, 429})  # refused before anything was done: safe to send again
 WRITE_PERMISSIONS = "`permissions: {contents: write, pull-requests: write}`"
+# GitHub starts no workflow for what a workflow's own GITHUB_TOKEN does (so that runs cannot start
+# runs): a bot's pull request opened with it gets no check, and the required `all green` never
+# reports. The workflows say which token the bots hold in GITOPS_TOKEN_SET.
+NO_CHECKS_WARNING = (
+    "No check starts on this pull request by itself: it was opened with the workflow's GITHUB_TOKEN, "
+    "and GitHub starts no workflow for that token's events. Close and reopen it to run `pr.yml` "
+    "(the required `all green` check), or store a GitHub App token as the `GITOPS_TOKEN` secret of "
+    "the `gitops` environment so that the bots' pull requests are checked by themselves."
+)
 
 
 class GitHubConfigError(InputError):
@@ -62,11 +71,13 @@ class GitHubError(InputError):
 
 @dataclass(frozen=True)
 class GitHubTarget:
-    """Where the bots write: API address, `owner/repo` and the token (never printed)."""
+    """Where the bots write: API address, `owner/repo` and the token (never printed), and whether what
+    the token does starts workflows (false for the workflow's own GITHUB_TOKEN)."""
 
     api_url: str
     repository: str
     token: str = field(repr=False)
+    starts_workflows: bool = True
 
     @property
     def owner(self) -> str:
@@ -85,7 +96,19 @@ def target_from_env(environ: Mapping[str, str] | None = None) -> GitHubTarget | 
     api_url = (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
     if not api_url.startswith(("https://", "http://")):
         raise GitHubConfigError(f"GITHUB_API_URL must be an http(s) URL, got {api_url!r}")
-    return GitHubTarget(api_url=api_url, repository=repository, token=token)
+    # Set by the workflows to `secrets.GITOPS_TOKEN != ''`; unset (a person's token) starts workflows.
+    starts_workflows = environ.get("GITOPS_TOKEN_SET", "").strip().lower() != "false"
+    return GitHubTarget(
+        api_url=api_url, repository=repository, token=token, starts_workflows=starts_workflows
+    )
+
+
+def checked_body(body: str, target: GitHubTarget, say=print) -> str:
+    """A bot's pull request body, telling its reviewers (and the job log) when no check will start."""
+    if target.starts_workflows:
+        return body
+    say(f"::warning::{NO_CHECKS_WARNING}")
+    return f"{body.rstrip()}\n\n> [!WARNING]\n> {NO_CHECKS_WARNING}\n"
 
 
 class IdempotentRetry(GithubRetry):

@@ -171,7 +171,7 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
             branch=change.branch,
             base=repository.default_branch,
             title=change.title,
-            body=change.body,
+            body=github_client.checked_body(change.body, target),
             files=files,
             message=change.title,
         )

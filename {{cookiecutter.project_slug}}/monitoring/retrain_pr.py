@@ -32,6 +32,7 @@ with a message that says what to fix.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -450,6 +451,7 @@ def run(
         why = "--dry-run" if dry_run else "GITHUB_TOKEN is not set"
         say(f"retrain-pr: dry run ({why}): the would-be pull request is in {as_json} and {as_md}")
         return Outcome("dry_run", plan.branch, message=why)
+    plan = dataclasses.replace(plan, body=github_client.checked_body(plan.body, target, say))
     git = Git(paths.root, token=target.token, remote=remote)
     outcome = open_or_update(
         plan, git, target.api_url, target.repository, target.token, retries=retries, backoff=backoff

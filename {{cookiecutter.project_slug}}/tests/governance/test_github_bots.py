@@ -594,3 +594,21 @@ def test_without_a_token_the_gitops_pr_is_a_dry_run_file(repo, monkeypatch):
     assert "dry run" in message
     text = (repo / "reports" / "gitops" / "production.md").read_text()
     assert "Promote v2 to production" in text and "deploy/overlays/production/kustomization.yaml" in text
+
+
+@pytest.mark.parametrize("app_secret_stored", [False, True])
+def test_a_gitops_pr_opened_with_the_workflow_token_tells_its_reviewers_no_check_will_start(
+    repo, fake_api, monkeypatch, capsys, app_secret_stored
+):
+    """Without GITOPS_TOKEN the workflows fall back to GITHUB_TOKEN, whose pull requests start no
+    workflow on GitHub: the PR's body and the job's log say so and what to do about it."""
+    if not app_secret_stored:
+        fake_api.actions_token = "test-token"  # noqa: S105 -- the fixture's token, here the workflow's
+    monkeypatch.setenv("GITOPS_TOKEN_SET", str(app_secret_stored).lower())
+    publish_staging(repo, DIGEST_B)
+    (pull,) = fake_api.pulls
+    (event,) = fake_api.events
+    warned = github_client.NO_CHECKS_WARNING in pull["body"]
+    assert event["starts_workflows"] is not warned, (event, pull["body"])
+    assert warned is not app_secret_stored
+    assert ("::warning::" in capsys.readouterr().out) is warned

@@ -169,3 +169,64 @@ def test_a_push_to_the_git_side_is_seen_by_the_api(tmp_path):
     subprocess.run(["git", "-C", str(work), "push", "--quiet", "origin", "HEAD:main"], check=True)
     pull = http.get(f"{REPO}/pulls/{number}").json  # the base now holds the head: merged by the push
     assert pull["state"] == "closed" and pull["merged"] is True
+
+
+def test_the_api_moves_a_protected_branch_only_to_a_commit_that_passed_its_required_checks(fake, http):
+    """`main` requires `all green` (as the README says to set it): no bot writes there, whatever its token."""
+    main = main_tip(http)
+    assert http.get(f"{REPO}/branches/main").json["protected"] is True
+    ahead = commit_files(http, main, {"x.txt": b"x"})
+    refused = http.patch(f"{REPO}/git/refs/heads/main", json={"sha": ahead})
+    assert (
+        refused.status_code == 422
+        and refused.json["message"] == 'Required status check "all green" is expected.'
+    )
+    content = base64.b64encode(b"v: 9\n").decode()
+    sha = http.get(f"{REPO}/contents/deploy/app.yaml").json["sha"]
+    put = http.put(f"{REPO}/contents/deploy/app.yaml", json={"message": "m", "content": content, "sha": sha})
+    assert put.status_code == 409 and put.json["message"].startswith("Could not update file: Required status")
+    assert fake.tip("main") == main, "a refused write leaves the branch where it was"
+    fake.checks[ahead] = {"all green": "success"}
+    assert http.patch(f"{REPO}/git/refs/heads/main", json={"sha": ahead}).status_code == 200
+
+
+def test_a_pull_request_merges_only_after_its_head_passed_the_required_checks(fake, http):
+    number = open_pull(http)
+    head = fake.tip("gitops/staging")
+    fake.checks[head] = {"all green": "failure"}
+    refused = http.put(f"{REPO}/pulls/{number}/merge", json={})
+    assert refused.status_code == 405 and '"all green" is expected' in refused.json["message"]
+    fake.checks[head] = {"all green": "success"}
+    merged = http.put(f"{REPO}/pulls/{number}/merge", json={"sha": head})
+    assert merged.status_code == 200 and merged.json["merged"] is True
+    assert http.get(f"{REPO}/pulls/{number}").json["merged"] is True
+    assert fake.file("main", "deploy/app.yaml") == b"v: 2\n"
+    parents = subprocess.run(
+        ["git", "--git-dir", str(fake.git_dir), "rev-list", "--parents", "-n", "1", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1:]
+    assert parents[1] == head, "a merge commit with the pull request's head as second parent"
+
+
+def test_what_the_workflow_token_does_starts_no_workflow(fake):
+    """GitHub starts no workflow for events made with GITHUB_TOKEN: a bot's PR opened with it gets no
+    check, so the required `all green` never reports; another token's PR starts pr.yml."""
+    fake.actions_token = "ghs_workflow"  # noqa: S105 -- a test token
+    http = Client(fake)
+    bot = {"Authorization": "token ghs_workflow"}
+    app = {"Authorization": "token ghs_app"}
+    commit = commit_files(http, main_tip(http), {"deploy/app.yaml": b"v: 2\n"})
+    http.post(f"{REPO}/git/refs", json={"ref": "refs/heads/a", "sha": commit}, headers=bot)
+    http.post(f"{REPO}/git/refs", json={"ref": "refs/heads/b", "sha": commit}, headers=app)
+    first = http.post(f"{REPO}/pulls", json={"title": "t", "head": "a", "base": "main"}, headers=bot).json
+    second = http.post(f"{REPO}/pulls", json={"title": "t", "head": "b", "base": "main"}, headers=app).json
+    newer = commit_files(http, commit, {"deploy/app.yaml": b"v: 3\n"})
+    http.patch(f"{REPO}/git/refs/heads/b", json={"sha": newer}, headers=bot)
+    started = [(e["number"], e["action"], e["starts_workflows"]) for e in fake.events]
+    assert started == [
+        (first["number"], "opened", False),
+        (second["number"], "opened", True),
+        (second["number"], "synchronize", False),
+    ]

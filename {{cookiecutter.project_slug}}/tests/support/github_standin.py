@@ -13,7 +13,14 @@ service hides bugs, so this one keeps GitHub's rules where the bots rely on them
   (for instance reset to the base commit) is closed, and can never be reopened (`PATCH
   state=open` answers 422), as GitHub does; one whose commits reach the base by a push is merged;
 - opening a pull request without a commit between base and head, or a second one for the same
-  head, answers 422 like GitHub.
+  head, answers 422 like GitHub;
+- `main` is protected with the required check `all green`, as the README tells teams to set it:
+  the API refuses to move it (422 on `/git/refs`, 409 on `/contents`) and to merge a pull request
+  whose head has not passed every required check (405); a `git push` to the git side stands for an
+  administrator (or a merge done elsewhere) and is let through;
+- events made with the workflow's own `GITHUB_TOKEN` (`actions_token`) start no workflow: every
+  pull request opened, reopened or moved is logged in `events` with `starts_workflows`, false when
+  the request carried that token (a `git push` cannot be attributed and counts as a person's).
 
 Use it with pytest-httpserver (`respond_with_handler(fake.handle)`), serve it on a port
 (`serve()`) and point GITHUB_API_URL at it, or run it as a process for a whole local run, e.g.
@@ -103,11 +110,20 @@ class FakeGitHub:
     pulls: list[dict[str, Any]] = field(default_factory=list)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # Branch -> the checks that must have succeeded on a commit before the API moves the branch to it
+    # or merges into it (GitHub's branch protection with required status checks).
+    protected: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"main": ("all green",)})
+    # sha -> {check name: "success" | "failure" | ...}, as the checks of a workflow run report them.
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The token GitHub Actions gives a workflow (GITHUB_TOKEN): what it does starts no workflow.
+    actions_token: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
     # Pull requests are numbered 1, 2, ... per repository like GitHub's issues; comment ids
     # come from a separate counter, so they never skip a PR number.
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _by_actions: bool = field(default=False, init=False, repr=False)  # the current request's token
     _scratch: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,6 +166,10 @@ class FakeGitHub:
             refused = self._refusal(request)
             if refused is not None:
                 return refused
+            self._by_actions = self.actions_token is not None and request.headers.get("Authorization") in (
+                f"token {self.actions_token}",
+                f"Bearer {self.actions_token}",
+            )
             base = request.host_url.rstrip("/")
             prefix = f"/repos/{self.repository}"
             if not request.path.startswith(prefix):
@@ -162,9 +182,9 @@ class FakeGitHub:
                 self.faults.remove(fault)
                 if not fault.done:
                     return self._json({"message": REFUSALS.get(fault.status, "Server Error")}, fault.status)
-            self._settle()  # pushes to the git side happen between requests, as on GitHub
+            self._settle(by_actions=False)  # pushes to the git side happen between requests, as on GitHub
             answer = self._route(base, request, path)
-            self._settle()
+            self._settle(by_actions=self._by_actions)
             if fault is not None:  # done, but the answer is lost on the way back
                 return self._json({"message": REFUSALS.get(fault.status, "Server Error")}, fault.status)
             return answer
@@ -229,6 +249,7 @@ class FakeGitHub:
             ("POST", r"/pulls", self._create_pull),
             ("GET", r"/pulls/(?P<number>\d+)", self._get_pull),
             ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull),
+            ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull),
             ("GET", r"/issues/(?P<number>\d+)", self._get_issue),
             ("GET", r"/issues/(?P<number>\d+)/comments", self._list_comments),
             ("POST", r"/issues/(?P<number>\d+)/comments", self._create_comment),
@@ -254,7 +275,28 @@ class FakeGitHub:
         sha = self.tip(branch)
         if sha is None:
             return {"message": "Branch not found"}, 404
-        return {"name": branch, "commit": self._commit_json(base, sha), "protected": False}, 200
+        return {
+            "name": branch,
+            "commit": self._commit_json(base, sha),
+            "protected": branch in self.protected,
+        }, 200
+
+    # --- branch protection ----------------------------------------------------------------------
+    def missing_checks(self, branch: str, sha: str) -> list[str]:
+        """The required checks of a protected branch that have not succeeded on the commit."""
+        passed = self.checks.get(sha, {})
+        return [name for name in self.protected.get(branch, ()) if passed.get(name) != "success"]
+
+    def _guard(self, branch: str, sha: str, prefix: str = "", status: int = 422) -> None:
+        """Refuse to move a protected branch to a commit whose required checks have not passed."""
+        missing = self.missing_checks(branch, sha)
+        if len(missing) == 1:
+            raise _Refused(status, f'{prefix}Required status check "{missing[0]}" is expected.')
+        if missing:
+            required = len(self.protected[branch])
+            raise _Refused(
+                status, f"{prefix}{len(missing)} of {required} required status checks are expected."
+            )
 
     # --- refs: git/refs -------------------------------------------------------------------------
     def _ref_json(self, base: str, branch: str) -> dict[str, Any]:
@@ -282,6 +324,7 @@ class FakeGitHub:
         new = self._commit_sha(body.get("sha"))
         if not body.get("force") and not self._contains(new, old):
             return {"message": "Update is not a fast forward"}, 422
+        self._guard(branch, new)
         self._git("update-ref", f"refs/heads/{branch}", new, old)
         return self._ref_json(base, branch), 200
 
@@ -461,6 +504,7 @@ class FakeGitHub:
             return {"message": f"{path} does not match {body.get('sha')}"}, 409
         tree = self._write_tree(self._tree_of(parent), {path: self._blob(base64.b64decode(body["content"]))})
         commit = self._commit_tree(tree, [parent], body.get("message", f"Update {path}"), BOT, BOT)
+        self._guard(branch, commit, prefix="Could not update file: ", status=409)
         self._git("update-ref", f"refs/heads/{branch}", commit, parent)
         answer = {
             "content": self._content_json(base, branch, path),
@@ -526,6 +570,7 @@ class FakeGitHub:
             "reopenable": True,
         }
         self.pulls.append(pull)
+        self._event(pull, "opened", self._by_actions)
         return self._pull_json(base, pull), 201
 
     def _get_pull(self, base, request, body, number):
@@ -555,8 +600,40 @@ class FakeGitHub:
         if why is not None:
             raise _invalid("PullRequest", f"state cannot be changed. {why}")
         pull["state"] = "open"
+        self._event(pull, "reopened", self._by_actions)
 
-    def _settle(self) -> None:
+    def _merge_pull(self, base, request, body, number):
+        """GitHub's "Merge a pull request": a merge commit on the base, only once the head passed the
+        base's required checks (405 otherwise), only for an open pull request that merges cleanly."""
+        pull = self._pull(number)
+        if pull["state"] != "open":
+            return {"message": "Pull Request is not mergeable"}, 405
+        head, target = self.tip(pull["head"]), self.tip(pull["base"])
+        if body.get("sha") not in (None, head):
+            return {"message": "Head branch was modified. Review and try the merge again."}, 409
+        self._guard(pull["base"], head, status=405)
+        merged = self._git("merge-tree", "--write-tree", target, head, check=False)
+        if b"CONFLICT" in merged:
+            return {"message": "Pull Request is not mergeable"}, 405
+        tree = merged.decode().split()[0]
+        title = body.get("commit_title") or f"Merge pull request #{pull['number']} from {pull['head']}"
+        commit = self._commit_tree(tree, [target, head], title, BOT, BOT)
+        self._git("update-ref", f"refs/heads/{pull['base']}", commit, target)
+        pull.update(state="closed", merged=True)
+        return {"sha": commit, "merged": True, "message": "Pull Request successfully merged"}, 200
+
+    def _event(self, pull: dict[str, Any], action: str, by_actions: bool) -> None:
+        self.events.append(
+            {
+                "event": "pull_request",
+                "action": action,
+                "number": pull["number"],
+                "head_sha": pull["head_sha"],
+                "starts_workflows": not by_actions,
+            }
+        )
+
+    def _settle(self, by_actions: bool = False) -> None:
         """What GitHub does to open pull requests when branches move (by the API or by a push).
 
         A head that moved until nothing of it is missing from the base (reset to the base commit,
@@ -575,8 +652,10 @@ class FakeGitHub:
                     pull["merged"] = True
                 else:
                     pull["reopenable"] = False
-            if head is not None:
+            if head is not None and head != pull["head_sha"]:
                 pull["head_sha"] = head
+                if pull["state"] == "open":
+                    self._event(pull, "synchronize", by_actions)
 
     # --- issues and their comments --------------------------------------------------------------
     def _comment_json(self, base: str, comment: dict[str, Any]) -> dict[str, Any]:
@@ -709,8 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--git-dir", type=Path, help="bare repository that is the stand-in's git side")
+    parser.add_argument(
+        "--actions-token", help="the workflow's GITHUB_TOKEN: what it does starts no workflow"
+    )
     args = parser.parse_args(argv)
-    fake = FakeGitHub(repository=args.repository, git_dir=args.git_dir)
+    fake = FakeGitHub(repository=args.repository, git_dir=args.git_dir, actions_token=args.actions_token)
     handle = fake.handle
 
     def handle_and_record(request: Request) -> Response:
@@ -721,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 "branches": fake.branches(),
                 "comments": {str(number): items for number, items in fake.comments.items()},
                 "requests": fake.requests,
+                "events": fake.events,
             }
             args.state.write_text(json.dumps(state, indent=2))
         return response
