@@ -209,6 +209,8 @@ def test_make_ci_drift_opens_a_retraining_pr_on_drifted_capture(
         capture_output=True,
     )
     assert pushed.returncode == 0, f"the PR's branch {pull['head']} was not pushed"
+    # A run that acted (a retraining PR) needs no person: the alert job opens no issue.
+    assert "alert: nothing to report" in log and json.loads(state.read_text())["issues"] == []
 
 
 STAGE_SCRIPT = """

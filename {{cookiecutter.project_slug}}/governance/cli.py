@@ -446,6 +446,23 @@ def retrain_pr(
     )
 
 
+@app.command()
+def alert(
+    ctx: typer.Context,
+    summary: Annotated[
+        Path | None, typer.Option(help="drift.json of the run (default: the latest report, if any).")
+    ] = None,
+    job: Annotated[
+        list[str] | None, typer.Option(help="A job's result, job=result (repeat): any failure alerts.")
+    ] = None,
+    run_url: Annotated[str, typer.Option(envvar="RUN_URL", help="The run to link from the issue.")] = "",
+) -> None:
+    """Open or update one issue when monitoring is blocked (no labels) or failed; close it when healthy."""
+    from monitoring import alerts
+
+    alerts.run(paths_of(ctx), summary, alerts.parse_results(job or []), run_url, say=typer.echo)
+
+
 # --- governance bots -----------------------------------------------------------------------------
 
 

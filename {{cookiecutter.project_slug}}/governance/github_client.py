@@ -246,6 +246,44 @@ def upsert_comment(repository: Repository, number: int, marker: str, body: str) 
     return found.html_url
 
 
+def _marked_issue(repository: Repository, marker: str) -> Any | None:
+    """The open issue (not pull request: the issues list holds both) whose body carries the marker."""
+    for issue in repository.get_issues(state="open"):
+        if issue.pull_request is None and marker in (issue.body or ""):
+            return issue
+    return None
+
+
+def upsert_issue(repository: Repository, marker: str, title: str, body: str) -> tuple[int, bool]:
+    """Open the one issue a bot keeps by `marker`, or edit the open one; returns (number, created).
+
+    An unchanged issue is not edited (no notification); a 5xx on the creation is looked up again
+    before anything is sent twice (the issue may exist although its answer was lost).
+    """
+    existing = _marked_issue(repository, marker)
+    if existing is not None:
+        if (existing.title, existing.body or "") != (title, body):
+            existing.edit(title=title, body=body)
+        return existing.number, False
+    try:
+        return repository.create_issue(title=title, body=body).number, True
+    except GithubException as error:
+        again = _marked_issue(repository, marker) if error.status >= 500 else None
+        if again is None:
+            raise
+        return again.number, True
+
+
+def close_issue(repository: Repository, marker: str, comment: str) -> int | None:
+    """Close the bot's open issue with a comment saying why; None when none is open."""
+    existing = _marked_issue(repository, marker)
+    if existing is None:
+        return None
+    existing.create_comment(comment)
+    existing.edit(state="closed", state_reason="completed")
+    return existing.number
+
+
 def _missing(error: GithubException) -> bool:
     return error.status == 404
 

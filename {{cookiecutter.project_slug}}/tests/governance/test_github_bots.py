@@ -60,7 +60,9 @@ def fake_api(monkeypatch):
     for variable in ("PR_NUMBER", "JOB_RESULTS", "PR_HEAD_REF", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(variable, raising=False)  # a CI run's own values must not leak in
     opened = github_client.open_repository
-    monkeypatch.setattr(github_client, "open_repository", lambda target: opened(target, fast=True))
+    monkeypatch.setattr(
+        github_client, "open_repository", lambda target, **options: opened(target, **options, fast=True)
+    )
     yield fake
     stop()
 
@@ -154,10 +156,11 @@ def test_each_refusal_is_explained_with_what_to_fix(status, expected):
 
 def test_the_comment_bot_retries_a_502_and_explains_a_401(tmp_path, outputs, fake_api, monkeypatch, capsys):
     root = outputs(tmp_path)
-    monkeypatch.setenv("PR_NUMBER", "7")
+    number = fake_api.add_pull_request()
+    monkeypatch.setenv("PR_NUMBER", str(number))
     answer_first(fake_api, 502, 502)
     assert main(["--root", str(root), "pr-comment"]) == 0
-    assert len(fake_api.comments[7]) == 1
+    assert len(fake_api.comments[number]) == 1
     assert fake_api.requests[:3] == [("GET", "/repos/acme/loan-default-model")] * 3  # two 502s, then served
     answer_first(fake_api, 401)
     assert main(["--root", str(root), "pr-comment"]) == 2
@@ -373,13 +376,14 @@ def test_without_a_token_the_comment_goes_to_a_file(tmp_path, outputs):
 def test_a_comment_whose_answer_is_lost_is_not_posted_twice(tmp_path, outputs, fake_api, monkeypatch):
     """GitHub posted the comment, then the gateway answered 502: a blind retry would post it again."""
     root = outputs(tmp_path)
-    monkeypatch.setenv("PR_NUMBER", "7")
-    fake_api.faults.append(Fault("POST", r"/issues/7/comments", 502, done=True))
+    number = fake_api.add_pull_request()
+    monkeypatch.setenv("PR_NUMBER", str(number))
+    fake_api.faults.append(Fault("POST", rf"/issues/{number}/comments", 502, done=True))
     assert main(["--root", str(root), "pr-comment"]) == 0
-    (comment,) = fake_api.comments[7]
+    (comment,) = fake_api.comments[number]
     assert comment["body"].startswith(pr_comment.MARKER)
     posts = [entry for entry in fake_api.requests if entry[0] == "POST"]
-    assert posts == [("POST", "/repos/acme/loan-default-model/issues/7/comments")]
+    assert posts == [("POST", f"/repos/acme/loan-default-model/issues/{number}/comments")]
 
 
 def test_the_comment_is_created_once_and_then_edited_in_place(tmp_path, outputs, fake_api):
@@ -388,13 +392,13 @@ def test_the_comment_is_created_once_and_then_edited_in_place(tmp_path, outputs,
         "GITHUB_TOKEN": "t",
         "GITHUB_REPOSITORY": fake_api.repository,
         "GITHUB_API_URL": github_client.target_from_env().api_url,
-        "PR_NUMBER": "7",
+        "PR_NUMBER": str(fake_api.add_pull_request()),
         "JOB_RESULTS": json.dumps({"train": {"result": "failure", "outputs": {}}}),
     }
     first = pr_comment.publish(root, environ)
     environ["JOB_RESULTS"] = json.dumps({"train": {"result": "success", "outputs": {}}})
     assert pr_comment.publish(root, environ) == first  # the same comment's URL
-    (comment,) = fake_api.comments[7]
+    (comment,) = fake_api.comments[int(environ["PR_NUMBER"])]
     assert "✅ success" in comment["body"] and "failure" not in comment["body"]
 
 

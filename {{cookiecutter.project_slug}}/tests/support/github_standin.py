@@ -109,6 +109,7 @@ class FakeGitHub:
     faults: list[Fault] = field(default_factory=list)
     pulls: list[dict[str, Any]] = field(default_factory=list)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issues: list[dict[str, Any]] = field(default_factory=list)  # issues proper; pulls are issues too
     requests: list[tuple[str, str]] = field(default_factory=list)
     # Branch -> the checks that must have succeeded on a commit before the API moves the branch to it
     # or merges into it (GitHub's branch protection with required status checks).
@@ -250,7 +251,10 @@ class FakeGitHub:
             ("GET", r"/pulls/(?P<number>\d+)", self._get_pull),
             ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull),
             ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull),
+            ("GET", r"/issues", self._list_issues),
+            ("POST", r"/issues", self._create_issue),
             ("GET", r"/issues/(?P<number>\d+)", self._get_issue),
+            ("PATCH", r"/issues/(?P<number>\d+)", self._edit_issue),
             ("GET", r"/issues/(?P<number>\d+)/comments", self._list_comments),
             ("POST", r"/issues/(?P<number>\d+)/comments", self._create_comment),
             ("PATCH", r"/issues/comments/(?P<comment_id>\d+)", self._edit_comment),
@@ -558,10 +562,16 @@ class FakeGitHub:
             raise _invalid("PullRequest", f"A pull request already exists for {owner}:{head_branch}.")
         if self._contains(target, head):
             raise _invalid("PullRequest", f"No commits between {base_branch} and {head_branch}")
+        pull = self._new_pull(head_branch, base_branch, head, body.get("title", ""), body.get("body", ""))
+        return self._pull_json(base, pull), 201
+
+    def _new_pull(
+        self, head_branch: str, base_branch: str, head: str, title: str, body: str
+    ) -> dict[str, Any]:
         pull = {
             "number": next(self._numbers),
-            "title": body.get("title", ""),
-            "body": body.get("body", ""),
+            "title": title,
+            "body": body,
             "state": "open",
             "merged": False,
             "head": head_branch,
@@ -571,7 +581,17 @@ class FakeGitHub:
         }
         self.pulls.append(pull)
         self._event(pull, "opened", self._by_actions)
-        return self._pull_json(base, pull), 201
+        return pull
+
+    def add_pull_request(self, head: str = "feature", title: str = "A change") -> int:
+        """An open pull request from a new branch one commit over main, as a person opens one
+        (for tests of the bots that comment on pull requests); returns its number."""
+        with self._lock:
+            main = self.tip("main")
+            tree = self._write_tree(self._tree_of(main), {f"{head}.txt": self._blob(head.encode())})
+            commit = self._commit_tree(tree, [main] if main else [], title, BOT, BOT)
+            self._git("update-ref", f"refs/heads/{head}", commit)
+            return self._new_pull(head, "main", commit, title, "")["number"]
 
     def _get_pull(self, base, request, body, number):
         return self._pull_json(base, self._pull(number)), 200
@@ -666,13 +686,58 @@ class FakeGitHub:
             "html_url": f"{base}/{self.repository}/issues/{comment['issue']}#issuecomment-{comment['id']}",
         }
 
-    def _get_issue(self, base, request, body, number):
-        return {
-            "number": int(number),
-            "state": "open",
+    def _issue_json(self, base: str, item: dict[str, Any]) -> dict[str, Any]:
+        """An issue, or a pull request as the issues API shows it (with a `pull_request` key)."""
+        number = item["number"]
+        found = {
+            **{key: item[key] for key in ("number", "title", "body", "state")},
+            "labels": [],
             "url": f"{base}/repos/{self.repository}/issues/{number}",
-            "html_url": f"{base}/{self.repository}/pull/{number}",
-        }, 200
+            "html_url": f"{base}/{self.repository}/issues/{number}",
+            "comments": len(self.comments.get(number, [])),
+        }
+        if "head" in item:
+            found["html_url"] = f"{base}/{self.repository}/pull/{number}"
+            found["pull_request"] = {"url": f"{base}/repos/{self.repository}/pulls/{number}"}
+        return found
+
+    def _issue(self, number: str) -> dict[str, Any]:
+        found = next((item for item in (*self.issues, *self.pulls) if item["number"] == int(number)), None)
+        if found is None:
+            raise _Refused(404, "Not Found")
+        return found
+
+    def _list_issues(self, base, request, body):
+        """Open issues by default, pull requests among them, newest first, as GitHub lists them."""
+        wanted = request.args.get("state", "open")
+        found = [item for item in (*self.issues, *self.pulls) if wanted in (item["state"], "all")]
+        found.sort(key=lambda item: item["number"], reverse=True)
+        return [self._issue_json(base, item) for item in found], 200
+
+    def _create_issue(self, base, request, body):
+        if not isinstance(body.get("title"), str) or not body["title"].strip():
+            raise _invalid("Issue", "title wasn't supplied")
+        issue = {
+            "number": next(self._numbers),  # issues and pull requests share one sequence
+            "title": body["title"],
+            "body": body.get("body") or "",
+            "state": "open",
+        }
+        self.issues.append(issue)
+        return self._issue_json(base, issue), 201
+
+    def _get_issue(self, base, request, body, number):
+        return self._issue_json(base, self._issue(number)), 200
+
+    def _edit_issue(self, base, request, body, number):
+        item = self._issue(number)
+        if "head" in item:  # a pull request's state moves through the pulls API's rules
+            self._edit_pull(base, request, body, number)
+            return self._issue_json(base, item), 200
+        if body.get("state") not in (None, "open", "closed"):
+            raise _invalid("Issue", f"state must be open or closed, not {body.get('state')!r}")
+        item.update({key: body[key] for key in ("title", "body", "state") if key in body})
+        return self._issue_json(base, item), 200
 
     def _list_comments(self, base, request, body, number):
         return [self._comment_json(base, c) for c in self.comments.get(int(number), [])], 200
@@ -802,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pulls": fake.pulls,
                 "branches": fake.branches(),
                 "comments": {str(number): items for number, items in fake.comments.items()},
+                "issues": fake.issues,
                 "requests": fake.requests,
                 "events": fake.events,
             }
