@@ -178,7 +178,11 @@ class Rule:
             if (
                 self.integer
                 and float in types
-                and not all(value.is_integer() for value in present if type(value) is float)
+                and not (
+                    all(map(float.is_integer, present))  # floats only (an FP32 tensor): a C-level loop
+                    if int not in types
+                    else all(value.is_integer() for value in present if type(value) is float)
+                )
             ):
                 index = self._first(
                     values, lambda v: type(v) is float and not math.isnan(v) and not v.is_integer()
