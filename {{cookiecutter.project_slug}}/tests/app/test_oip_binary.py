@@ -241,6 +241,26 @@ def test_a_nan_in_a_binary_number_is_a_null(client, contract):
     assert response.json()["rule"] == "not_null"
 
 
+def test_the_framework_route_reads_and_answers_binary_data_as_the_fast_route(settings_for, contract):
+    """The FastAPI infer route (the one /docs describes) shares the handler and the headers."""
+    records = exact_records(contract, 3, seed=12)
+    app = create_app(settings_for())
+    with TestClient(app) as fast:
+        framework = TestClient(app.api)  # the FastAPI app alone; the service is already started
+        document = infer_body(contract, records)
+        document["parameters"] = {"binary_data_output": True}
+        body, length = binary_body(document)
+        one, two = post_binary(fast, body, length), post_binary(framework, body, length)
+        assert one.status_code == two.status_code == 200, two.text
+        for response in (one, two):
+            assert response.headers["content-type"] == "application/octet-stream"
+        assert read_outputs(one) == read_outputs(two)
+        plain = json.dumps(infer_body(contract, records)).encode()
+        assert framework.post(INFER, content=plain).status_code == 200
+        refused = framework.post(INFER, content=plain, headers={"content-type": "text/plain"})
+        assert refused.status_code == 415 and refused.json()["field"] == "content-type"
+
+
 # -- capture -------------------------------------------------------------------------------------
 def test_the_captured_rows_are_the_same_whichever_route_scored_them(settings_for, contract):
     settings = settings_for()
