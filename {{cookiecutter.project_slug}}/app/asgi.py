@@ -82,13 +82,15 @@ async def read_json_body(
     """
     check_media_type(content_type, oip)
     if content_length is not None:
-        if not content_length.isdigit():
+        if not (content_length.isascii() and content_length.isdigit()):
             raise RequestError(
                 400, "content-length", "type", f"must be a byte count (got {content_length!r})"
             )
-        if int(content_length) > limit:
+        if (
+            len(content_length.lstrip("0")) > len(str(limit)) or int(content_length) > limit
+        ):  # not int("9" * 5000)
             raise RequestError(
-                413, "body", "max_bytes", f"is {int(content_length)} bytes, more than the limit of {limit}"
+                413, "body", "max_bytes", f"is {content_length[:40]} bytes, more than the limit of {limit}"
             )
     received, size = [], 0
     async for part in parts:

@@ -65,13 +65,16 @@ def split(body: bytes, declared: str | None) -> tuple[bytes, memoryview | None]:
     """The JSON header and the raw tensor bytes after it (None when the body is all JSON)."""
     if declared is None:
         return body, None
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):  # str.isdigit alone takes "²" (latin-1)
         raise RequestError(400, HEADER_LENGTH, "type", f"must be a byte count (got {shown(declared[:40])})")
-    length = int(declared)
-    if length > len(body):
+    if len(declared.lstrip("0")) > len(str(len(body))) or int(declared) > len(body):  # not int("9" * 5000)
         raise RequestError(
-            400, HEADER_LENGTH, "size", f"is {length} bytes, past the end of the {len(body)}-byte body"
+            400,
+            HEADER_LENGTH,
+            "size",
+            f"is {shown(declared[:40])} bytes, past the end of the {len(body)}-byte body",
         )
+    length = int(declared)
     view = memoryview(body)
     return bytes(view[:length]), view[length:]
 

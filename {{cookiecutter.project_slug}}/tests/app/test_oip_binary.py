@@ -119,7 +119,7 @@ def assert_same_answers(outputs: dict[str, Any], expected: dict[str, Any]) -> No
         if name == "label":
             assert outputs[name] == values and [type(v) for v in outputs[name]] == [type(v) for v in values]
         else:
-            assert outputs[name] == pytest.approx(values, abs=1e-6)
+            assert outputs[name] == pytest.approx(values, rel=1e-6, abs=1e-6)  # FP32: ~7 digits
 
 
 # -- what tritonclient sends ----------------------------------------------------------------------
@@ -433,6 +433,50 @@ def test_hostile_binary_bodies_get_400_naming_the_field(client, contract):
         response = post_binary(client, body, length)
         assert response.status_code == 400, (case, response.text)
         assert (response.json()["field"], response.json()["rule"]) == (field, rule), case
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [("\u00b2".encode("latin-1"), "type"), (b"9" * 5000, "size"), (b"-1", "type"), (b"0012", None)],
+)
+def test_odd_header_lengths_are_400_never_a_server_error(client, contract, value, rule):
+    """A latin-1 digit ("²" passes str.isdigit) or 5,000 digits (int() refuses them) is a 400."""
+    body, length = binary_body(infer_body(contract, exact_records(contract, 1)))
+    if rule is None:  # leading zeros are still the number
+        body = body[:length] + body[length:]
+        value = b"00" + str(length).encode()
+    response = client.post(INFER, content=body, headers={"inference-header-content-length": value})
+    if rule is None:
+        assert response.status_code == 200, response.text
+        return
+    assert response.status_code == 400, response.text
+    assert (response.json()["field"], response.json()["rule"]) == ("inference-header-content-length", rule)
+
+
+@pytest.mark.parametrize("value", ["\u00b2".encode("latin-1"), b"9" * 5000])
+def test_odd_content_lengths_are_4xx_never_a_server_error(settings_for, contract, value):
+    """The Content-Length check before reading, straight through ASGI (HTTP clients fix the header)."""
+    import asyncio
+
+    app = create_app(settings_for())
+    body = orjson.dumps(infer_body(contract, exact_records(contract, 1)))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": INFER,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", value)],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] in (400, 413), sent
+    assert orjson.loads(sent[1]["body"])["field"] in ("content-length", "body")
 
 
 def test_the_body_limit_holds_for_binary_bodies(settings_for, contract):
