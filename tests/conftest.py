@@ -7,6 +7,7 @@ import json
 import random
 import re
 import shutil
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,10 @@ def jinja_leftovers(project: Path) -> list[str]:
         if JINJA_LEFTOVER.search(GITHUB_EXPRESSION.sub("", text)):
             leftovers.append(relative)
     return leftovers
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now, for a service a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -26,9 +26,35 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+# What an OIP client may declare for a body of binary tensor data (app/binary_tensors.py); the
+# vendor type some Triton clients send ends in +json, so is_json already accepts it.
+BINARY_MEDIA_TYPES = frozenset({"application/octet-stream"})
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def check_media_type(content_type: str | None, oip: bool) -> None:
+    """415 unless the body is declared JSON; the OIP infer call also takes no declaration and octet-stream.
+
+    Why the difference: the protocol requires no Content-Type and tritonclient sends none (nor
+    for its binary bodies), while /predict and /feedback keep the strict rule, so a browser's
+    form or text post (which always declares its type) never reaches them.
+    """
+    if is_json(content_type) or (
+        oip and (content_type is None or media_type(content_type) in BINARY_MEDIA_TYPES)
+    ):
+        return
+    expected = "application/json, application/octet-stream or none" if oip else "application/json"
+    raise RequestError(
+        415, "content-type", "media_type", f"must be {expected} (got {content_type or 'none'!r})"
+    )
 
 
 async def chunks(receive: Receive) -> AsyncIterator[bytes]:
@@ -42,25 +68,29 @@ async def chunks(receive: Receive) -> AsyncIterator[bytes]:
 
 
 async def read_json_body(
-    content_type: str | None, content_length: str | None, parts: AsyncIterator[bytes], limit: int
+    content_type: str | None,
+    content_length: str | None,
+    parts: AsyncIterator[bytes],
+    limit: int,
+    oip: bool = False,
 ) -> bytes:
     """The request body, after the media-type (415) and size (413) checks.
 
     The declared Content-Length is checked before reading, and the running size while
-    reading, so an oversized or endless body is cut off at `limit` bytes.
+    reading, so an oversized or endless body is cut off at `limit` bytes. `oip`: the media
+    types of the OIP infer call (check_media_type).
     """
-    if not is_json(content_type):
-        raise RequestError(
-            415, "content-type", "media_type", f"must be application/json (got {content_type or 'none'!r})"
-        )
+    check_media_type(content_type, oip)
     if content_length is not None:
-        if not content_length.isdigit():
+        if not (content_length.isascii() and content_length.isdigit()):
             raise RequestError(
                 400, "content-length", "type", f"must be a byte count (got {content_length!r})"
             )
-        if int(content_length) > limit:
+        if (
+            len(content_length.lstrip("0")) > len(str(limit)) or int(content_length) > limit
+        ):  # not int("9" * 5000)
             raise RequestError(
-                413, "body", "max_bytes", f"is {int(content_length)} bytes, more than the limit of {limit}"
+                413, "body", "max_bytes", f"is {content_length[:40]} bytes, more than the limit of {limit}"
             )
     received, size = [], 0
     async for part in parts:
@@ -72,14 +102,18 @@ async def read_json_body(
 
 
 async def send_json(
-    send: Send, status: int, payload: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+    send: Send,
+    status: int,
+    payload: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    content_type: bytes = b"application/json",
 ) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(payload)).encode()),
                 *headers,
             ],

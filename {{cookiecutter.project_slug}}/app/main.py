@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 
-from app import schema
+from app import binary_tensors, schema
 from app.asgi import ClientDisconnected, Receive, Send, chunks, header, read_json_body, send_json
 from app.metrics import CONTENT_TYPE
 from app.service import Result, Service
@@ -44,6 +44,8 @@ MODEL_ROUTES = (
     (re.compile(r"^/v2/models/[^/]+/infer$"), "/v2/models/{name}/infer"),
     (re.compile(r"^/v2/models/[^/]+/versions/[^/]+/infer$"), "/v2/models/{name}/versions/{version}/infer"),
 )
+# OIP server metadata: Triton's binary tensor data extension (app/binary_tensors.py).
+EXTENSIONS = ("binary_tensor_data",)
 BEARER = HTTPBearer(auto_error=False, description="a key of FEEDBACK_API_KEYS_FILE (when it is set)")
 STATIC_ROUTES = frozenset(
     {
@@ -75,13 +77,20 @@ def json_response(status: int, content: Any) -> Response:
 
 
 def result_response(result: Result) -> Response:
-    status, payload, request_id = result
-    headers = {"x-request-id": request_id} if request_id else None
-    return Response(payload, status_code=status, media_type="application/json", headers=headers)
+    headers = {"x-request-id": result.request_id} if result.request_id else {}
+    media_type = "application/json"
+    if result.header_length is not None:  # binary tensor data (app/binary_tensors.py)
+        headers["inference-header-content-length"] = str(result.header_length)
+        media_type = "application/octet-stream"
+    return Response(result.payload, status_code=result.status, media_type=media_type, headers=headers)
 
 
 async def read_body(
-    service: Service, content_type: str | None, content_length: str | None, parts: AsyncIterator[bytes]
+    service: Service,
+    content_type: str | None,
+    content_length: str | None,
+    parts: AsyncIterator[bytes],
+    oip: bool = False,
 ) -> bytes:
     """The body within the body limit and within BODY_TIMEOUT_SECONDS (408 after it).
 
@@ -91,7 +100,7 @@ async def read_body(
     seconds = service.settings.body_timeout_seconds
     try:
         async with asyncio.timeout(seconds):
-            return await read_json_body(content_type, content_length, parts, service.body_limit)
+            return await read_json_body(content_type, content_length, parts, service.body_limit, oip)
     except TimeoutError:
         raise RequestError(
             408, "body", "timeout", f"did not arrive within BODY_TIMEOUT_SECONDS={seconds:g} s"
@@ -126,27 +135,29 @@ def build_api(service: Service) -> FastAPI:
     async def validation_error(_: Request, error: RequestValidationError) -> Response:
         return json_response(422, {"error": str(error.errors()[:1])})
 
-    async def body_of(request: Request) -> bytes:
+    async def body_of(request: Request, oip: bool = False) -> bytes:
         return await read_body(
             service,
             request.headers.get("content-type"),
             request.headers.get("content-length"),
             request.stream(),
+            oip,
         )
 
     def error_response(error: RequestError) -> Response:
         return Response(error.body(), status_code=error.status, media_type="application/json")
 
-    async def answer(request: Request, handler: Any, *args: Any) -> Response:
+    async def answer(request: Request, handler: Any, *args: Any, oip: bool = False) -> Response:
         try:
-            return result_response(await service.call(handler, await body_of(request), *args))
+            return result_response(await service.call(handler, await body_of(request, oip), *args))
         except RequestError as error:
             return error_response(error)
 
     @api.get("/v2", tags=["Open Inference Protocol"])
     async def server_metadata() -> Response:
         return json_response(
-            200, {"name": "onnxruntime-fastapi", "version": ort.__version__, "extensions": []}
+            200,
+            {"name": "onnxruntime-fastapi", "version": ort.__version__, "extensions": list(EXTENSIONS)},
         )
 
     @api.get("/v2/health/live", tags=["Open Inference Protocol"])
@@ -193,8 +204,14 @@ def build_api(service: Service) -> FastAPI:
     @api.post("/v2/models/{name}/infer", **infer_doc)
     @api.post("/v2/models/{name}/versions/{version}/infer", **infer_doc)
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
-        """Score tensors (one per feature, [N, 1]); errors are 400 with {"error"}."""
-        return await answer(request, service.infer, name, version)
+        """Score tensors (one per feature, [N, 1]); errors are 400 with {"error"}.
+
+        The body may also be binary tensor data: a JSON header of `Inference-Header-Content-Length`
+        bytes, then each input with `parameters.binary_data_size` as raw little-endian bytes."""
+        length = binary_tensors.header_length(
+            request.headers.get("inference-header-content-length"), request.headers.get("content-type")
+        )
+        return await answer(request, service.infer, name, version, length, oip=True)
 
     @api.post(
         "/predict",
@@ -296,7 +313,12 @@ class ServingApp:
             match = INFER.match(path) if path.startswith("/v2/models/") else None
             if match:
                 name, version = match.groups()
-                status = await self._score(scope, receive, send, self.service.infer, name, version)
+                length = binary_tensors.header_length(
+                    header(scope, b"inference-header-content-length"), header(scope, b"content-type")
+                )
+                status = await self._score(
+                    scope, receive, send, self.service.infer, name, version, length, oip=True
+                )
                 route = (
                     "/v2/models/{name}/infer"
                     if version is None
@@ -318,19 +340,24 @@ class ServingApp:
             self.metrics.observe_request(route_label(path), method, status, time.perf_counter() - started)
 
     async def _score(
-        self, scope: dict[str, Any], receive: Receive, send: Send, handler: Any, *args: Any
+        self, scope: dict[str, Any], receive: Receive, send: Send, handler: Any, *args: Any, oip: bool = False
     ) -> int:
         headers: tuple[tuple[bytes, bytes], ...] = ()
+        content_type = b"application/json"
         try:
             body = await read_body(
                 self.service,
                 header(scope, b"content-type"),
                 header(scope, b"content-length"),
                 chunks(receive),
+                oip,
             )
-            status, payload, request_id = await self.service.call(handler, body, *args)
+            status, payload, request_id, header_length = await self.service.call(handler, body, *args)
             if request_id:
                 headers = ((b"x-request-id", request_id.encode()),)
+            if header_length is not None:  # binary tensor data (app/binary_tensors.py)
+                headers += ((b"inference-header-content-length", str(header_length).encode()),)
+                content_type = b"application/octet-stream"
         except RequestError as error:
             status, payload = error.status, error.body()
         except ClientDisconnected:
@@ -338,7 +365,7 @@ class ServingApp:
         except Exception:
             log.exception("unexpected error while scoring %s", scope["path"])
             status, payload = 500, orjson.dumps({"error": "internal error; see the service log"})
-        await send_json(send, status, payload, headers)
+        await send_json(send, status, payload, headers, content_type)
         return status
 
 

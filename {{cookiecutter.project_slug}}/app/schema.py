@@ -87,14 +87,26 @@ def label_schema(target: Target, description: str) -> dict[str, Any]:
 
 
 def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
-    """Open Inference Protocol request: one tensor per feature, [N, 1], FP32 or BYTES."""
+    """Open Inference Protocol request: one tensor per feature, [N, 1], FP32 or BYTES.
+
+    The JSON form; with the binary tensor data extension the same object is the body's header
+    and an input's `data` is replaced by `parameters.binary_data_size` (app/binary_tensors.py).
+    """
     names = contract.feature_names + ([contract.sensitive.name] if contract.sensitive else [])
     return {
         "type": "object",
         "title": "InferenceRequest",
         "properties": {
             "id": {"type": "string", "description": "echoed in the response"},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "binary_data_output": {
+                        "type": "boolean",
+                        "description": "answer every output as binary tensor data (default false)",
+                    }
+                },
+            },
             "inputs": {
                 "type": "array",
                 "minItems": len(contract.feature_names),
@@ -108,9 +120,19 @@ def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
                             "description": "FP32 or another number type for numbers, BYTES for text",
                         },
                         "data": {"type": "array", "maxItems": max_rows},
-                        "parameters": {"type": "object"},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "binary_data_size": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "description": "binary tensor data: instead of data, the tensor's bytes "
+                                    "follow the JSON header (Inference-Header-Content-Length) in input order",
+                                }
+                            },
+                        },
                     },
-                    "required": ["name", "shape", "datatype", "data"],
+                    "required": ["name", "shape", "datatype"],
                     "additionalProperties": False,
                 },
             },
@@ -118,7 +140,19 @@ def infer_request(contract: Contract, max_rows: int) -> dict[str, Any]:
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"name": {"type": "string", "enum": list(outputs_for(contract.task))}},
+                    "properties": {
+                        "name": {"type": "string", "enum": list(outputs_for(contract.task))},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "binary_data": {
+                                    "type": "boolean",
+                                    "description": "answer this output as binary tensor data "
+                                    "(overrides binary_data_output)",
+                                }
+                            },
+                        },
+                    },
                     "required": ["name"],
                 },
             },
@@ -264,7 +298,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "unknown model or version"),
         (408, "the body did not arrive within BODY_TIMEOUT_SECONDS"),
         (413, "body larger than MAX_BATCH_ROWS rows can take (capped by MAX_BODY_BYTES)"),
-        (415, "not application/json"),
+        (415, "not application/json (the OIP infer call also takes none, or application/octet-stream)"),
         (422, "a record breaks the data contract, or the batch is empty or over the limit"),
         (503, "model not loaded, capture unavailable, or MAX_CONCURRENT_REQUESTS busy (Retry-After)"),
     )

@@ -12,13 +12,15 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import onnxruntime as ort
 import orjson
 
+from app import binary_tensors
 from app import model as model_loader
 from app.capture import CaptureStore, CaptureUnavailable, NoCapture
 from app.feedback import ApiKeys, FeedbackTokens
@@ -29,9 +31,49 @@ from governance.core.contract import load as load_contract
 from governance.core.encoding import Scores, outputs_for
 
 log = logging.getLogger("app")
-Result = tuple[int, bytes, str | None]
 INFER_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class Result(NamedTuple):
+    """A handler's answer: status, body, request id; for binary tensor data, the JSON header's length."""
+
+    status: int
+    payload: bytes
+    request_id: str | None
+    header_length: int | None = None
+
+
+@dataclass
+class Output:
+    """One OIP output tensor: `data` flat in row-major order (a list, or a numpy array)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any
+
+
+@dataclass
+class Inference:
+    """What an OIP transport encodes: the request id, one feedback token per row, the outputs."""
+
+    request_id: str
+    tokens: list[str]
+    outputs: list[Output]
+
+    def parameters(self) -> dict[str, str]:
+        # OIP parameter values are strings, numbers or booleans, never lists: the row tokens are
+        # one string, comma-separated in row order (a token never holds a comma).
+        return {"request_id": self.request_id, "feedback_tokens": ",".join(self.tokens)}
+
+
+def flag(parameters: dict[str, Any], key: str, where: str) -> bool:
+    """A boolean OIP parameter (false when absent); another type is 400."""
+    value = parameters.get(key, False)
+    if type(value) is not bool:
+        raise RequestError(400, where, "type", f"must be true or false (got {shown(value)})")
+    return value
 
 
 class RequestIds:
@@ -228,12 +270,20 @@ class Service:
                 "predictions": predictions,
             }
         )
-        return 200, payload, request_id
+        return Result(200, payload, request_id)
 
-    def infer(self, body: bytes, name: str, version: str | None) -> Result:
+    def infer(self, body: bytes, name: str, version: str | None, header_length: str | None = None) -> Result:
+        """The REST infer call: a JSON request, or a JSON header + binary tensor data (app/binary_tensors.py).
+
+        header_length: the Inference-Header-Content-Length the client sent (binary tensor data), or None.
+        Outputs asked for as binary (`parameters.binary_data` per output, or the request's
+        `parameters.binary_data_output`) follow the JSON answer as raw bytes, and the Result
+        carries the answer's JSON length for the Inference-Header-Content-Length header.
+        """
         model = self.require_model(name, version)
-        self.validator.check_containers(body, "inputs", 400)
-        document = parse_json(body)
+        header, raw = binary_tensors.split(body, header_length)
+        self.validator.check_containers(header, "inputs", 400)
+        document = parse_json(header)
         if type(document) is not dict:
             raise RequestError(400, "body", "type", "must be a JSON object with 'inputs'")
         extra = sorted(set(document) - INFER_KEYS)
@@ -242,10 +292,43 @@ class Service:
         request_ref = document.get("id")
         if request_ref is not None and type(request_ref) is not str:
             raise RequestError(400, "id", "type", "must be a string")
-        if type(document.get("parameters", {})) is not dict:
+        parameters = document.get("parameters", {})
+        if type(parameters) is not dict:
             raise RequestError(400, "parameters", "type", "must be an object")
-        wanted = self._requested_outputs(document.get("outputs"))
-        _, columns, feeds = self.validator.tensors(document.get("inputs"))
+        all_binary = flag(parameters, "binary_data_output", "parameters.binary_data_output")
+        wanted = self.requested_outputs(document.get("outputs"), all_binary)
+        inputs = document.get("inputs")
+        binary_tensors.attach(inputs, raw, self.validator.max_rows)
+        inference = self.infer_tensors(model, inputs, wanted)
+        response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+        if request_ref is not None:
+            response["id"] = request_ref
+        response["parameters"] = inference.parameters()
+        outputs, tail = [], []
+        for output in inference.outputs:
+            tensor: dict[str, Any] = {"name": output.name, "shape": output.shape, "datatype": output.datatype}
+            if wanted[output.name]:
+                data = binary_tensors.encode(output.datatype, output.data)
+                tensor["parameters"] = {"binary_data_size": len(data)}
+                tail.append(data)
+            else:
+                tensor["data"] = output.data
+            outputs.append(tensor)
+        response["outputs"] = outputs
+        payload = orjson.dumps(response, option=NUMPY)
+        if not tail:
+            return Result(200, payload, inference.request_id)
+        return Result(200, payload + b"".join(tail), inference.request_id, len(payload))
+
+    def infer_tensors(self, model: model_loader.Model, inputs: Any, wanted: Collection[str]) -> Inference:
+        """Validate OIP input tensors, score, capture; the outputs named in `wanted`. Transport-free.
+
+        Seam of every OIP transport (REST JSON, REST binary, gRPC): each input is a dict
+        {"name", "shape", "datatype", "data": flat list of JSON-like values} (binary and typed
+        contents decoded by app/binary_tensors.decode), so validation, scoring and the captured
+        rows are the same whichever way the tensors came. `wanted` comes from `requested_outputs`.
+        """
+        _, columns, feeds = self.validator.tensors(inputs)
         scores = model.predict(feeds)
         request_id, answers, _ = self._record(model, columns, scores)
         rows = len(answers)
@@ -253,40 +336,32 @@ class Service:
         # typed by the contract (BYTES, INT64 or BOOL) and probabilities [N, classes]; or values [N].
         outputs = []
         if "label" in wanted:
-            outputs.append(
-                {"name": "label", "shape": [rows], "datatype": self.label_datatype, "data": answers}
-            )
+            outputs.append(Output("label", self.label_datatype, [rows], answers))
         if "probabilities" in wanted:
             probabilities = scores.probabilities
             outputs.append(
-                {
-                    "name": "probabilities",
-                    "shape": list(probabilities.shape),  # type: ignore[union-attr]
-                    "datatype": "FP32",
-                    "data": probabilities.reshape(-1),  # type: ignore[union-attr]
-                }
+                Output(
+                    "probabilities",
+                    "FP32",
+                    list(probabilities.shape),  # type: ignore[union-attr]
+                    probabilities.reshape(-1),  # type: ignore[union-attr]
+                )
             )
         if "value" in wanted:
-            outputs.append({"name": "value", "shape": [rows], "datatype": "FP32", "data": scores.value})
-        response: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
-        if request_ref is not None:
-            response["id"] = request_ref
-        # OIP parameter values are strings, numbers or booleans, never lists: the row tokens are
-        # one string, comma-separated in row order (a token never holds a comma).
-        response["parameters"] = {
-            "request_id": request_id,
-            "feedback_tokens": ",".join(self.tokens.issue(request_id, rows)),
-        }
-        response["outputs"] = outputs
-        return 200, orjson.dumps(response, option=NUMPY), request_id
+            outputs.append(Output("value", "FP32", [rows], scores.value))
+        return Inference(request_id, self.tokens.issue(request_id, rows), outputs)
 
-    def _requested_outputs(self, outputs: Any) -> set[str]:
-        """The output names asked for: all of the task's when none are named; an unknown one is 400."""
+    def requested_outputs(self, outputs: Any, all_binary: bool = False) -> dict[str, bool]:
+        """The outputs asked for, each with whether it is wanted as binary data.
+
+        All of the task's outputs when none are named; an unknown name is 400. `binary_data` on
+        an output overrides the request's `binary_data_output` (`all_binary`).
+        """
         if outputs is None:
-            return set(self.outputs)
+            return dict.fromkeys(self.outputs, all_binary)
         if type(outputs) is not list or not outputs:
             raise RequestError(400, "outputs", "type", 'must be a non-empty list of {"name": ...}')
-        wanted = set()
+        wanted = {}
         for index, item in enumerate(outputs):
             name = item.get("name") if type(item) is dict else None
             if name not in self.outputs:
@@ -297,7 +372,11 @@ class Service:
                     f"must be one of {list(self.outputs)} for a {self.contract.task} model "
                     f"(got {shown(name)})",
                 )
-            wanted.add(item["name"])
+            parameters = item.get("parameters", {})
+            if type(parameters) is not dict:
+                raise RequestError(400, f"outputs[{index}].parameters", "type", "must be an object")
+            binary = flag(parameters, "binary_data", f"outputs[{index}].parameters.binary_data")
+            wanted[name] = binary if "binary_data" in parameters else all_binary
         return wanted
 
     def authorize_feedback(self, authorization: str | None) -> str | None:
@@ -321,7 +400,7 @@ class Service:
             raise RequestError(
                 503, "capture", "unavailable", f"{error}; the labels were not recorded"
             ) from None
-        return 202, orjson.dumps({"recorded": len(items)}), None
+        return Result(202, orjson.dumps({"recorded": len(items)}), None)
 
     # -- metadata ---------------------------------------------------------------------------
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:

@@ -119,6 +119,17 @@ class Rule:
             feature,
         )
 
+    def typed(self, values: list[Any]) -> list[Any]:
+        """Checked numbers as the contract types them (int64: int, float64: float), as captured.
+
+        Why: a whole number arrives as 41 in JSON and as 41.0 from an FP32 tensor; capturing
+        the contract's type makes the captured row the same whichever route scored it.
+        """
+        kind = int if self.integer else float
+        if set(map(type, values)) <= {kind, NONE}:
+            return values
+        return [value if value is None else kind(value) for value in values]
+
     def encode(self, values: list[Any]) -> np.ndarray:
         """Checked values as the model input, through the one ONNX feed encoder (governance.core.encoding).
 
@@ -167,7 +178,11 @@ class Rule:
             if (
                 self.integer
                 and float in types
-                and not all(value.is_integer() for value in present if type(value) is float)
+                and not (
+                    all(map(float.is_integer, present))  # floats only (an FP32 tensor): a C-level loop
+                    if int not in types
+                    else all(value.is_integer() for value in present if type(value) is float)
+                )
             ):
                 index = self._first(
                     values, lambda v: type(v) is float and not math.isnan(v) and not v.is_integer()
@@ -222,6 +237,7 @@ class Validator:
         self.contract = contract
         self.max_rows = max_rows
         self.rules = [Rule.of(feature, accept_unknown) for feature in contract.features]
+        self.numeric_rules = [rule for rule in self.rules if rule.numeric]
         self.names = tuple(contract.feature_names)
         self.keys = frozenset(self.names)
         sensitive = contract.sensitive
@@ -306,6 +322,11 @@ class Validator:
         for rule, values in zip(self.rules, columns, strict=True):
             name = rule.name
             feeds[name] = rule.column(values, lambda row, name=name: f"records[{row}].{name}", 422)
+            if rule.numeric:
+                typed = rule.typed(values)
+                if typed is not values:  # rare: 41.0 for an int64 feature, 52000 for a float64 one
+                    for record, value in zip(records, typed, strict=True):
+                        record[name] = value
         if self.sensitive_rule is not None:
             name = self.sensitive
             rows = [index for index, record in enumerate(records) if name in record]
@@ -395,6 +416,8 @@ class Validator:
             )
             for rule in self.rules
         }
+        for rule in self.numeric_rules:
+            columns[rule.name] = rule.typed(columns[rule.name])
         if self.sensitive_rule is not None and self.sensitive in columns:
             name = self.sensitive
             self.sensitive_rule.strings(columns[name], lambda row: f"inputs[{name}].data[{row}]", 400)
@@ -406,7 +429,12 @@ class Validator:
             raise RequestError(400, where, "type", "must be an object with name, shape, datatype and data")
         for key in ("name", "shape", "datatype", "data"):
             if key not in tensor:
-                raise RequestError(400, f"{where}.{key}", "required", "is required")
+                needs = (
+                    " (a flat list, or parameters.binary_data_size with the binary tensor data extension)"
+                    if key == "data"
+                    else ""
+                )
+                raise RequestError(400, f"{where}.{key}", "required", f"is required{needs}")
         extra = sorted(set(tensor) - {"name", "shape", "datatype", "data", "parameters"})
         if extra:
             raise RequestError(400, f"{where}.{extra[0]}", "unknown_field", "is not part of an input tensor")

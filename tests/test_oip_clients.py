@@ -1,0 +1,226 @@
+"""A served default bake answers NVIDIA's tritonclient, used with its defaults, as it answers /predict.
+
+The Open Inference Protocol promises that KServe-, Seldon- and Triton-style clients work
+unchanged. tritonclient is the most common of them, and its defaults are the demanding case:
+it sends JSON without a Content-Type, and tensors as binary data (a JSON header of
+`Inference-Header-Content-Length` bytes, then raw little-endian bytes), asking for its outputs
+the same way. This bakes the defaults, runs `make data train`, starts `make serve` and drives it
+with `tritonclient.http.InferenceServerClient` as its documentation shows, no header or option
+set by hand; the answers must equal `/predict`'s for the same rows, and capture must hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import BIN, ROOT, free_port
+from cookiecutter.main import cookiecutter
+
+pytestmark = pytest.mark.slow
+httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient is in requirements/template.txt")
+
+
+@dataclass(frozen=True)
+class Served:
+    """A baked project with `make serve` running on `port`."""
+
+    project: Path
+    port: int
+    model: str
+    contract: dict
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def project_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
+    env.update(GX_ANALYTICS_ENABLED="false", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    if (BIN / "uv").exists():
+        env["UV"] = str(BIN / "uv")
+    return env
+
+
+def post(url: str, document: object) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(document).encode(), headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The default bake, trained and served (`make serve`); stopped with SIGTERM after the module."""
+    project = Path(
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            output_dir=str(tmp_path_factory.mktemp("oip")),
+            extra_context={"git_init": "no"},
+        )
+    )
+    for target in ("install", "data", "train"):
+        outcome = subprocess.run(
+            ["make", target], cwd=project, env=project_env(), capture_output=True, text=True, timeout=1800
+        )
+        assert outcome.returncode == 0, f"make {target}:\n{outcome.stdout[-3000:]}{outcome.stderr[-3000:]}"
+    port, log = free_port(), project / "serve.log"
+    env = {**project_env(), "PORT": str(port), "APP_ENV": "development"}
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            ["make", "serve"],
+            cwd=project,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not ready(base):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"make serve never turned ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
+        status, answer = post(f"{base}/predict", {"records": rows(contract, 1)})
+        assert status == 200, answer
+        yield Served(project, port, answer["model_name"], contract)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def rows(contract: dict, count: int, seed: int = 0) -> list[dict]:
+    """Valid records of the contract whose numbers an FP32 tensor holds exactly (quarters)."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(count):
+        record = {}
+        for feature in contract["features"]:
+            if feature["kind"] == "numeric":
+                low, high = feature.get("min", 0), feature.get("max", 100)
+                value = float(rng.uniform(low, high))
+                record[feature["name"]] = (
+                    min(max(round(value), int(np.ceil(low))), int(high))
+                    if feature.get("dtype") == "int64"
+                    else min(max(round(value * 4) / 4, low), high)
+                )
+            else:
+                record[feature["name"]] = str(rng.choice(feature["categories"]))
+        records.append(record)
+    return records
+
+
+def infer_inputs(contract: dict, records: list[dict], binary: bool = True) -> list:
+    """One InferInput per feature, [N, 1], typed as the model metadata declares it, filled from numpy."""
+    inputs = []
+    for feature in contract["features"]:
+        values = [record[feature["name"]] for record in records]
+        numeric = feature["kind"] == "numeric"
+        tensor = httpclient.InferInput(feature["name"], [len(records), 1], "FP32" if numeric else "BYTES")
+        array = np.array(values, dtype=np.float32 if numeric else object).reshape(-1, 1)
+        if binary:
+            tensor.set_data_from_numpy(array)  # the default: binary_data=True
+        else:
+            tensor.set_data_from_numpy(array, binary_data=False)
+        inputs.append(tensor)
+    return inputs
+
+
+def assert_matches_predict(served: Served, records: list[dict], result) -> None:
+    """tritonclient's decoded outputs equal /predict's answers for the same rows."""
+    status, answer = post(f"{served.base}/predict", {"records": records})
+    assert status == 200, answer
+    predictions = answer["predictions"]
+    labels = result.as_numpy("label")
+    probabilities = result.as_numpy("probabilities")
+    assert labels.shape == (len(records),)
+    assert probabilities.shape == (len(records), len(served.contract["target"]["classes"]))
+    decoded = [label.decode() if isinstance(label, bytes) else label.item() for label in labels]
+    assert decoded == [prediction["label"] for prediction in predictions]
+    expected = [list(prediction["probabilities"].values()) for prediction in predictions]
+    np.testing.assert_allclose(probabilities, np.array(expected), atol=1e-6)
+
+
+def captured(served: Served, request_id: str) -> list[dict]:
+    """The captured features of one request, in row order (waits for the writer's next flush)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [
+            json.loads(line)
+            for file in sorted((served.project / "artifacts" / "capture").glob("date=*/*.jsonl"))
+            for line in file.read_text().splitlines()
+            if line
+        ]
+        found = sorted(
+            (line for line in lines if line.get("request_id") == request_id and line["kind"] == "prediction"),
+            key=lambda line: line["row"],
+        )
+        if found or time.monotonic() > deadline:
+            return [line["features"] for line in found]
+        time.sleep(0.3)
+
+
+def test_health_and_metadata_through_tritonclient(served: Served):
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{served.port}")
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready(served.model)
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    metadata = client.get_model_metadata(served.model)
+    assert [tensor["name"] for tensor in metadata["inputs"]] == [
+        f["name"] for f in served.contract["features"]
+    ]
+    assert {tensor["name"] for tensor in metadata["outputs"]} == {"label", "probabilities"}
+
+
+@pytest.mark.parametrize("count", [1, 20])
+def test_infer_with_the_clients_defaults_answers_as_predict_and_is_captured(served: Served, count: int):
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{served.port}")
+    records = rows(served.contract, count, seed=count)
+    result = client.infer(served.model, infer_inputs(served.contract, records))  # binary in, binary out
+    assert_matches_predict(served, records, result)
+    outputs = [httpclient.InferRequestedOutput("label"), httpclient.InferRequestedOutput("probabilities")]
+    result = client.infer(served.model, infer_inputs(served.contract, records), outputs=outputs)
+    assert_matches_predict(served, records, result)
+    assert captured(served, result.get_response()["parameters"]["request_id"]) == records
+
+
+def test_infer_in_json_answers_as_predict_and_is_captured(served: Served):
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{served.port}")
+    records = rows(served.contract, 5, seed=7)
+    outputs = [
+        httpclient.InferRequestedOutput("label", binary_data=False),
+        httpclient.InferRequestedOutput("probabilities", binary_data=False),
+    ]
+    result = client.infer(served.model, infer_inputs(served.contract, records, binary=False), outputs=outputs)
+    response = result.get_response()
+    assert all("data" in tensor for tensor in response["outputs"]), "asked for JSON outputs"
+    assert_matches_predict(served, records, result)
+    assert captured(served, response["parameters"]["request_id"]) == records
