@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import onnxruntime as ort
 import orjson
@@ -32,6 +32,16 @@ log = logging.getLogger("app")
 Result = tuple[int, bytes, str | None]
 INFER_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+class Scored(NamedTuple):
+    """One scored OIP request: what a transport needs to write its answer."""
+
+    request_id: str
+    answers: list[Any]  # class values, or predicted numbers
+    scores: Scores
+    wanted: set[str]  # the output names asked for
+    tokens: list[str]  # one feedback token per row
 
 
 class RequestIds:
@@ -279,6 +289,18 @@ class Service:
         }
         response["outputs"] = outputs
         return 200, orjson.dumps(response, option=NUMPY), request_id
+
+    def score_tensors(self, model: model_loader.Model, inputs: Any, outputs: Any) -> Scored:
+        """Check OIP input tensors (JSON-shaped: name, shape, datatype, data), score, capture, count.
+
+        Why: a transport that decodes its own envelope (gRPC, app/grpc_server.py) reaches the same
+        rules, model, capture and metrics as the REST infer route, with no copy of them.
+        """
+        wanted = self._requested_outputs(outputs)
+        _, columns, feeds = self.validator.tensors(inputs)
+        scores = model.predict(feeds)
+        request_id, answers, _ = self._record(model, columns, scores)
+        return Scored(request_id, answers, scores, wanted, self.tokens.issue(request_id, len(answers)))
 
     def _requested_outputs(self, outputs: Any) -> set[str]:
         """The output names asked for: all of the task's when none are named; an unknown one is 400."""
