@@ -15,19 +15,19 @@ and the capture store take requests (readiness). Watch is not offered.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import struct
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import numpy as np
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app import grpc_predict_v2_pb2 as pb
-from app import grpc_predict_v2_pb2_grpc as pb_grpc
 from app.service import Scored, Service
 from app.settings import Settings
 from app.validation import ALL_DATATYPES, RequestError, Validator, shown
@@ -268,7 +268,20 @@ def raw_bytes(values: Any, datatype: str) -> bytes:
 
 
 # -- the services ----------------------------------------------------------------------------------
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+# The service's methods: request and response message types. Requests arrive as bytes and are
+# parsed here, so a malformed message is the client's INVALID_ARGUMENT (gRPC's own parsing
+# would answer UNKNOWN).
+METHODS = {
+    "ServerLive": (pb.ServerLiveRequest, pb.ServerLiveResponse),
+    "ServerReady": (pb.ServerReadyRequest, pb.ServerReadyResponse),
+    "ModelReady": (pb.ModelReadyRequest, pb.ModelReadyResponse),
+    "ServerMetadata": (pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+    "ModelMetadata": (pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+    "ModelInfer": (pb.ModelInferRequest, pb.ModelInferResponse),
+}
+
+
+class InferenceServicer:
     """GRPCInferenceService over one Service; each call is counted in /metrics like a REST route.
 
     The request metrics label gRPC calls route="/inference.GRPCInferenceService/<Method>",
@@ -278,20 +291,41 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    async def _answer(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Any]) -> Any:
+    def handler(self) -> grpc.GenericRpcHandler:
+        def bind(name: str, request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
+            async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                return await self.answer(name, request_type, raw, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                handle, request_deserializer=None, response_serializer=response_type.SerializeToString
+            )
+
+        methods = {name: bind(name, *types) for name, types in METHODS.items()}
+        return grpc.method_handlers_generic_handler(SERVICE, methods)
+
+    async def answer(
+        self, name: str, request_type: Any, raw: bytes, context: grpc.aio.ServicerContext
+    ) -> Any:
+        """Parse, run the method, count the call; a RequestError becomes its gRPC status."""
         started, status = time.perf_counter(), 200
         problem: RequestError | None = None
         try:
-            result = work()
-            return await result if isinstance(result, Awaitable) else result
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError as error:
+                raise RequestError(
+                    400, "request", "protobuf", f"is not a valid {request_type.__name__} ({error})"
+                ) from None
+            result = getattr(self, name)(request)
+            return await result if inspect.isawaitable(result) else result
         except RequestError as error:
             status, problem = error.status, error
         except Exception:
-            log.exception("unexpected error in gRPC %s", method)
+            log.exception("unexpected error in gRPC %s", name)
             status = 500
         finally:
             self.service.metrics.observe_request(
-                f"/{SERVICE}/{method}", "GRPC", status, time.perf_counter() - started
+                f"/{SERVICE}/{name}", "GRPC", status, time.perf_counter() - started
             )
         if problem is None:
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
@@ -300,64 +334,43 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             f"{problem} (rule: {problem.rule})",
             trailing_metadata=(("field", problem.field), ("rule", problem.rule)),
         )
+        return None  # not reached: abort raises
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
-        return await self._answer("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
+    def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
-        return await self._answer(
-            "ServerReady", context, lambda: pb.ServerReadyResponse(ready=self.service.ready)
+    def ServerReady(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.service.ready)
+
+    def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=ort.__version__, extensions=[])
+
+    def ModelReady(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
+        """Unknown name or version: NOT_FOUND; known but not loaded: ready=false (REST: 503)."""
+        try:
+            self.service.require_model(request.name, request.version or None)
+        except RequestError as error:
+            if error.status != 503:
+                raise
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self.service.ready)
+
+    def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
+        document = self.service.model_metadata(request.name, request.version or None)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=document["name"],
+            versions=document["versions"],
+            platform=document["platform"],
+            inputs=[tensor(**item) for item in document["inputs"]],
+            outputs=[tensor(**item) for item in document["outputs"]],
         )
 
-    async def ServerMetadata(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> pb.ServerMetadataResponse:
-        return await self._answer(
-            "ServerMetadata",
-            context,
-            lambda: pb.ServerMetadataResponse(name=SERVER_NAME, version=ort.__version__, extensions=[]),
-        )
-
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelReadyResponse:
-        def ready() -> pb.ModelReadyResponse:
-            try:
-                self.service.require_model(request.name, request.version or None)
-            except RequestError as error:
-                if error.status != 503:
-                    raise
-                return pb.ModelReadyResponse(ready=False)
-            return pb.ModelReadyResponse(ready=self.service.ready)
-
-        return await self._answer("ModelReady", context, ready)
-
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelMetadataResponse:
-        def metadata() -> pb.ModelMetadataResponse:
-            document = self.service.model_metadata(request.name, request.version or None)
-            tensor = pb.ModelMetadataResponse.TensorMetadata
-            return pb.ModelMetadataResponse(
-                name=document["name"],
-                versions=document["versions"],
-                platform=document["platform"],
-                inputs=[tensor(**item) for item in document["inputs"]],
-                outputs=[tensor(**item) for item in document["outputs"]],
-            )
-
-        return await self._answer("ModelMetadata", context, metadata)
-
-    async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
+    def ModelInfer(self, request: pb.ModelInferRequest) -> Any:
         """Small requests are answered on the event loop, larger ones in the scoring threads (as REST)."""
         if request.ByteSize() <= self.service.settings.inline_body_bytes:
-            return await self._answer("ModelInfer", context, lambda: self.infer(request))
-        loop = asyncio.get_running_loop()
-        return await self._answer(
-            "ModelInfer", context, lambda: loop.run_in_executor(self.service.executor, self.infer, request)
-        )
+            return self.infer(request)
+        return asyncio.get_running_loop().run_in_executor(self.service.executor, self.infer, request)
 
     def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         service = self.service
@@ -412,7 +425,7 @@ async def start(service: Service, settings: Settings) -> grpc.aio.Server:
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service), server)
+    server.add_generic_rpc_handlers((InferenceServicer(service).handler(),))
     health_pb2_grpc.add_HealthServicer_to_server(Health(service), server)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     address = f"{host}:{settings.grpc_port}"

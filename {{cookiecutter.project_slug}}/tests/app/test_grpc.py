@@ -47,6 +47,7 @@ class Served:
 
     def __init__(self, rest: TestClient, channel: grpc.Channel, capture: Path, app: Any) -> None:
         self.rest = rest
+        self.channel = channel
         self.stub = pb_grpc.GRPCInferenceServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
         self.capture = capture
@@ -389,6 +390,13 @@ def test_bad_shape(served: Served, contract: Contract) -> None:
     request = typed_request(contract, sample_records(contract, 2))
     request.inputs[0].shape[:] = [1, 2]
     assert_invalid(rejected(served, request), ".shape", "shape", "[1, 2]")
+
+
+@pytest.mark.parametrize("payload", [b"\xff\xff\xff", b"\x1a\x02\xff\xfe"])  # garbage; an id of bad UTF-8
+def test_a_malformed_message_is_invalid_argument(served: Served, payload: bytes) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        served.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(payload)
+    assert_invalid(caught.value, "request: is not a valid ModelInferRequest", "protobuf")
 
 
 def test_message_size_follows_the_body_limit(served: Served, contract: Contract) -> None:
