@@ -443,7 +443,7 @@ class Demo:
         log = self.current_log.open("a") if self.current_log else subprocess.DEVNULL
         self.server = subprocess.Popen(
             ["make", "serve"], cwd=self.project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=self.make_env(PORT=str(self.port), CAPTURE_URI=str(self.capture)),
+            env=self.make_env(PORT=str(self.port), GRPC_PORT=str(free_port()), CAPTURE_URI=str(self.capture)),
         )  # fmt: skip
         self.wait_ready()
         return f"NO CONTAINER ENGINE: `make serve` as a process on 127.0.0.1:{self.port}"

@@ -104,12 +104,17 @@ def test_pods_meet_the_restricted_security_profile(rendered):
 def test_probes_use_the_open_inference_protocol_health_endpoints(rendered):
     _, objects, _ = rendered
     (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert "httpGet" in container["startupProbe"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
     port_names = {port["name"] for port in container["ports"]}
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    for probe in ("readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in port_names
+    # Liveness through the gRPC server's grpc.health.v1 service ("" = the process): the kubelet's
+    # gRPC probe takes a port number, which must be the container's gRPC port and GRPC_PORT.
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    liveness = container["livenessProbe"]["grpc"]
+    assert liveness["port"] == ports["grpc"] == int(objects["ConfigMap"]["data"]["GRPC_PORT"])
+    assert liveness.get("service", "") == ""
 
 
 def test_service_autoscaler_and_budget_select_the_deployment(rendered):
@@ -167,8 +172,11 @@ def test_the_network_policy_admits_only_the_gateway_and_prometheus_to_the_servin
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
     (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert "http" in {port["name"] for port in container["ports"]}
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]
+    assert {"http", "grpc"} <= {port["name"] for port in container["ports"]}
+    service_ports = {port["name"]: port for port in objects["Service"]["spec"]["ports"]}
+    assert service_ports["grpc"]["targetPort"] == "grpc"
+    assert service_ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"  # gateways route it as gRPC
     admitted = set()
     for peer in rule["from"]:
         # Kustomize's includeSelectors rewrites matchLabels, so a peer selecting by them would
@@ -290,7 +298,17 @@ def test_compose_runs_the_image_read_only_as_the_app_user(project):
     assert service["user"].split(":")[0] == "10001"
     assert service["cap_drop"] == ["ALL"]
     assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    published = {port.rsplit(":", 1)[1] for port in service["ports"]}
+    assert {service["environment"]["PORT"], service["environment"]["GRPC_PORT"]} <= published
     assert service["build"]["dockerfile"] == "deploy/Dockerfile"
     assert service["environment"]["FEEDBACK_KEY_FILE"] == "/run/secrets/feedback_key"
     assert service["secrets"] == ["feedback_key"] and "file" in compose["secrets"]["feedback_key"]
     assert (project / "deploy" / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+
+
+def test_the_image_exposes_rest_and_grpc(project):
+    dockerfile = (project / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^EXPOSE 8080 8081$", dockerfile, re.MULTILINE)
+    assert re.search(r"^\s+GRPC_PORT=8081 \\$", dockerfile, re.MULTILINE)
+    # the trimmed environment's smoke test imports the gRPC stack, so a trim that breaks it fails the build
+    assert "import numpy as np, onnxruntime as ort, fastapi, uvicorn, yaml, grpc, grpc_health" in dockerfile

@@ -115,7 +115,7 @@ def test_a_replaced_estimator_trains_registers_and_serves(project: Path):
     server = subprocess.Popen(
         ["make", "serve", f"PORT={port}"],
         cwd=project,
-        env={**project_env(), "APP_ENV": "development"},
+        env={**project_env(), "APP_ENV": "development", "GRPC_PORT": ""},  # REST alone: no fixed gRPC port
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -94,7 +94,9 @@ def serve_and_label(project: Path, data: TaskFile, contract: dict, tmp_path: Pat
     """`make serve`, every kept-back row to /predict, its true label to /feedback; then SIGTERM."""
     port, log = free_port(), tmp_path / "serve.log"
     base = f"http://127.0.0.1:{port}"
-    env = {**project_env(), "PORT": str(port), "APP_ENV": "development"}
+    # GRPC_PORT empty: REST alone (gRPC has its own test, test_oip_grpc.py; its fixed default port
+    # would collide between the tasks served side by side).
+    env = {**project_env(), "PORT": str(port), "GRPC_PORT": "", "APP_ENV": "development"}
     features = [feature["name"] for feature in contract["features"]]
     sensitive = (contract.get("sensitive_attribute") or {}).get("name")
     with log.open("w") as handle:

@@ -15,6 +15,36 @@ import sys
 from pathlib import Path
 
 
+def grpc_requests(contract: object, records: list[dict], out: Path) -> dict[str, str]:
+    """The same rows as serialized ModelInferRequests with raw contents, as Triton's client sends them.
+
+    Empty when the project has no gRPC server (a project generated before it existed).
+    """
+    try:
+        import numpy as np
+        from app import grpc_predict_v2_pb2 as pb
+    except ImportError:
+        return {}
+    files = {}
+    for rows in (1, 100):
+        request = pb.ModelInferRequest(model_name="bench")
+        for feature in contract.features:  # type: ignore[attr-defined]
+            values = [record[feature.name] for record in records[:rows]]
+            if feature.is_numeric:
+                request.inputs.add(name=feature.name, datatype="FP32", shape=[rows, 1])
+                request.raw_input_contents.append(np.asarray(values, "<f4").tobytes())
+            else:
+                request.inputs.add(name=feature.name, datatype="BYTES", shape=[rows, 1])
+                encoded = [value.encode() for value in values]
+                request.raw_input_contents.append(
+                    b"".join(len(item).to_bytes(4, "little") + item for item in encoded)
+                )
+        path = out / f"grpc-{rows}.bin"
+        path.write_bytes(request.SerializeToString())
+        files[str(rows)] = str(path)
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -41,6 +71,7 @@ def main() -> None:
         "onnx": str(onnx_file),
         "joblib": str(args.out / "model.joblib"),
         "bodies": {str(rows): str(path) for rows, path in bodies.items()},
+        "grpc": grpc_requests(contract, records, args.out),
     }
     (args.out / "prepared.json").write_text(json.dumps(summary, indent=2))
 

@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 WORK = ROOT / "build" / "bench" / "serve"
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1"]
 TARGET_RATIO = 8.0
+GRPC_NAME = "same service over gRPC (OIP ModelInfer)"  # no "onnxruntime": run_all.py's rows stay REST's
 KEYS = ("rps", "p50_ms", "p99_ms", "cpu_ms")
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -218,6 +219,48 @@ def measure(tool: str, server: Server, body: Path, args: argparse.Namespace) -> 
     return outcome
 
 
+def measure_grpc(
+    python: str, project: Path, server: Server, port: int | None, request: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """As `measure`, with grpc_load.py (the project's Python: it has grpcio) against GRPC_PORT."""
+
+    def load(seconds: float) -> dict[str, Any]:
+        command = [
+            python, str(HERE / "grpc_load.py"), f"127.0.0.1:{port}", "--request", str(request),
+            "--connections", str(args.connections), "--seconds", str(seconds),
+            "--max-requests", str(args.max_requests),
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, check=True, timeout=seconds + 60
+        )
+        return json.loads(done.stdout)
+
+    load(args.warmup)
+    cpu_before = server.cpu_seconds()
+    outcome = load(args.seconds)
+    outcome["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / max(outcome["requests"], 1)
+    if outcome["errors"]:
+        raise SystemExit(f"bench/serve: gRPC answered {outcome['errors']:.0f} errors")
+    return outcome
+
+
+def grpc_answer(python: str, project: Path, port: int | None, request: Path) -> dict:
+    """The gRPC answer to the 100-row request, as /predict's {"predictions": [{"probabilities"}]}."""
+    command = [python, str(HERE / "grpc_load.py"), f"127.0.0.1:{port}", "--request", str(request), "--check"]
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True, timeout=60)
+    rows = json.loads(done.stdout)["probabilities"]
+    return {"predictions": [{"probabilities": {"1": row[1]}} for row in rows]}
+
+
+def progress(round_number: int, name: str, rows: int, outcome: dict[str, Any]) -> None:
+    print(
+        f"    round {round_number}, {name}, {rows} row(s): {outcome['rps']:,.0f} requests/s, "
+        f"p50 {outcome['p50_ms']:.2f} ms, p99 {outcome['p99_ms']:.2f} ms, "
+        f"{outcome['cpu_ms']:.3f} ms server CPU per request",
+        flush=True,
+    )
+
+
 def machine() -> str:
     model = next(
         (
@@ -265,9 +308,13 @@ def main() -> int:
         feedback_key = work / "feedback.key"  # production settings refuse to start without one
         feedback_key.write_text(secrets.token_urlsafe(32) + "\n")
 
+        grpc_requests = {int(rows): Path(path) for rows, path in prepared.get("grpc", {}).items()}
+        grpc_port = free_port() if grpc_requests else None
+
         def service(port: int) -> Server:
             env = base_env | {
                 "PORT": str(port),
+                "GRPC_PORT": str(grpc_port or ""),
                 "HOST": "127.0.0.1",
                 "MODEL_PATH": prepared["onnx"],
                 "CAPTURE_URI": str(work / "capture"),
@@ -296,11 +343,15 @@ def main() -> int:
         results: dict[str, dict[int, list[dict[str, Any]]]] = {
             server.name: {rows: [] for rows in bodies} for server in servers
         }
+        if grpc_requests:
+            results[GRPC_NAME] = {rows: [] for rows in grpc_requests}
         answers: dict[str, dict] = {}
         try:
             for server in servers:
                 server.wait_ready()
                 answers[server.name] = server.post("/predict", bodies[100].read_bytes())
+            if grpc_requests:
+                answers[GRPC_NAME] = grpc_answer(python, project, grpc_port, grpc_requests[100])
             # Interleaved rounds: a burst of load from elsewhere on the machine hits both servers
             # alike instead of one of them; the report takes each figure's median over the rounds.
             for round_number in range(1, args.rounds + 1):
@@ -308,13 +359,13 @@ def main() -> int:
                     for server in servers:
                         outcome = measure(tool, server, body, args)
                         results[server.name][rows].append(outcome)
-                        print(
-                            f"    round {round_number}, {server.name}, {rows} row(s): "
-                            f"{outcome['rps']:,.0f} requests/s, "
-                            f"p50 {outcome['p50_ms']:.2f} ms, p99 {outcome['p99_ms']:.2f} ms, "
-                            f"{outcome['cpu_ms']:.3f} ms server CPU per request",
-                            flush=True,
+                        progress(round_number, server.name, rows, outcome)
+                    if rows in grpc_requests:
+                        outcome = measure_grpc(
+                            python, project, servers[0], grpc_port, grpc_requests[rows], args
                         )
+                        results[GRPC_NAME][rows].append(outcome)
+                        progress(round_number, GRPC_NAME, rows, outcome)
         finally:
             for server in servers:
                 server.stop()
@@ -331,13 +382,16 @@ def main() -> int:
 
 
 def report(results: dict[str, dict[int, list[dict[str, Any]]]], answers: dict[str, dict]) -> float:
-    ours, theirs = results
-    scores = [
-        [prediction["probabilities"]["1"] for prediction in answers[name]["predictions"]]
-        for name in (ours, theirs)
-    ]
-    difference = max(abs(a - b) for a, b in zip(*scores, strict=True))
+    ours, theirs = list(results)[:2]
+    scores = {
+        name: [prediction["probabilities"]["1"] for prediction in answer["predictions"]]
+        for name, answer in answers.items()
+    }
+    difference = max(abs(a - b) for a, b in zip(scores[ours], scores[theirs], strict=True))
     print(f"\nSame model both ways: max |p1 difference| over 100 rows = {difference:.2e}")
+    if GRPC_NAME in scores:
+        difference = max(abs(a - b) for a, b in zip(scores[ours], scores[GRPC_NAME], strict=True))
+        print(f"Same answers over gRPC and REST: max |p1 difference| over 100 rows = {difference:.2e}")
     medians = {
         name: {
             rows: {key: statistics.median(run[key] for run in runs) for key in KEYS}
@@ -366,6 +420,12 @@ def report(results: dict[str, dict[int, list[dict[str, Any]]]], answers: dict[st
             f"{rows} row(s)/request: throughput ratio {ratio:.1f}x{verdict}; "
             f"server CPU per request {cpu_ratio:.1f}x less"
         )
+        if rows in medians.get(GRPC_NAME, {}):
+            grpc_cpu = medians[GRPC_NAME][rows]["cpu_ms"]
+            print(
+                f"    over gRPC: {grpc_cpu:.3f} ms server CPU per request "
+                f"({grpc_cpu / medians[ours][rows]['cpu_ms']:.2f}x REST's)"
+            )
     return single
 
 

@@ -104,15 +104,20 @@ def count_of(shape: Any, where: str, max_values: int) -> int:
     return count
 
 
-def decode(datatype: Any, shape: Any, raw: bytes | memoryview, where: str, max_values: int) -> list[Any]:
+def decode(
+    datatype: Any, shape: Any, raw: bytes | memoryview, where: str, max_values: int, size_field: str = ""
+) -> list[Any]:
     """One tensor's raw bytes as the flat list of values its JSON `data` would hold.
 
     Numbers come out as Python ints or floats (NaN, the binary form's only missing value, as
-    None, like a JSON null); BYTES as str (UTF-8). The byte count must fit the shape exactly.
+    None, like a JSON null); BYTES as str (UTF-8). The byte count must fit the shape exactly;
+    a mismatch names `size_field` (REST: the input's `parameters.binary_data_size`; gRPC: its
+    `raw_input_contents` entry).
     """
     count = count_of(shape, where, max_values)
+    size_field = size_field or f"{where}.parameters.binary_data_size"
     if datatype == "BYTES":
-        return _strings(raw, count, where)
+        return _strings(raw, count, where, size_field)
     dtype = DTYPES.get(datatype) if type(datatype) is str else None
     if dtype is None:
         raise RequestError(
@@ -121,7 +126,7 @@ def decode(datatype: Any, shape: Any, raw: bytes | memoryview, where: str, max_v
     if len(raw) != count * dtype.itemsize:
         raise RequestError(
             400,
-            f"{where}.parameters.binary_data_size",
+            size_field,
             "size",
             f"is {len(raw)} bytes, but shape {shape} of {datatype} takes {count * dtype.itemsize}",
         )
@@ -135,7 +140,7 @@ def decode(datatype: Any, shape: Any, raw: bytes | memoryview, where: str, max_v
     return values
 
 
-def _strings(raw: bytes | memoryview, count: int, where: str) -> list[str]:
+def _strings(raw: bytes | memoryview, count: int, where: str, size_field: str) -> list[str]:
     """BYTES elements: a 4-byte little-endian length, then that many bytes of UTF-8 text each."""
     data = bytes(raw)
     size, offset, values = len(data), 0, []
@@ -161,10 +166,15 @@ def _strings(raw: bytes | memoryview, count: int, where: str) -> list[str]:
     if offset != size:
         raise RequestError(
             400,
-            f"{where}.parameters.binary_data_size",
+            size_field,
             "size",
             f"is {size} bytes, but its {count} elements end at byte {offset}",
         )
+    return texts(values, where)
+
+
+def texts(values: list[bytes], where: str) -> list[str]:
+    """BYTES elements as text: features are UTF-8 strings, anything else is the client's 400."""
     try:
         return [value.decode() for value in values]
     except UnicodeDecodeError:

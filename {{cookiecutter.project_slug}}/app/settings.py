@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     app_env: Literal["development", "production"] = "production"
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int | None = Field(
+        8081, ge=1, le=65535, description="the Open Inference Protocol over gRPC; empty: no gRPC server"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     model_path: Path = Path("artifacts/models/latest")
@@ -193,6 +196,18 @@ class Settings(BaseSettings):
         except (ImportError, ValueError) as error:
             raise ValueError(f"CAPTURE_URI {value!r} cannot be opened: {error}") from None
         return value
+
+    @field_validator("grpc_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: Any) -> Any:
+        """GRPC_PORT= (empty) turns the gRPC server off; so do "off" and "none"."""
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off", "none") else value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        if self.grpc_port == self.port:
+            raise ValueError(f"GRPC_PORT={self.grpc_port} is PORT too: the two servers need a port each")
+        return self
 
     @field_validator("feedback_key_file", "feedback_api_keys_file", mode="before")
     @classmethod

@@ -37,6 +37,8 @@ from governance.core.contract import Contract, Feature, load
 from governance.core.errors import InputError
 
 CONTAINER_PORT = 8080
+GRPC_CONTAINER_PORT = 8081  # the image's GRPC_PORT: the Open Inference Protocol over gRPC
+GRPC_SERVICE = "inference.GRPCInferenceService"
 SECRETS_MOUNT = "/var/run/secrets/feedback"  # where deploy/base/deployment.yaml mounts the Secret
 EXPECTED_UID = 10001
 ARBITRARY_UID = "4242:4242"  # OpenShift-style clusters run images under a uid they pick
@@ -112,6 +114,7 @@ class ImageTest:
         self.args = args
         self.contract = contract
         self.port = args.port or free_port()
+        self.grpc_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.name = f"image-test-{uuid.uuid4().hex[:8]}"
         self.containers: list[str] = []
@@ -173,7 +176,7 @@ class ImageTest:
         return f"USER {user}"
 
     # -- a running container -----------------------------------------------------------------
-    def start(self, name: str, port: int, user: str | None = None) -> None:
+    def start(self, name: str, port: int, user: str | None = None, grpc_port: int | None = None) -> None:
         args = [
             "run",
             "--detach",
@@ -195,6 +198,8 @@ class ImageTest:
             "--env",
             f"FEEDBACK_KEY_FILE={SECRETS_MOUNT}/key",
         ]
+        if grpc_port:
+            args += ["--publish", f"127.0.0.1:{grpc_port}:{GRPC_CONTAINER_PORT}"]
         if self.model_name:
             args += ["--env", f"MODEL_NAME={self.model_name}"]
         if user:
@@ -204,8 +209,10 @@ class ImageTest:
         if started.returncode != 0:
             raise CheckFailed(f"`{self.args.docker} run` failed: {started.stderr.strip()}")
 
-    def start_and_wait(self, name: str, port: int, user: str | None = None) -> str:
-        self.start(name, port, user)
+    def start_and_wait(
+        self, name: str, port: int, user: str | None = None, grpc_port: int | None = None
+    ) -> str:
+        self.start(name, port, user, grpc_port)
         return self.wait_ready(name, f"http://127.0.0.1:{port}")
 
     def wait_ready(self, name: str, base: str) -> str:
@@ -291,6 +298,27 @@ class ImageTest:
         if any(abs(sum(data[row * classes : (row + 1) * classes]) - 1) > 1e-4 for row in range(2)):
             raise CheckFailed(f"class probabilities do not sum to 1: {data}")
         return f"2 rows -> labels {label['data']}"
+
+    def grpc_serving(self) -> str:
+        """The gRPC port answers: grpc.health.v1 (the pod's liveness probe) and the OIP service."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        target = f"127.0.0.1:{self.grpc_port}"
+        try:
+            with grpc.insecure_channel(target) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for service in ("", GRPC_SERVICE):
+                    answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+                    if answer.status != health_pb2.HealthCheckResponse.SERVING:
+                        raise CheckFailed(f"grpc.health.v1 Check({service!r}) answered {answer.status}")
+                # ServerReadyRequest is empty; ServerReadyResponse{ready: true} is field 1 = 1.
+                ready = channel.unary_unary(f"/{GRPC_SERVICE}/ServerReady")(b"", timeout=10)
+        except grpc.RpcError as error:
+            raise CheckFailed(f"gRPC on {target}: {error.code()} {error.details()}") from None
+        if ready != b"\x08\x01":
+            raise CheckFailed(f"ServerReady answered {ready!r}, not ready=true")
+        return f"grpc.health.v1 SERVING and ServerReady on {target}"
 
     def predict(self) -> str:
         status, body = http("POST", self.base + "/predict", {"records": sample_records(self.contract, 3)})
@@ -409,12 +437,13 @@ class ImageTest:
         self.check("the image declares a non-root USER", lambda: self.declares_non_root_user(image))
         try:
             title = f"starts read-only on 127.0.0.1:{self.port}"
-            self.check(title, lambda: self.start_and_wait(self.name, self.port))
+            self.check(title, lambda: self.start_and_wait(self.name, self.port, grpc_port=self.grpc_port))
             if title in self.failures:
                 return self.report()
             self.check("health, readiness and metrics", self.health_endpoints)
             self.check("model metadata matches the contract", self.model_metadata)
             self.check("OIP infer call", self.oip_infer)
+            self.check("OIP over gRPC: health and readiness", self.grpc_serving)
             self.check("/predict call", self.predict)
             self.check("/feedback takes the prediction's token only", self.feedback_needs_the_token)
             self.check("bad input gets a 4xx", self.bad_input_is_4xx)

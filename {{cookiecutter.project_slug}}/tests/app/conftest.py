@@ -32,6 +32,18 @@ def feedback_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         yield path
 
 
+@pytest.fixture(scope="package", autouse=True)
+def rest_only_unless_asked() -> Iterator[None]:
+    """GRPC_PORT empty: a service a test starts serves REST alone unless the test names a gRPC port.
+
+    Why: the default port (8081) is one per machine, and suites running side by side (or a
+    service already on it) would make `python -m app` fail to start for a reason no test is about.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRPC_PORT", "")
+        yield
+
+
 @pytest.fixture(scope="session")
 def contract_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's data contract, or the example generator's while the project has none yet.

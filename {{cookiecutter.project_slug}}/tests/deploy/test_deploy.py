@@ -72,6 +72,7 @@ def test_the_service_accepts_every_setting_the_config_map_gives_it(environment, 
     settings = Settings()
     assert settings.app_env == "production" and settings.capture_enabled
     assert settings.port == 8080
+    assert settings.grpc_port == 8081  # deployment.yaml's `grpc` port and liveness probe
 
 
 def test_the_compose_stack_uses_settings_the_service_accepts(monkeypatch, tmp_path):
