@@ -6,7 +6,9 @@ it sends JSON without a Content-Type, and tensors as binary data (a JSON header 
 `Inference-Header-Content-Length` bytes, then raw little-endian bytes), asking for its outputs
 the same way. This bakes the defaults, runs `make data train`, starts `make serve` and drives it
 with `tritonclient.http.InferenceServerClient` as its documentation shows, no header or option
-set by hand; the answers must equal `/predict`'s for the same rows, and capture must hold them.
+set by hand, and its gRPC port (GRPC_PORT) with `tritonclient.grpc.InferenceServerClient`, whose
+numpy inputs travel as `raw_input_contents`; the answers must equal `/predict`'s for the same rows,
+and capture must hold them whichever transport scored them.
 """
 
 from __future__ import annotations
@@ -24,20 +26,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient  # both from requirements/template.txt
+import tritonclient.http as httpclient
 import yaml
 from conftest import BIN, ROOT, free_port
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
-httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient is in requirements/template.txt")
 
 
 @dataclass(frozen=True)
 class Served:
-    """A baked project with `make serve` running on `port`."""
+    """A baked project with `make serve` running: REST on `port`, gRPC on `grpc_port`."""
 
     project: Path
     port: int
+    grpc_port: int
     model: str
     contract: dict
 
@@ -89,8 +93,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             ["make", target], cwd=project, env=project_env(), capture_output=True, text=True, timeout=1800
         )
         assert outcome.returncode == 0, f"make {target}:\n{outcome.stdout[-3000:]}{outcome.stderr[-3000:]}"
-    port, log = free_port(), project / "serve.log"
-    env = {**project_env(), "PORT": str(port), "APP_ENV": "development"}
+    port, grpc_port, log = free_port(), free_port(), project / "serve.log"
+    env = {**project_env(), "PORT": str(port), "GRPC_PORT": str(grpc_port), "APP_ENV": "development"}
     with log.open("w") as handle:
         server = subprocess.Popen(
             ["make", "serve"],
@@ -110,7 +114,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
         status, answer = post(f"{base}/predict", {"records": rows(contract, 1)})
         assert status == 200, answer
-        yield Served(project, port, answer["model_name"], contract)
+        yield Served(project, port, grpc_port, answer["model_name"], contract)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -137,18 +141,17 @@ def rows(contract: dict, count: int, seed: int = 0) -> list[dict]:
     return records
 
 
-def infer_inputs(contract: dict, records: list[dict], binary: bool = True) -> list:
-    """One InferInput per feature, [N, 1], typed as the model metadata declares it, filled from numpy."""
+def infer_inputs(contract: dict, records: list[dict], client=httpclient, **options) -> list:
+    """One InferInput per feature, [N, 1], typed as the model metadata declares it, filled from numpy
+    (`options` empty: the client's defaults, binary tensor data over HTTP, raw contents over gRPC)."""
     inputs = []
     for feature in contract["features"]:
         values = [record[feature["name"]] for record in records]
         numeric = feature["kind"] == "numeric"
-        tensor = httpclient.InferInput(feature["name"], [len(records), 1], "FP32" if numeric else "BYTES")
-        array = np.array(values, dtype=np.float32 if numeric else object).reshape(-1, 1)
-        if binary:
-            tensor.set_data_from_numpy(array)  # the default: binary_data=True
-        else:
-            tensor.set_data_from_numpy(array, binary_data=False)
+        tensor = client.InferInput(feature["name"], [len(records), 1], "FP32" if numeric else "BYTES")
+        tensor.set_data_from_numpy(
+            np.array(values, dtype=np.float32 if numeric else object).reshape(-1, 1), **options
+        )
         inputs.append(tensor)
     return inputs
 
@@ -219,8 +222,43 @@ def test_infer_in_json_answers_as_predict_and_is_captured(served: Served):
         httpclient.InferRequestedOutput("label", binary_data=False),
         httpclient.InferRequestedOutput("probabilities", binary_data=False),
     ]
-    result = client.infer(served.model, infer_inputs(served.contract, records, binary=False), outputs=outputs)
+    inputs = infer_inputs(served.contract, records, binary_data=False)
+    result = client.infer(served.model, inputs, outputs=outputs)
     response = result.get_response()
     assert all("data" in tensor for tensor in response["outputs"]), "asked for JSON outputs"
     assert_matches_predict(served, records, result)
     assert captured(served, response["parameters"]["request_id"]) == records
+
+
+def test_tritons_grpc_client_with_its_defaults_answers_as_predict_and_is_captured(served: Served):
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{served.grpc_port}")
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(served.model)
+    server = client.get_server_metadata(as_json=True)
+    assert server["name"] and server["version"]
+    metadata = client.get_model_metadata(served.model, as_json=True)
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert [tensor["name"] for tensor in metadata["inputs"]] == [
+        f["name"] for f in served.contract["features"]
+    ]
+    for count in (1, 100):
+        records = rows(served.contract, count, seed=100 + count)
+        result = client.infer(served.model, infer_inputs(served.contract, records, grpcclient))
+        assert_matches_predict(served, records, result)
+        request_id = result.get_response().parameters["request_id"].string_param
+        assert captured(served, request_id) == records
+
+
+def test_tritons_grpc_client_hears_which_field_is_wrong(served: Served):
+    """A client mistake is INVALID_ARGUMENT naming the field; an unknown model is NOT_FOUND."""
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{served.grpc_port}")
+    records = rows(served.contract, 1)
+    first = next(f["name"] for f in served.contract["features"] if f["kind"] == "numeric")
+    records[0][first] = 1e30
+    with pytest.raises(grpcclient.InferenceServerException) as caught:
+        client.infer(served.model, infer_inputs(served.contract, records, grpcclient))
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT", caught.value.message()
+    assert f"inputs[{first}].data[0]" in caught.value.message()
+    with pytest.raises(grpcclient.InferenceServerException) as caught:
+        client.is_model_ready("not-this-model")
+    assert caught.value.status() == "StatusCode.NOT_FOUND"

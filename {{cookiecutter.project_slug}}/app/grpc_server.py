@@ -26,8 +26,8 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app import grpc_predict_v2_pb2 as pb
 from app import binary_tensors
+from app import grpc_predict_v2_pb2 as pb
 from app.service import Inference, Service
 from app.settings import Settings
 from app.validation import ALL_DATATYPES, RequestError, Validator, shown

@@ -344,7 +344,7 @@ def test_raw_byte_count_must_match_the_shape(served: Served, contract: Contract)
     request = raw_request(contract, sample_records(contract, 3))
     index = first_numeric(contract)
     request.raw_input_contents[index] = request.raw_input_contents[index][:-1]
-    assert_invalid(rejected(served, request), f"raw_input_contents[{index}]", "raw_size", "holds 11 bytes")
+    assert_invalid(rejected(served, request), f"raw_input_contents[{index}]", "rule: size", "is 11 bytes")
 
 
 def test_raw_count_must_match_the_inputs(served: Served, contract: Contract) -> None:
@@ -356,10 +356,10 @@ def test_raw_count_must_match_the_inputs(served: Served, contract: Contract) -> 
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
-        (b"\x05\x00", "ends inside the 4-byte length"),
-        (b"\xff\xff\xff\x7fabc", "claims 2147483647 bytes, but 3 remain"),
-        (struct.pack("<I", 1) + b"a" + b"extra", "holds 5 bytes after the 1 elements"),
-        (struct.pack("<I", 2) + b"\xff\xfe", "must be UTF-8 text"),
+        (b"\x05\x00", "has no 4-byte length at byte 0"),
+        (b"\xff\xff\xff\x7fabc", "declares 2147483647 bytes at byte 0, past the tensor's end (7 bytes)"),
+        (struct.pack("<I", 1) + b"a" + b"extra", "is 10 bytes, but its 1 elements end at byte 5"),
+        (struct.pack("<I", 2) + b"\xff\xfe", "is not UTF-8 text"),
     ],
 )
 def test_broken_bytes_prefixes(served: Served, contract: Contract, broken: bytes, message: str) -> None:
