@@ -236,3 +236,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# The slow files, longest first (CI durations), each started first on a worker of its own: with
+# `pytest -n 2 --dist loadgroup` a worker takes the next file when its queue runs low, so the two
+# longest must not end up queued behind each other.
+LONGEST_FIRST = ("test_demo", "test_act", "test_baked_projects", "test_tasks", "test_oip_clients")
+# Files whose tests are independent runs (no module fixture): each test may go to either worker.
+SPLITTABLE = ("test_baked_projects", "test_tasks")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the tests longest file first and keep each file that shares a module fixture (a baked
+    project, the demo's run) on one worker, so two workers finish close together."""
+
+    def module(item: pytest.Item) -> str:
+        return item.path.stem
+
+    items.sort(key=lambda item: LONGEST_FIRST.index(module(item)) if module(item) in LONGEST_FIRST else 99)
+    for item in items:  # the sort is stable: each file keeps its own order
+        name = module(item)
+        if name not in SPLITTABLE:
+            item.add_marker(pytest.mark.xdist_group(name))

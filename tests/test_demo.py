@@ -34,6 +34,9 @@ def run_demo(out: Path, *extra: str) -> tuple[int, str, dict]:
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     if (BIN / "uv").exists():
         env.setdefault("UV", str(BIN / "uv"))
+    # The project's whole suite runs in test_act.py (pr.yml's lint-test job) and for every other
+    # combination in test_baked_projects.py: here its test steps run one module, which shows they run.
+    env["PYTEST_ADDOPTS"] = "tests/test_project_shape.py"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(out), *extra],
         cwd=ROOT,

@@ -116,6 +116,12 @@ def test_the_token_is_passed_by_name_and_capture_as_an_absolute_variable():
     assert capture == f"CAPTURE_URI={(Path.cwd() / 'artifacts' / 'capture').resolve()}"
 
 
+def test_pytests_own_options_reach_the_jobs_only_when_set():
+    line = command({"ACT_MODE": "self-hosted", "PYTEST_ADDOPTS": "-x tests/app"})
+    assert "PYTEST_ADDOPTS=-x tests/app" in line
+    assert not [part for part in command({"ACT_MODE": "self-hosted"}) if part.startswith("PYTEST_ADDOPTS")]
+
+
 def test_an_engine_without_the_runner_image_runs_the_jobs_here_and_says_why(monkeypatch, capsys):
     engine(monkeypatch, answers=True, images=())
     line = command({"ACT_IMAGE": "example/runner:1"})
