@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,6 +244,72 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment a baked project's `make` runs in: the template venv's tools first (its uv
+    shares one cache, so each install takes seconds), no GitHub or outer `make` variables."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
+    env.update(GX_ANALYTICS_ENABLED="false", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    if (BIN / "uv").exists():
+        env["UV"] = str(BIN / "uv")
+    return {**env, **extra}
+
+
+def run_make(project: Path, *targets: str, timeout: int = 2400) -> subprocess.CompletedProcess[str]:
+    """`make <targets>` in a baked project, output captured (for the assertion message)."""
+    return subprocess.run(
+        ["make", *targets], cwd=project, env=project_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def call_json(url: str, body: object | None = None) -> tuple[int, dict]:
+    """GET `url`, or POST `body` as JSON; the status and the decoded answer, an error's too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@contextmanager
+def serving(project: Path, log: Path, **env: str) -> Iterator[str]:
+    """`make serve` of a baked project on a free port, ready; yields its base URL, SIGTERM after.
+
+    REST only unless `GRPC_PORT` is given: the default gRPC port is fixed, and services started
+    side by side by parallel tests would collide on it.
+    """
+    port = free_port()
+    environment = project_env(**{"PORT": str(port), "APP_ENV": "development", "GRPC_PORT": "", **env})
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            ["make", "serve"],
+            cwd=project,
+            env=environment,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"make serve exited {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if call_json(f"{base}/v2/health/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"make serve never turned ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
 
 
 # The slow files, longest first (CI durations), each started first on a worker of its own: with

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT
+from conftest import ROOT, project_env
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
@@ -53,12 +53,9 @@ def engine() -> dict[str, str]:
     return env
 
 
-def project_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
-    env.update(GX_ANALYTICS_ENABLED="false", ACT_MODE="self-hosted", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    if (BIN / "uv").exists():
-        env["UV"] = str(BIN / "uv")
-    return {**env, **extra}
+def act_env(extra: dict[str, str]) -> dict[str, str]:
+    """A baked project's environment for act, whose jobs run on this machine (self-hosted mode)."""
+    return project_env(ACT_MODE="self-hosted", **extra)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context={"git_init": "yes"})
     )
     installed = subprocess.run(
-        ["make", "install"], cwd=baked, env=project_env({}), capture_output=True, text=True
+        ["make", "install"], cwd=baked, env=act_env({}), capture_output=True, text=True
     )
     assert installed.returncode == 0, installed.stderr
     return baked
@@ -109,7 +106,7 @@ def failure_report(log: str, outcomes: dict[str, str], lines: int = 60) -> str:
 
 
 def test_make_ci_runs_every_pull_request_job_green(project, engine, tmp_path):
-    code, log = run_make(project, "ci", project_env(engine), tmp_path / "ci.log")
+    code, log = run_make(project, "ci", act_env(engine), tmp_path / "ci.log")
     outcomes = job_outcomes(log)
     failed = sorted(job for job, outcome in outcomes.items() if outcome != "succeeded")
     assert code == 0 and not failed, f"failed jobs: {failed}\n{failure_report(log, outcomes)}"
@@ -153,7 +150,7 @@ def registered(project, tmp_path_factory) -> tuple[str, Path]:
     trained = subprocess.run(
         ["make", "data", "train", "register"],
         cwd=project,
-        env=project_env({}),
+        env=act_env({}),
         capture_output=True,
         text=True,
     )
@@ -199,7 +196,7 @@ def test_make_ci_drift_opens_a_retraining_pr_on_drifted_capture(
     capture = tmp_path / "capture"
     written = project_python(project, "-c", CAPTURE_SCRIPT, str(capture))
     assert written.returncode == 0, written.stderr
-    env = project_env({**api, "CAPTURE_URI": str(capture)})
+    env = act_env({**api, "CAPTURE_URI": str(capture)})
     code, log = run_make(project, "ci-drift", env, tmp_path / "drift.log")
     outcomes = job_outcomes(log)
     assert code == 0 and set(outcomes.values()) == {"succeeded"}, failure_report(log, outcomes)
@@ -230,7 +227,7 @@ def promote(project: Path, version: str, api: dict[str, str], log_path: Path) ->
         code = subprocess.run(
             [*runner, "workflow_dispatch", ".github/workflows/promote.yml", "--input", f"version={version}"],
             cwd=project,
-            env=project_env(api),
+            env=act_env(api),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             timeout=900,
@@ -283,7 +280,7 @@ def test_a_candidate_that_fails_a_gate_turns_the_required_check_red(project, eng
     policy["model"]["min_primary_metric"] = 0.999
     policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
     try:  # the lint-test job is not what this checks: one module of it (the whole suite ran above)
-        env = project_env({**engine, "PYTEST_ADDOPTS": "tests/test_project_shape.py"})
+        env = act_env({**engine, "PYTEST_ADDOPTS": "tests/test_project_shape.py"})
         code, log = run_make(project, "ci", env, tmp_path / "ci-red.log")
     finally:
         policy_path.write_text(original)

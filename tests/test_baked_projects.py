@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import complete, covering_matrix, default_combination
+from conftest import complete, covering_matrix, default_combination, run_make
 
 pytestmark = pytest.mark.slow
-
-
-def project_env() -> dict[str, str]:
-    """Reuse the template venv's uv (and its cache) so each baked install takes seconds."""
-    uv = Path(sys.executable).with_name("uv")
-    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
-    if uv.exists():
-        env["UV"] = str(uv)
-    return env
-
-
-def run_make(project: Path, *targets: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", *targets], cwd=project, env=project_env(), capture_output=True, text=True, timeout=2400
-    )
 
 
 # Every value of every choice runs the project's own checks once (the licence only picks a file).

@@ -18,25 +18,20 @@ Slow (about 10 minutes on 2 cores, warm caches); it needs a Docker-API engine as
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, ROOT
+from conftest import ROOT, project_env
 
 pytestmark = pytest.mark.slow
 
 
 def run_demo(out: Path, *extra: str) -> tuple[int, str, dict]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    if (BIN / "uv").exists():
-        env.setdefault("UV", str(BIN / "uv"))
     # The project's whole suite runs in test_act.py (pr.yml's lint-test job) and for every other
     # combination in test_baked_projects.py: here its test steps run one module, which shows they run.
-    env["PYTEST_ADDOPTS"] = "tests/test_project_shape.py"
+    env = project_env(PYTEST_ADDOPTS="tests/test_project_shape.py")
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(out), *extra],
         cwd=ROOT,

@@ -14,12 +14,7 @@ and capture must hold them whichever transport scored them.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient  # both from requirements/template.txt
 import tritonclient.http as httpclient
 import yaml
-from conftest import BIN, ROOT, free_port
+from conftest import ROOT, call_json, free_port, run_make, serving
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
@@ -37,49 +32,22 @@ pytestmark = pytest.mark.slow
 
 @dataclass(frozen=True)
 class Served:
-    """A baked project with `make serve` running: REST on `port`, gRPC on `grpc_port`."""
+    """A baked project with `make serve` running: REST at `base`, gRPC on `grpc_port`."""
 
     project: Path
-    port: int
+    base: str
     grpc_port: int
     model: str
     contract: dict
 
     @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def project_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
-    env.update(GX_ANALYTICS_ENABLED="false", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    if (BIN / "uv").exists():
-        env["UV"] = str(BIN / "uv")
-    return env
-
-
-def post(url: str, document: object) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=json.dumps(document).encode(), headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
-def ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The default bake, trained and served (`make serve`); stopped with SIGTERM after the module."""
+    """The default bake, trained and served (`make serve`, REST and gRPC); stopped after the module."""
     project = Path(
         cookiecutter(
             str(ROOT),
@@ -88,36 +56,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             extra_context={"git_init": "no"},
         )
     )
-    for target in ("install", "data", "train"):
-        outcome = subprocess.run(
-            ["make", target], cwd=project, env=project_env(), capture_output=True, text=True, timeout=1800
-        )
-        assert outcome.returncode == 0, f"make {target}:\n{outcome.stdout[-3000:]}{outcome.stderr[-3000:]}"
-    port, grpc_port, log = free_port(), free_port(), project / "serve.log"
-    env = {**project_env(), "PORT": str(port), "GRPC_PORT": str(grpc_port), "APP_ENV": "development"}
-    with log.open("w") as handle:
-        server = subprocess.Popen(
-            ["make", "serve"],
-            cwd=project,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while not ready(base):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"make serve never turned ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    outcome = run_make(project, "install", "data", "train")
+    assert outcome.returncode == 0, outcome.stdout[-3000:] + outcome.stderr[-3000:]
+    grpc_port = free_port()
+    with serving(project, project / "serve.log", GRPC_PORT=str(grpc_port)) as base:
         contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
-        status, answer = post(f"{base}/predict", {"records": rows(contract, 1)})
+        status, answer = call_json(f"{base}/predict", {"records": rows(contract, 1)})
         assert status == 200, answer
-        yield Served(project, port, grpc_port, answer["model_name"], contract)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        yield Served(project, base, grpc_port, answer["model_name"], contract)
 
 
 def rows(contract: dict, count: int, seed: int = 0) -> list[dict]:
@@ -158,7 +104,7 @@ def infer_inputs(contract: dict, records: list[dict], client=httpclient, **optio
 
 def assert_matches_predict(served: Served, records: list[dict], result) -> None:
     """tritonclient's decoded outputs equal /predict's answers for the same rows."""
-    status, answer = post(f"{served.base}/predict", {"records": records})
+    status, answer = call_json(f"{served.base}/predict", {"records": records})
     assert status == 200, answer
     predictions = answer["predictions"]
     labels = result.as_numpy("label")

@@ -11,17 +11,11 @@ data -> train -> register -> serve, then scores a row through the running servic
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT
+from conftest import ROOT, call_json, run_make, serving
 from cookiecutter.main import cookiecutter
 
 pytestmark = pytest.mark.slow
@@ -34,34 +28,6 @@ def build_estimator(family: str, settings: dict[str, Any], seed: int, task: str)
 
     return DecisionTreeClassifier(max_depth=5, min_samples_leaf=20, random_state=seed)
 '''
-
-
-def project_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GITHUB_", "MAKE"))}
-    env.update(GX_ANALYTICS_ENABLED="false", PATH=f"{BIN}{os.pathsep}{env['PATH']}")
-    if (BIN / "uv").exists():
-        env["UV"] = str(BIN / "uv")
-    return env
-
-
-def make(project: Path, *targets: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", *targets], cwd=project, env=project_env(), capture_output=True, text=True, timeout=1200
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def post(url: str, document: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=json.dumps(document).encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return answer.status, json.loads(answer.read())
 
 
 def sample_row(project: Path) -> dict:
@@ -96,7 +62,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_replaced_estimator_trains_registers_and_serves(project: Path):
     for targets in (("install",), ("data",), ("train",), ("register",)):
-        outcome = make(project, *targets)
+        outcome = run_make(project, *targets)
         assert outcome.returncode == 0, (
             f"make {' '.join(targets)}:\n{outcome.stdout[-3000:]}{outcome.stderr[-3000:]}"
         )
@@ -111,33 +77,10 @@ def test_a_replaced_estimator_trains_registers_and_serves(project: Path):
     assert gates["passed"] and {gate["name"] for gate in gates["gates"]} >= {"onnx_parity", "primary_metric"}
     assert "stage: candidate" in (project / "governance" / "registry.yaml").read_text()
 
-    port = free_port()
-    server = subprocess.Popen(
-        ["make", "serve", f"PORT={port}"],
-        cwd=project,
-        env={**project_env(), "APP_ENV": "development", "GRPC_PORT": ""},  # REST alone: no fixed gRPC port
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as ready:
-                    if ready.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.5)
-        status, answer = post(f"http://127.0.0.1:{port}/predict", {"records": [sample_row(project)]})
+    with serving(project, project / "serve.log") as base:
+        status, answer = call_json(f"{base}/predict", {"records": [sample_row(project)]})
         assert status == 200, answer
         (prediction,) = answer["predictions"]
         assert prediction["label"] in (0, 1)
         assert abs(sum(prediction["probabilities"].values()) - 1.0) < 1e-5
         assert answer["model_version"] == training["version"]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)

@@ -11,21 +11,13 @@ scored against the truth and must be about as good as the held-out metrics train
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import TaskFile
+from conftest import TaskFile, call_json, run_make, serving
 from sklearn.metrics import f1_score, r2_score, roc_auc_score
-from test_baked_projects import project_env, run_make
 
 pytestmark = pytest.mark.slow
 
@@ -37,36 +29,6 @@ EXPECTED_CLASSES = {
     "multiclass_classification": ["barbera", "barolo", "grignolino"],
     "regression": [],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def call(url: str, body: object | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
-def wait_ready(base: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"make serve exited {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if call(f"{base}/v2/health/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"make serve never turned ready:\n{log.read_text()[-3000:]}")
 
 
 def served_metric(task: str, truth: list, answers: list[dict], classes: list) -> tuple[str, float]:
@@ -92,31 +54,16 @@ def check_contract(project: Path, data: TaskFile) -> dict:
 
 def serve_and_label(project: Path, data: TaskFile, contract: dict, tmp_path: Path) -> tuple[list, list]:
     """`make serve`, every kept-back row to /predict, its true label to /feedback; then SIGTERM."""
-    port, log = free_port(), tmp_path / "serve.log"
-    base = f"http://127.0.0.1:{port}"
-    # GRPC_PORT empty: REST alone (gRPC has its own test, test_oip_grpc.py; its fixed default port
-    # would collide between the tasks served side by side).
-    env = {**project_env(), "PORT": str(port), "GRPC_PORT": "", "APP_ENV": "development"}
     features = [feature["name"] for feature in contract["features"]]
     sensitive = (contract.get("sensitive_attribute") or {}).get("name")
-    with log.open("w") as handle:
-        server = subprocess.Popen(
-            ["make", "serve"],
-            cwd=project,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_ready(base, server, log)
+    with serving(project, tmp_path / "serve.log") as base:
         rows = []
         for record in data.unseen:
             row = {name: (None if record[name] == "" else record[name]) for name in features}
             if sensitive:
                 row[sensitive] = record[sensitive] or None
             rows.append(row)
-        status, answer = call(f"{base}/predict", {"records": rows})
+        status, answer = call_json(f"{base}/predict", {"records": rows})
         assert status == 200, answer
         predictions = answer["predictions"]
         truth = [record[data.target] for record in data.unseen]
@@ -124,11 +71,8 @@ def serve_and_label(project: Path, data: TaskFile, contract: dict, tmp_path: Pat
             {"feedback_token": prediction["feedback_token"], "label": label}
             for prediction, label in zip(predictions, truth, strict=True)
         ]
-        status, accepted = call(f"{base}/feedback", feedback)
+        status, accepted = call_json(f"{base}/feedback", feedback)
         assert status == 202, accepted
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
     return truth, predictions
 
 
