@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from governance import github_client
 from governance.core.contract import Contract
 from governance.core.paths import Paths
 from tests.support import training
+from tests.support.github_standin import FakeGitHub
 
 # Environment variables the command line reads as option defaults (typer `envvar=`): a test must
 # not change behaviour because the shell that runs it (CI, make, the template's demo) sets them.
@@ -47,3 +49,21 @@ def workspace_copy(trained_workspace: tuple[Path, str], tmp_path: Path) -> tuple
     """(paths, version): a private copy of the trained workspace, free to register into or edit."""
     root, version = trained_workspace
     return Paths(training.copy_workspace(root, tmp_path / "project")), version
+
+
+@pytest.fixture
+def fake_api(monkeypatch: pytest.MonkeyPatch):
+    """The GitHub stand-in served on loopback, with the variables a workflow job would have."""
+    fake = FakeGitHub(repository="acme/loan-default-model")
+    url, stop = fake.serve()
+    monkeypatch.setenv("GITHUB_API_URL", url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
+    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+    for variable in ("PR_NUMBER", "JOB_RESULTS", "PR_HEAD_REF", "GITHUB_STEP_SUMMARY", "GITOPS_TOKEN_SET"):
+        monkeypatch.delenv(variable, raising=False)  # a CI run's own values must not leak in
+    opened = github_client.open_repository
+    monkeypatch.setattr(
+        github_client, "open_repository", lambda target, **options: opened(target, **options, fast=True)
+    )
+    yield fake
+    stop()

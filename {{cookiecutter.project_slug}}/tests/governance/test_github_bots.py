@@ -49,24 +49,6 @@ CHAMPION = "20251201000000-00000000"
 OPEN, CLOSE = "{" * 2, "}" * 2  # Jinja2 delimiters, spelled so that cookiecutter leaves this file alone
 
 
-@pytest.fixture
-def fake_api(monkeypatch):
-    """A stand-in API served on loopback, with the environment a workflow job would have."""
-    fake = FakeGitHub(repository="acme/loan-default-model")
-    url, stop = fake.serve()
-    monkeypatch.setenv("GITHUB_API_URL", url)
-    monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
-    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
-    for variable in ("PR_NUMBER", "JOB_RESULTS", "PR_HEAD_REF", "GITHUB_STEP_SUMMARY"):
-        monkeypatch.delenv(variable, raising=False)  # a CI run's own values must not leak in
-    opened = github_client.open_repository
-    monkeypatch.setattr(
-        github_client, "open_repository", lambda target, **options: opened(target, **options, fast=True)
-    )
-    yield fake
-    stop()
-
-
 # --- the settings -------------------------------------------------------------------------------
 
 

@@ -6,9 +6,6 @@ holds pull requests too, as GitHub's does.
 
 from __future__ import annotations
 
-import pytest
-
-from governance import github_client
 from governance.cli import main
 from governance.core.paths import Paths
 from monitoring import alerts
@@ -22,22 +19,7 @@ BLOCKED = {
     "notes": [],
 }
 HEALTHY = {"status": "no_retrain", "reasons": [], "checks": [], "notes": []}
-RUN = "https://github.example/acme/loans/actions/runs/42"
-
-
-@pytest.fixture
-def github(monkeypatch):
-    fake = FakeGitHub(repository="acme/loans")
-    url, stop = fake.serve()
-    monkeypatch.setenv("GITHUB_API_URL", url)
-    monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
-    monkeypatch.setenv("GITHUB_TOKEN", "test-token")
-    opened = github_client.open_repository
-    monkeypatch.setattr(
-        github_client, "open_repository", lambda target, **options: opened(target, **options, fast=True)
-    )
-    yield fake
-    stop()
+RUN = "https://github.example/acme/loan-default-model/actions/runs/42"
 
 
 def write_decision(root, decision) -> Paths:
@@ -51,37 +33,37 @@ def open_alerts(fake: FakeGitHub) -> list[dict]:
     return [issue for issue in fake.issues if issue["state"] == "open"]
 
 
-def test_drift_without_labels_opens_one_issue_that_reruns_edit_and_a_healthy_run_closes(tmp_path, github):
-    github.add_pull_request()  # GitHub lists pull requests as issues too: never taken for the alert
+def test_drift_without_labels_opens_one_issue_that_reruns_edit_and_a_healthy_run_closes(tmp_path, fake_api):
+    fake_api.add_pull_request()  # GitHub lists pull requests as issues too: never taken for the alert
     paths = write_decision(tmp_path, BLOCKED)
     first = alerts.run(paths, run_url=RUN, say=lambda _: None)
-    (issue,) = open_alerts(github)
+    (issue,) = open_alerts(fake_api)
     assert first == f"issue #{issue['number']} opened: {issue['title']}"
     assert "needs labels" in issue["title"] and "/feedback" in issue["body"]
     assert BLOCKED["reasons"][0] in issue["body"] and RUN in issue["body"]
     again = alerts.run(paths, run_url=RUN.replace("42", "43"), say=lambda _: None)
     assert again == f"issue #{issue['number']} updated: {issue['title']}"
-    assert [i["number"] for i in github.issues] == [issue["number"]], "never a second issue"
+    assert [i["number"] for i in fake_api.issues] == [issue["number"]], "never a second issue"
     assert "runs/43" in issue["body"]
     write_decision(tmp_path, HEALTHY)
     assert alerts.run(paths, run_url=RUN, say=lambda _: None) == f"issue #{issue['number']} closed"
-    assert open_alerts(github) == [] and "Resolved" in github.comments[issue["number"]][0]["body"]
+    assert open_alerts(fake_api) == [] and "Resolved" in fake_api.comments[issue["number"]][0]["body"]
     assert alerts.run(paths, run_url=RUN, say=lambda _: None) == "nothing to report"
-    assert [pull["state"] for pull in github.pulls] == ["open"], "the pull request was left alone"
+    assert [pull["state"] for pull in fake_api.pulls] == ["open"], "the pull request was left alone"
 
 
-def test_a_failed_run_alerts_even_without_a_decision(tmp_path, github):
+def test_a_failed_run_alerts_even_without_a_decision(tmp_path, fake_api):
     outcome = alerts.run(
         Paths(tmp_path), job_results={"drift": "failure", "retrain-pr": "skipped"}, run_url=RUN
     )
-    (issue,) = open_alerts(github)
+    (issue,) = open_alerts(fake_api)
     assert outcome.endswith("opened: Scheduled monitoring failed")
     assert "`drift`: failure" in issue["body"] and "retrain-pr" not in issue["body"]
 
 
-def test_a_run_that_wrote_no_decision_is_a_failure_too(tmp_path, github):
+def test_a_run_that_wrote_no_decision_is_a_failure_too(tmp_path, fake_api):
     alerts.run(Paths(tmp_path), job_results={"drift": "success"}, run_url=RUN, say=lambda _: None)
-    (issue,) = open_alerts(github)
+    (issue,) = open_alerts(fake_api)
     assert "wrote no drift decision" in issue["body"]
 
 
