@@ -18,6 +18,7 @@ import json
 import time
 
 import grpc
+from loadgen import summary  # beside this script: the same figures as the HTTP load
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -45,21 +46,7 @@ async def run(target: str, request: bytes, connections: int, seconds: float, max
     await asyncio.gather(
         *(caller(target, request, deadline, budget, latencies, errors) for _ in range(connections))
     )
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def quantile(q: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
-        )
-
-    return {
-        "requests": len(latencies),
-        "errors": errors[0],
-        "rps": len(latencies) / elapsed,
-        "p50_ms": quantile(0.50),
-        "p99_ms": quantile(0.99),
-    }
+    return summary(latencies, errors[0], time.perf_counter() - started)
 
 
 def answer(target: str, request: bytes) -> dict:

@@ -60,8 +60,12 @@ async def run(url: str, body: bytes, connections: int, seconds: float, max_reque
     await asyncio.gather(
         *(connection(host, port, request, deadline, budget, latencies, errors) for _ in range(connections))
     )
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return summary(latencies, errors[0], time.perf_counter() - started)
+
+
+def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
+    """Requests, errors, requests/s and the latency quantiles (ms) of one closed-loop run."""
+    latencies = sorted(latencies)
 
     def quantile(q: float) -> float:
         return (
@@ -70,7 +74,7 @@ async def run(url: str, body: bytes, connections: int, seconds: float, max_reque
 
     return {
         "requests": len(latencies),
-        "errors": errors[0],
+        "errors": errors,
         "rps": len(latencies) / elapsed,
         "p50_ms": quantile(0.50),
         "p99_ms": quantile(0.99),
