@@ -12,9 +12,9 @@ BIN := $(VENV)/bin
 export UV := $(abspath $(BIN)/uv)
 export PATH := $(abspath $(BIN)):$(PATH)
 PYTEST_ARGS ?=
-# The suite runs on TEST_WORKERS processes: a file that shares a baked project stays on one, the
-# longest files start first (tests/conftest.py), so the demo, act's workflow runs and the baked
-# combinations overlap on the two cores.
+# The suite runs on TEST_WORKERS processes, each file whole on one (a file's tests share a baked
+# project), the longest files first (tests/conftest.py), so the demo, act's workflow runs and the
+# baked combinations overlap on the two cores.
 TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 DEMO_ARGS ?=
@@ -38,7 +38,7 @@ demo: install ## scaffold the defaults into build/demo/ and run the project's li
 
 .PHONY: test
 test: install ## the whole test suite: bake, validate prompts, run baked projects' lint and tests
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff on the template's own code (hooks, tests, scripts)

@@ -312,24 +312,12 @@ def serving(project: Path, log: Path, **env: str) -> Iterator[str]:
         server.wait(timeout=60)
 
 
-# The slow files, longest first (CI durations), each started first on a worker of its own: with
-# `pytest -n 2 --dist loadgroup` a worker takes the next file when its queue runs low, so the two
-# longest must not end up queued behind each other.
+# The slow files, longest first (CI durations): with `pytest -n 2 --dist loadfile` a worker takes the
+# next whole file when its queue runs low, so the two longest must start first, one on each worker.
 LONGEST_FIRST = ("test_demo", "test_act", "test_baked_projects", "test_tasks", "test_oip_clients")
-# Files whose tests are independent runs (no module fixture): each test may go to either worker.
-SPLITTABLE = ("test_baked_projects", "test_tasks")
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the tests longest file first and keep each file that shares a module fixture (a baked
-    project, the demo's run) on one worker, so two workers finish close together."""
-
-    def module(item: pytest.Item) -> str:
-        return item.path.stem
-
-    items.sort(key=lambda item: LONGEST_FIRST.index(module(item)) if module(item) in LONGEST_FIRST else 99)
-    for item in items:  # the sort is stable: each file keeps its own order
-        name = module(item)
-        if name not in SPLITTABLE:
-            item.add_marker(pytest.mark.xdist_group(name))
+    """Order the tests longest file first (a stable sort: each file keeps its own order)."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
