@@ -74,6 +74,9 @@ class DemoError(RuntimeError):
 class Demo:
     build: Path
     env: dict[str, str] = field(default_factory=dict)
+    # pytest's options for the project's unit tests: the `test` step's (default: the fast set), and
+    # when set, also the `ci` step's lint + unit tests job (which otherwise runs all, as CI does).
+    unit_tests: str = ""
     project: Path = Path()
     origin: Path = Path()
     repository: str = ""
@@ -313,9 +316,7 @@ class Demo:
 
     def test(self) -> str:
         # The slow tests (a 10,000-request capture run) run in CI: pr.yml's lint + unit tests job.
-        # PYTEST_ADDOPTS from the caller wins (the template's tests narrow it: they run the whole
-        # suite elsewhere); it also reaches the lint + unit tests job of the `ci` step.
-        options = self.env.get("PYTEST_ADDOPTS") or "-m 'not slow'"
+        options = self.unit_tests or "-m 'not slow'"
         output = self.run(["make", "test"], env=self.make_env(PYTEST_ADDOPTS=options))
         found = re.findall(r"(\d+) passed", output)
         return f"{found[-1] if found else '?'} tests passed ({options}; CI runs all)"
@@ -572,8 +573,11 @@ class Demo:
         event["pull_request"]["base"]["ref"] = "main"
         event_file.write_text(json.dumps(event, indent=2) + "\n")
         try:
+            narrowed = {"PYTEST_ADDOPTS": self.unit_tests} if self.unit_tests else {}
             outcomes = self.act(
-                ["make", "ci"], "pr.yml", self.make_env(CAPTURE_URI=str(self.capture), **self.github.env())
+                ["make", "ci"],
+                "pr.yml",
+                self.make_env(CAPTURE_URI=str(self.capture), **self.github.env(), **narrowed),
             )
         finally:
             self.git("checkout", "--quiet", "--", str(event_file.relative_to(self.project)))
@@ -706,6 +710,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=[name for name, _, _ in PLAN],
         help="stop after this step (a documented subset of the lifecycle, e.g. for quick re-runs)",
     )
+    parser.add_argument(
+        "--unit-tests",
+        default="",
+        metavar="PYTEST_OPTIONS",
+        help="pytest options for the project's unit tests in the test and ci steps "
+        "(default: the fast set in the test step, all of them in ci's pr.yml run)",
+    )
     args = parser.parse_args(argv)
     env = {
         key: value
@@ -713,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         if key not in DROPPED_ENV and not key.startswith("GITHUB_")
     }
     env["GX_ANALYTICS_ENABLED"] = "false"
-    demo = Demo(build=args.out.resolve(), env=env)
+    demo = Demo(build=args.out.resolve(), env=env, unit_tests=args.unit_tests)
     steps = [Step(name, what) for name, what, _ in PLAN]
     started = time.perf_counter()
     failed = False

@@ -26,14 +26,15 @@ import pytest
 from conftest import ROOT, project_env
 
 pytestmark = pytest.mark.slow
+UNIT_TESTS = ("--unit-tests", "tests/test_project_shape.py")
 
 
 def run_demo(out: Path, *extra: str) -> tuple[int, str, dict]:
-    # The project's whole suite runs in test_act.py (pr.yml's lint-test job) and for every other
-    # combination in test_baked_projects.py: here its test steps run one module, which shows they run.
-    env = project_env(PYTEST_ADDOPTS="tests/test_project_shape.py")
+    env = project_env()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(out), *extra],
+        # The project's whole suite runs in test_act.py (pr.yml's lint-test job) and for every other
+        # combination in test_baked_projects.py: here the unit-test steps run one module, to show they run.
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(out), *UNIT_TESTS, *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,
