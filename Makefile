@@ -38,7 +38,7 @@ demo: install ## scaffold the defaults into build/demo/ and run the project's li
 
 .PHONY: test
 test: install ## the whole test suite: bake, validate prompts, run baked projects' lint and tests
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff on the template's own code (hooks, tests, scripts)

@@ -313,7 +313,8 @@ def serving(project: Path, log: Path, **env: str) -> Iterator[str]:
 
 
 # The slow files, longest first (CI durations): with `pytest -n 2 --dist loadfile` a worker takes the
-# next whole file when its queue runs low, so the two longest must start first, one on each worker.
+# next whole file when its queue runs low, so the two longest must start first, one on each worker
+# (`--no-loadscope-reorder` keeps this order; xdist would order files by their number of tests).
 LONGEST_FIRST = ("test_demo", "test_act", "test_baked_projects", "test_tasks", "test_oip_clients")
 
 
