@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cookiecutter.main import cookiecutter
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -254,6 +255,13 @@ def project_env(**extra: str) -> dict[str, str]:
     if (BIN / "uv").exists():
         env["UV"] = str(BIN / "uv")
     return {**env, **extra}
+
+
+def bake_defaults(folder: Path) -> Path:
+    """The template baked with its defaults (no git repository) into `folder`; the project's path."""
+    return Path(
+        cookiecutter(str(ROOT), no_input=True, output_dir=str(folder), extra_context={"git_init": "no"})
+    )
 
 
 def run_make(project: Path, *targets: str, timeout: int = 2400) -> subprocess.CompletedProcess[str]:

@@ -24,8 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient  # both from requirements/template.txt
 import tritonclient.http as httpclient
 import yaml
-from conftest import ROOT, call_json, free_port, run_make, serving
-from cookiecutter.main import cookiecutter
+from conftest import bake_defaults, call_json, free_port, run_make, serving
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +47,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The default bake, trained and served (`make serve`, REST and gRPC); stopped after the module."""
-    project = Path(
-        cookiecutter(
-            str(ROOT),
-            no_input=True,
-            output_dir=str(tmp_path_factory.mktemp("oip")),
-            extra_context={"git_init": "no"},
-        )
-    )
+    project = bake_defaults(tmp_path_factory.mktemp("oip"))
     outcome = run_make(project, "install", "data", "train")
     assert outcome.returncode == 0, outcome.stdout[-3000:] + outcome.stderr[-3000:]
     grpc_port = free_port()

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, call_json, run_make, serving
-from cookiecutter.main import cookiecutter
+from conftest import bake_defaults, call_json, run_make, serving
 
 pytestmark = pytest.mark.slow
 
@@ -45,14 +44,7 @@ def sample_row(project: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    baked = Path(
-        cookiecutter(
-            str(ROOT),
-            no_input=True,
-            output_dir=str(tmp_path_factory.mktemp("seam")),
-            extra_context={"git_init": "no"},
-        )
-    )
+    baked = bake_defaults(tmp_path_factory.mktemp("seam"))
     estimator = baked / "ml" / "estimator.py"
     text = estimator.read_text()
     assert "def build_estimator(" in text, "the estimator seam moved: update the README and this test"

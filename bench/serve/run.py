@@ -210,13 +210,7 @@ def measure(tool: str, server: Server, body: Path, args: argparse.Namespace) -> 
             return with_wrk(url, body, args.connections, seconds)
         return with_python(url, body, args.connections, seconds, args.max_requests)
 
-    load(args.warmup)
-    cpu_before = server.cpu_seconds()
-    outcome = load(args.seconds)
-    outcome["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / max(outcome["requests"], 1)
-    if outcome["errors"]:
-        raise SystemExit(f"bench/serve: {server.name} answered {outcome['errors']:.0f} errors")
-    return outcome
+    return measured(server, server.name, load, args)
 
 
 def measure_grpc(
@@ -235,12 +229,18 @@ def measure_grpc(
         )
         return json.loads(done.stdout)
 
+    return measured(server, "gRPC", load, args)
+
+
+def measured(server: Server, name: str, load: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, then one `load(seconds)` measurement with the server's CPU time per request; any
+    error answer stops the bench (a fast wrong answer is not a figure)."""
     load(args.warmup)
     cpu_before = server.cpu_seconds()
     outcome = load(args.seconds)
     outcome["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / max(outcome["requests"], 1)
     if outcome["errors"]:
-        raise SystemExit(f"bench/serve: gRPC answered {outcome['errors']:.0f} errors")
+        raise SystemExit(f"bench/serve: {name} answered {outcome['errors']:.0f} errors")
     return outcome
 
 
