@@ -133,9 +133,15 @@ def decode(
     array = np.frombuffer(raw, dtype=dtype)
     if datatype == "BOOL":
         return (array != 0).tolist()
+    return missing_as_none(array) if dtype.kind == "f" else array.tolist()
+
+
+def missing_as_none(array: np.ndarray) -> list[Any]:
+    """A float tensor's values as Python floats, NaN (a tensor's only missing value) as None, like a
+    JSON null, so the nullable rule decides."""
     values = array.tolist()
     # NaN test: a C-level map for a few values (a numpy reduction's fixed cost is larger), numpy for many.
-    if dtype.kind == "f" and (any(map(math.isnan, values)) if count <= 64 else np.isnan(array).any()):
+    if any(map(math.isnan, values)) if len(values) <= 64 else np.isnan(array).any():
         return [None if value != value else value for value in values]
     return values
 

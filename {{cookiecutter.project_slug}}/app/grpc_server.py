@@ -129,23 +129,9 @@ def from_contents(contents: pb.InferTensorContents, datatype: str, shape: list[i
         )
     if datatype == "BYTES":
         return binary_tensors.texts(list(values), where)
-    if datatype in FLOATS:
-        return numbers(np.asarray(values, dtype=np.float64), datatype)
+    if datatype in FLOATS:  # FP32 as its exact float64 widening: the model reads the same float32
+        return binary_tensors.missing_as_none(np.asarray(values, dtype=np.float64))
     return list(values)
-
-
-def numbers(array: np.ndarray, datatype: str) -> list[Any]:
-    """Python numbers, as the JSON path produces; NaN is a missing value (null: the nullable rule).
-
-    FP32 and FP16 values are captured as their exact float64 widening (the model reads them as
-    float32, so it scores exactly what was sent).
-    """
-    values = array.tolist()
-    if datatype in FLOATS:
-        missing = np.isnan(array)
-        if missing.any():
-            values = [None if gone else value for value, gone in zip(values, missing.tolist(), strict=True)]
-    return values
 
 
 # -- answers: scores -> protobuf outputs ---------------------------------------------------------
