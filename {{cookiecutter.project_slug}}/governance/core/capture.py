@@ -57,6 +57,28 @@ class FeedbackRecord(Record):
     )
 
 
+class ShadowRecord(Record):
+    """The challenger's answer to a row the champion answered (SHADOW_MODEL_PATH set).
+
+    Written off the response path after the champion's `PredictionRecord`, under the same
+    `prediction_id`, so `make compare` joins both answers, and the labels fed back for the
+    champion's prediction, on that key. Monitoring's drift and performance readers skip this kind.
+    """
+
+    kind: Literal["shadow"] = "shadow"
+    prediction_id: str = Field(description="<request_id>:<row> of the champion's prediction")
+    request_id: str
+    row: int = Field(ge=0)
+    timestamp: str = Field(description="ISO 8601, UTC, microseconds (when the challenger scored it)")
+    model_name: str
+    model_version: str = Field(description="the challenger's version")
+    champion_version: str
+    label: Answer = Field(description="the challenger's class or value")
+    scores: list[float] = Field(description="the challenger's class probabilities; empty for regression")
+    latency_ms: float = Field(ge=0, description="the challenger's scoring time for the request's batch")
+    champion_latency_ms: float = Field(ge=0, description="the champion's scoring time for the same batch")
+
+
 # Logical column types of a capture line (both kinds share one file, so one column set).
 # "features" and "sensitive" are structs typed from the data contract by the reader.
 COLUMNS: dict[str, str] = {
@@ -104,6 +126,36 @@ def prediction_line(
         "sensitive": sensitive,
         "label": label,
         "scores": scores,
+    }
+
+
+def shadow_line(
+    *,
+    request_id: str,
+    row: int,
+    timestamp: str,
+    model_name: str,
+    model_version: str,
+    champion_version: str,
+    label: Answer,
+    scores: list[float],
+    latency_ms: float,
+    champion_latency_ms: float,
+) -> dict[str, Any]:
+    """A `ShadowRecord` as the dict the writer serialises (fields in the record's order)."""
+    return {
+        "kind": "shadow",
+        "prediction_id": prediction_id(request_id, row),
+        "request_id": request_id,
+        "row": row,
+        "timestamp": timestamp,
+        "model_name": model_name,
+        "model_version": model_version,
+        "champion_version": champion_version,
+        "label": label,
+        "scores": scores,
+        "latency_ms": latency_ms,
+        "champion_latency_ms": champion_latency_ms,
     }
 
 
