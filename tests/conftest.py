@@ -257,6 +257,34 @@ def project_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+LOCAL_BASE_IMAGE = "localhost/python-base:3.11"
+
+
+@pytest.fixture(scope="module")
+def engine() -> dict[str, str]:
+    """Environment that reaches a Docker-API engine (and a base image it can build on).
+
+    scripts/container-engine.sh is idempotent (.ci/run has already started the engine in CI);
+    a missing engine fails the test, it is never skipped.
+    """
+    found = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "container-engine.sh")], capture_output=True, text=True, timeout=900
+    )
+    assert found.returncode == 0, f"no container engine: {found.stderr[-3000:]}"
+    env = dict(re.findall(r"^export (\w+)=(.*)$", found.stdout, re.M))
+    if "podman" in env.get("DOCKER_HOST", ""):  # no registry behind podman here: build the base locally
+        built = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "base-image.sh")],
+            env={**os.environ, **env, "BASE_IMAGE": LOCAL_BASE_IMAGE},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert built.returncode == 0, f"no base image: {built.stderr[-3000:]}"
+        env["BASE_IMAGE"] = LOCAL_BASE_IMAGE
+    return env
+
+
 def bake_defaults(folder: Path) -> Path:
     """The template baked with its defaults (no git repository) into `folder`; the project's path."""
     return Path(
@@ -264,10 +292,17 @@ def bake_defaults(folder: Path) -> Path:
     )
 
 
-def run_make(project: Path, *targets: str, timeout: int = 2400) -> subprocess.CompletedProcess[str]:
+def run_make(
+    project: Path, *targets: str, timeout: int = 2400, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`make <targets>` in a baked project, output captured (for the assertion message)."""
     return subprocess.run(
-        ["make", *targets], cwd=project, env=project_env(), capture_output=True, text=True, timeout=timeout
+        ["make", *targets],
+        cwd=project,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -13,7 +13,6 @@ with a base image built from Debian packages because no registry can be reached.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -29,28 +28,6 @@ pytestmark = pytest.mark.slow
 JOB_END = re.compile(
     r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M
 )
-LOCAL_BASE_IMAGE = "localhost/python-base:3.11"
-
-
-@pytest.fixture(scope="module")
-def engine() -> dict[str, str]:
-    """Environment that reaches a Docker-API engine (and a base image it can build on)."""
-    found = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "container-engine.sh")], capture_output=True, text=True, timeout=900
-    )
-    assert found.returncode == 0, f"no container engine: {found.stderr[-3000:]}"
-    env = dict(re.findall(r"^export (\w+)=(.*)$", found.stdout, re.M))
-    if "podman" in env.get("DOCKER_HOST", ""):  # no registry behind podman here: build the base locally
-        built = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "base-image.sh")],
-            env={**os.environ, **env, "BASE_IMAGE": LOCAL_BASE_IMAGE},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert built.returncode == 0, f"no base image: {built.stderr[-3000:]}"
-        env["BASE_IMAGE"] = LOCAL_BASE_IMAGE
-    return env
 
 
 def act_env(extra: dict[str, str]) -> dict[str, str]:

@@ -4,18 +4,23 @@ The Open Inference Protocol promises that KServe-, Seldon- and Triton-style clie
 unchanged. tritonclient is the most common of them, and its defaults are the demanding case:
 it sends JSON without a Content-Type, and tensors as binary data (a JSON header of
 `Inference-Header-Content-Length` bytes, then raw little-endian bytes), asking for its outputs
-the same way. This bakes the defaults, runs `make data train`, starts `make serve` and drives it
+the same way. This bakes the defaults, runs `make data train`, serves the model with `make serve` and then
+from its container image (`make image`, run read-only as production runs it), and drives each
 with `tritonclient.http.InferenceServerClient` as its documentation shows, no header or option
-set by hand, and its gRPC port (GRPC_PORT) with `tritonclient.grpc.InferenceServerClient`, whose
-numpy inputs travel as `raw_input_contents`; the answers must equal `/predict`'s for the same rows,
+set by hand, and its gRPC port with `tritonclient.grpc.InferenceServerClient`, whose numpy
+inputs travel as `raw_input_contents`; the answers must equal `/predict`'s for the same rows,
 and capture must hold them whichever transport scored them.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +29,22 @@ import pytest
 import tritonclient.grpc as grpcclient  # both from requirements/template.txt
 import tritonclient.http as httpclient
 import yaml
-from conftest import bake_defaults, call_json, free_port, run_make, serving
+from conftest import bake_defaults, call_json, free_port, project_env, run_make, serving
 
 pytestmark = pytest.mark.slow
 
 
 @dataclass(frozen=True)
 class Served:
-    """A baked project with `make serve` running: REST at `base`, gRPC on `grpc_port`."""
+    """A trained default bake's model answering: REST at `base`, gRPC on `grpc_port`; `capture` reads
+    the capture files' lines wherever that server writes them."""
 
     project: Path
     base: str
     grpc_port: int
     model: str
     contract: dict
+    capture: Callable[[], list[str]]
 
     @property
     def port(self) -> int:
@@ -45,17 +52,104 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The default bake, trained and served (`make serve`, REST and gRPC); stopped after the module."""
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default bake with its model trained (`make install data train`)."""
     project = bake_defaults(tmp_path_factory.mktemp("oip"))
     outcome = run_make(project, "install", "data", "train")
     assert outcome.returncode == 0, outcome.stdout[-3000:] + outcome.stderr[-3000:]
+    return project
+
+
+def served_model(base: str, contract: dict) -> str:
+    """The served model's name, from one /predict (which also proves the server answers)."""
+    status, answer = call_json(f"{base}/predict", {"records": rows(contract, 1)})
+    assert status == 200, answer
+    return answer["model_name"]
+
+
+@contextmanager
+def make_serve(project: Path) -> Iterator[Served]:
     grpc_port = free_port()
     with serving(project, project / "serve.log", GRPC_PORT=str(grpc_port)) as base:
         contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
-        status, answer = call_json(f"{base}/predict", {"records": rows(contract, 1)})
-        assert status == 200, answer
-        yield Served(project, base, grpc_port, answer["model_name"], contract)
+
+        def capture() -> list[str]:
+            files = sorted((project / "artifacts" / "capture").glob("date=*/*.jsonl"))
+            return [line for file in files for line in file.read_text().splitlines()]
+
+        yield Served(project, base, grpc_port, served_model(base, contract), contract, capture)
+
+
+@contextmanager
+def image_container(project: Path, engine: dict[str, str], tmp_path: Path) -> Iterator[Served]:
+    """`make image` of the trained project, run as production runs it (read-only root, no
+    capabilities, the feedback key mounted as the Secret is, both ports published)."""
+    env = {key: engine[key] for key in ("DOCKER_HOST", "CONTAINERS_CONF", "BASE_IMAGE") if key in engine}
+    tag = f"oip-{uuid.uuid4().hex[:8]}"
+    image = f"localhost/oip-clients:{tag}"
+    built = run_make(project, "image", "IMAGE=localhost/oip-clients", f"TAG={tag}", timeout=1800, **env)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    keys = tmp_path / "secrets"
+    keys.mkdir()
+    (keys / "key").write_text(secrets.token_urlsafe(32) + "\n")
+    keys.chmod(0o755)
+    (keys / "key").chmod(0o644)
+    port, grpc_port, name = free_port(), free_port(), f"oip-clients-{tag}"
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", *args], env=project_env(**env), capture_output=True, text=True, timeout=300
+        )
+
+    started = docker(
+        *("run", "--detach", "--name", name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL"),
+        *("--security-opt", "no-new-privileges", "--env", "CAPTURE_FLUSH_SECONDS=0.2"),
+        *("--publish", f"127.0.0.1:{port}:8080", "--publish", f"127.0.0.1:{grpc_port}:8081"),
+        *(
+            "--volume",
+            f"{keys}:/var/run/secrets/feedback:ro",
+            "--env",
+            "FEEDBACK_KEY_FILE=/var/run/secrets/feedback/key",
+        ),
+        image,
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if call_json(f"{base}/v2/health/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, docker("logs", "--tail", "40", name).stderr
+            time.sleep(0.5)
+        contract = yaml.safe_load((project / "data_pipelines" / "contract.yaml").read_text())
+
+        def capture() -> list[str]:
+            found = docker("exec", name, "sh", "-c", "cat /tmp/capture/date=*/*.jsonl 2>/dev/null || true")
+            return found.stdout.splitlines()
+
+        yield Served(project, base, grpc_port, served_model(base, contract), contract, capture)
+    finally:
+        docker("rm", "--force", name)
+        docker("image", "rm", image)
+
+
+@pytest.fixture(scope="module", params=["make serve", "image"])
+def served(
+    request: pytest.FixtureRequest, trained: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The trained model served by `make serve`, then by its container image (the engine fixture
+    is only asked for then); each stopped before the next starts."""
+    if request.param == "make serve":
+        with make_serve(trained) as served:
+            yield served
+    else:
+        engine = request.getfixturevalue("engine")
+        with image_container(trained, engine, tmp_path_factory.mktemp("image")) as served:
+            yield served
 
 
 def rows(contract: dict, count: int, seed: int = 0) -> list[dict]:
@@ -113,12 +207,7 @@ def captured(served: Served, request_id: str) -> list[dict]:
     """The captured features of one request, in row order (waits for the writer's next flush)."""
     deadline = time.monotonic() + 10
     while True:
-        lines = [
-            json.loads(line)
-            for file in sorted((served.project / "artifacts" / "capture").glob("date=*/*.jsonl"))
-            for line in file.read_text().splitlines()
-            if line
-        ]
+        lines = [json.loads(line) for line in served.capture() if line]
         found = sorted(
             (line for line in lines if line.get("request_id") == request_id and line["kind"] == "prediction"),
             key=lambda line: line["row"],
