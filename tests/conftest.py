@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
-# GitHub Actions expressions are the one legitimate double-brace in a baked project.
+# GitHub Actions expressions and Argo Rollouts' analysis arguments (deploy/components/canary)
+# are the legitimate double braces in a baked project.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+ARGO_ROLLOUTS_ARGUMENT = re.compile(r"\{\{args\.[a-z0-9-]+\}\}")
 # `}}` alone also closes nested dict literals, and `%}` ends f-string formats like
 # `{share:.1%}`; a leftover Jinja tag still shows by its opening `{{`, `{%` or `{#`,
 # or as ` }}` with its customary space.
@@ -235,7 +237,7 @@ def jinja_leftovers(project: Path) -> list[str]:
             text = (project / relative).read_text()
         except UnicodeDecodeError:
             continue
-        if JINJA_LEFTOVER.search(GITHUB_EXPRESSION.sub("", text)):
+        if JINJA_LEFTOVER.search(ARGO_ROLLOUTS_ARGUMENT.sub("", GITHUB_EXPRESSION.sub("", text))):
             leftovers.append(relative)
     return leftovers
 

@@ -9,6 +9,7 @@ endpoints, the "restricted" pod security settings, an image pinned by digest.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from cookiecutter.main import cookiecutter
 ENVIRONMENTS = ("staging", "production")
 DIGEST_IMAGE = re.compile(r"^(?P<name>[a-z0-9./:-]+)@sha256:[0-9a-f]{64}$")
 REPOSITORY = "https://github.com/acme-ml/loan-default-model.git"
+CANARY_OFF = "# components:\n#   - ../../components/canary\n"
+CANARY_ON = "components:\n  - ../../components/canary\n"
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +271,7 @@ def test_argo_cd_project_limits_the_repository_namespaces_and_kinds(project):
     for environment in ENVIRONMENTS:
         _, resources = render(project, f"overlays/{environment}")
         rendered |= {(obj["apiVersion"].rpartition("/")[0], obj["kind"]) for obj in resources}
+    rendered |= {(obj["apiVersion"].rpartition("/")[0], obj["kind"]) for obj in canary_overlay(project)[1]}
     assert allowed == rendered
     for environment in ENVIRONMENTS:
         application = yaml.safe_load((project / "deploy" / "argocd" / f"{environment}.yaml").read_text())
@@ -312,3 +316,61 @@ def test_the_image_exposes_rest_and_grpc(project):
     assert re.search(r"^\s+GRPC_PORT=8081 \\$", dockerfile, re.MULTILINE)
     # the trimmed environment's smoke test imports the gRPC stack, so a trim that breaks it fails the build
     assert "import numpy as np, onnxruntime as ort, fastapi, uvicorn, yaml, grpc, grpc_health" in dockerfile
+
+
+# -- canary releases with Argo Rollouts (deploy/components/canary) --------------------------------
+def canary_overlay(project: Path) -> tuple[str, list[dict]]:
+    """The production overlay with its canary component switched on, in a copy of deploy/."""
+    copy = project.parent / f"{project.name}-canary"
+    if not copy.exists():
+        shutil.copytree(project / "deploy", copy / "deploy")
+        kustomization = copy / "deploy" / "overlays" / "production" / "kustomization.yaml"
+        text = kustomization.read_text()
+        assert text.count(CANARY_OFF) == 1, "production offers the canary as two commented lines"
+        kustomization.write_text(text.replace(CANARY_OFF, CANARY_ON))
+    return render(copy, "overlays/production")
+
+
+def test_the_canary_is_off_by_default_and_offered_in_production_only(project):
+    assert CANARY_OFF in (project / "deploy/overlays/production/kustomization.yaml").read_text()
+    assert "components/canary" not in (project / "deploy/overlays/staging/kustomization.yaml").read_text()
+    assert "Canary releases" in (project / "deploy" / "README.md").read_text()
+
+
+def test_the_canary_overlay_renders_and_validates(project, tmp_path):
+    text, _ = canary_overlay(project)
+    manifest = tmp_path / "canary.yaml"
+    manifest.write_text(text)
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 6, result.stdout  # everything but the two Argo Rollouts kinds
+    unknown = [line for line in result.stdout.splitlines() if "Couldn't find schema" in line]
+    assert len(unknown) == 2 and all("argoproj.io/v1alpha1" in line for line in unknown), unknown
+
+
+def test_the_canary_rollout_runs_the_pinned_deployments_pods_and_analyses_each_step(project):
+    objects = by_kind(canary_overlay(project)[1])
+    rollout, deployment = objects["Rollout"], objects["Deployment"]
+    assert rollout["spec"]["workloadRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+        "scaleDown": "progressively",
+    }
+    assert objects["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert DIGEST_IMAGE.match(container["image"]), "the overlay's digest still reaches the pods"
+    assert {obj["metadata"]["namespace"] for obj in objects.values()} == {"loan-default-model-production"}
+    template = objects["AnalysisTemplate"]
+    assert [metric["name"] for metric in template["spec"]["metrics"]] == [
+        "error-rate",
+        "p99-latency",
+        "prediction-shift",
+    ]
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    assert [step["setWeight"] for step in steps if "setWeight" in step] == [10, 50]
+    for step in steps:
+        if "analysis" in step:
+            assert step["analysis"]["templates"] == [{"templateName": template["metadata"]["name"]}]

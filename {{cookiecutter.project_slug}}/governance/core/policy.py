@@ -93,6 +93,19 @@ class ServingPolicy(Record):
     unknown_category: Literal["reject", "score"] = "reject"
 
 
+class CanaryPolicy(Record):
+    """The bounds a canary release is held to in the cluster (deploy/components/canary).
+
+    Argo Rollouts cannot read this file, so the AnalysisTemplate carries the same numbers as its
+    arguments and the project's tests hold the two equal. `max_prediction_shift` is in probability
+    units for classification (mean model_score) and relative to the stable mean for regression.
+    """
+
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p99_latency_seconds: float = Field(0.25, gt=0, le=60)
+    max_prediction_shift: float = Field(0.05, ge=0)
+
+
 class FeedbackPolicy(Record):
     """Which label counts when a prediction is labelled more than once (every label stays captured).
 
@@ -165,6 +178,7 @@ class Policy(Record):
     bias: BiasPolicy
     onnx: OnnxPolicy
     serving: ServingPolicy = ServingPolicy()
+    canary: CanaryPolicy = CanaryPolicy()
     feedback: FeedbackPolicy = FeedbackPolicy()
     drift: DriftPolicy
     retrain: RetrainPolicy

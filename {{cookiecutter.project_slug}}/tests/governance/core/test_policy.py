@@ -51,6 +51,8 @@ def test_a_policy_without_a_feedback_section_keeps_the_first_label(tmp_path):
         ("drift", "correction", "holm", "field 'drift.correction'"),
         ("serving", "unknown_category", "maybe", "field 'serving.unknown_category'"),
         ("feedback", "relabel", "newest", "field 'feedback.relabel'"),
+        ("canary", "max_error_rate", 1.5, "field 'canary.max_error_rate'"),
+        ("canary", "max_p99_latency_seconds", 0, "field 'canary.max_p99_latency_seconds'"),
     ],
 )
 def test_a_broken_policy_is_refused_naming_the_key(tmp_path, section, key, value, expected):
