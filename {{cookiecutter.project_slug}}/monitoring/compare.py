@@ -179,11 +179,12 @@ def evidence_checks(policy: Policy, rows: int, labelled: int) -> list[Check]:
 
 
 def metric_check(
-    policy: Policy, baseline: Performance, subject: Performance, names: tuple[str, str]
+    baseline: Performance, subject: Performance, names: tuple[str, str], limit: float
 ) -> Check | None:
+    """The primary metric's drop from baseline to subject, in its direction, against `limit`."""
     if baseline.value is None or subject.value is None:
         return None
-    metric, limit = baseline.metric, policy.promotion.max_metric_drop
+    metric = baseline.metric
     drop = worsening(metric, subject.value, baseline.value)
     direction = METRICS[metric].direction if metric in METRICS else ""
     return rule(
@@ -280,7 +281,9 @@ def judge(
     policy = judged(policy)
     found["baseline"] = evaluate(baseline, contract, policy, None)
     found["subject"] = evaluate(subject, contract, policy, None)
-    metric = metric_check(policy, found["baseline"], found["subject"], ("champion", "challenger"))
+    metric = metric_check(
+        found["baseline"], found["subject"], ("champion", "challenger"), rules.max_metric_drop
+    )
     if metric is not None:
         checks.append(metric)
     gap = found["subject"].bias_gap

@@ -7,7 +7,8 @@ This check compares the two on governance/policy.yaml's `promotion:` bounds:
 - score shift: the two-sample KS statistic between the shadow phase's and the live window's score
   (or value) distributions, against `max_score_distance`;
 - labelled metric: the primary metric on the live labelled rows against the shadow phase's own
-  labelled metric, against `max_metric_drop`.
+  labelled metric, against `max_live_metric_drop` (looser than the paired `max_metric_drop`:
+  the two are measured on different rows).
 
 A breach is verdict `rollback` (`make rollback ROLLBACK_ARGS="--check ..."` then opens the
 rollback pull request); too few rows on either side is `insufficient_data`; else `healthy`.
@@ -121,7 +122,7 @@ def run(paths: Paths, options: Options) -> Comparison:
     return comparison
 
 
-BOUNDS = {"score_shift": "max_score_distance", "metric_drop": "max_metric_drop"}
+BOUNDS = {"score_shift": "max_score_distance", "metric_drop": "max_live_metric_drop"}
 
 
 def examine(
@@ -161,7 +162,7 @@ def examine(
         )
     policy = judged(policy)
     before, after = evaluate(phase, contract, policy, None), evaluate(live, contract, policy, None)
-    metric = metric_check(policy, before, after, ("shadow phase", "live"))
+    metric = metric_check(before, after, ("shadow phase", "live"), rules.max_live_metric_drop)
     if metric is not None:
         checks.append(metric)
     else:

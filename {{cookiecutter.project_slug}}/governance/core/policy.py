@@ -173,6 +173,10 @@ class PromotionPolicy(Record):
     bounds the challenger's gap of `bias.metric`; `max_latency_ratio` the challenger's p99
     scoring time over the champion's, measured on the same batches. Fewer than `min_rows` rows
     answered by both, or `min_labelled_rows` labelled ones, is not enough evidence: hold.
+
+    After promotion, the live metric is compared with the shadow phase's, measured on other
+    rows: `max_live_metric_drop` is looser than the paired `max_metric_drop`, since two samples
+    of a few hundred labelled rows differ by a point or two of a metric by chance alone.
     """
 
     min_rows: int = Field(200, ge=1, strict=True)
@@ -183,6 +187,7 @@ class PromotionPolicy(Record):
     max_metric_drop: float = Field(0.02, ge=0)
     max_bias_gap: float = Field(0.15, ge=0)
     max_latency_ratio: float = Field(2.0, gt=0)
+    max_live_metric_drop: float = Field(0.05, ge=0)
 
 
 class Policy(Record):
