@@ -572,7 +572,7 @@ def post_deploy_check(
 
     paths = paths_of(ctx)
     comparison = run(paths, Options(uri=capture_uri, since=since, until=until))
-    typer.echo(f"verdict: {comparison.verdict} ({comparison.subject_version})")
+    typer.echo(f"verdict: {comparison.verdict} ({comparison.subject_version or 'nothing in production'})")
     for reason in comparison.reasons:
         typer.echo(f"  - {reason}")
     typer.echo(f"report: {paths.relative(post_deploy_reports(paths) / 'report.html')}")

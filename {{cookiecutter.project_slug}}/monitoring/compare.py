@@ -19,7 +19,7 @@ promoted version's live answers with its own shadow phase.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -235,82 +235,78 @@ def measures(
     return tuple(rows)
 
 
-def judge(
-    baseline: pd.DataFrame, subject: pd.DataFrame, contract: Contract, policy: Policy
-) -> tuple[list[Check], dict[str, Any]]:
-    """Every `promotion:` rule applied to the paired rows; the checks, and what the report shows."""
+@dataclass
+class Findings:
+    """What the rules measured on the paired rows; None where a measure could not be taken."""
+
+    checks: list[Check] = field(default_factory=list)
+    labelled: int = 0
+    agreement: float | None = None
+    distance: float | None = None
+    baseline: Performance | None = None  # the champion's metric and bias on these rows
+    subject: Performance | None = None  # the challenger's
+    latency: tuple[float | None, float | None] = (None, None)  # p99 ms: champion, challenger
+
+    def add(self, name: str, value: float | None, limit: float, broken: bool, detail: str) -> None:
+        if value is not None:
+            self.checks.append(rule(name, value, limit, broken, detail))
+
+
+def judge(baseline: pd.DataFrame, subject: pd.DataFrame, contract: Contract, policy: Policy) -> Findings:
+    """Every `promotion:` rule applied to the paired rows (each check records its value and bound)."""
     target, rules = contract.target, policy.promotion
     labelled = int(baseline[target.name].notna().sum()) if len(baseline) else 0
-    checks = evidence_checks(policy, len(baseline), labelled)
-    found: dict[str, Any] = {"labelled": labelled, "agreement": None, "distance": None}
+    found = Findings(checks=evidence_checks(policy, len(baseline), labelled), labelled=labelled)
     if len(baseline) < rules.min_rows:
-        return checks, found
-    found["agreement"] = agreement(baseline, subject, target)
-    if found["agreement"] is not None:
-        checks.append(
-            rule(
-                "agreement",
-                found["agreement"],
-                rules.min_agreement,
-                found["agreement"] < rules.min_agreement,
-                "share of rows where both answer the same class",
-            )
-        )
-    difference = value_difference(baseline, subject, target)
-    if difference is not None:
-        checks.append(
-            rule(
-                "value_difference",
-                difference,
-                rules.max_value_difference,
-                difference > rules.max_value_difference,
-                "mean |challenger - champion| / mean |champion|",
-            )
-        )
-    found["distance"] = score_distance(from_window(baseline, target), from_window(subject, target))
-    if found["distance"] is not None:
-        checks.append(
-            rule(
-                "score_distance",
-                found["distance"],
-                rules.max_score_distance,
-                found["distance"] > rules.max_score_distance,
-                "two-sample KS statistic between the score (value) distributions",
-            )
-        )
-    policy = judged(policy)
-    found["baseline"] = evaluate(baseline, contract, policy, None)
-    found["subject"] = evaluate(subject, contract, policy, None)
-    metric = metric_check(
-        found["baseline"], found["subject"], ("champion", "challenger"), rules.max_metric_drop
+        return found
+    found.agreement = agreement(baseline, subject, target)
+    found.add(
+        "agreement",
+        found.agreement,
+        rules.min_agreement,
+        found.agreement is not None and found.agreement < rules.min_agreement,
+        "share of rows where both answer the same class",
     )
+    difference = value_difference(baseline, subject, target)
+    found.add(
+        "value_difference",
+        difference,
+        rules.max_value_difference,
+        difference is not None and difference > rules.max_value_difference,
+        "mean |challenger - champion| / mean |champion|",
+    )
+    found.distance = score_distance(from_window(baseline, target), from_window(subject, target))
+    found.add(
+        "score_distance",
+        found.distance,
+        rules.max_score_distance,
+        found.distance is not None and found.distance > rules.max_score_distance,
+        "two-sample KS statistic between the score (value) distributions",
+    )
+    policy = judged(policy)
+    found.baseline = evaluate(baseline, contract, policy, None)
+    found.subject = evaluate(subject, contract, policy, None)
+    metric = metric_check(found.baseline, found.subject, ("champion", "challenger"), rules.max_metric_drop)
     if metric is not None:
-        checks.append(metric)
-    gap = found["subject"].bias_gap
-    if gap is not None:
-        checks.append(
-            rule(
-                "bias_gap",
-                gap,
-                rules.max_bias_gap,
-                gap > rules.max_bias_gap,
-                f"the challenger's largest {found['subject'].bias_metric} gap between groups",
-            )
+        found.checks.append(metric)
+    gap = found.subject.bias_gap
+    found.add(
+        "bias_gap",
+        gap,
+        rules.max_bias_gap,
+        gap is not None and gap > rules.max_bias_gap,
+        f"the challenger's largest {found.subject.bias_metric} gap between groups",
+    )
+    ours, theirs = found.latency = (p99(subject["champion_latency_ms"]), p99(subject["latency_ms"]))
+    if ours and theirs is not None:
+        found.add(
+            "latency_ratio",
+            theirs / ours,
+            rules.max_latency_ratio,
+            theirs / ours > rules.max_latency_ratio,
+            f"p99 scoring time {theirs:.3g} ms (challenger) vs {ours:.3g} ms (champion)",
         )
-    found["latency"] = (p99(subject["champion_latency_ms"]), p99(subject["latency_ms"]))
-    if None not in found["latency"] and found["latency"][0] > 0:
-        ratio = found["latency"][1] / found["latency"][0]
-        checks.append(
-            rule(
-                "latency_ratio",
-                ratio,
-                rules.max_latency_ratio,
-                ratio > rules.max_latency_ratio,
-                f"p99 scoring time {found['latency'][1]:.3g} ms (challenger) vs "
-                f"{found['latency'][0]:.3g} ms (champion)",
-            )
-        )
-    return checks, found
+    return found
 
 
 BOUNDS = {
@@ -365,15 +361,14 @@ def run(paths: Paths, options: Options) -> Comparison:
         f"{len(baseline)} rows answered by champion {', '.join(champions) or 'n/a'} and challenger {version}"
     )
     with progress.step("applying the promotion policy"):
-        checks, found = judge(baseline, subject, contract, policy)
-        status, reasons = verdict(checks)
-    for side in ("baseline", "subject"):
-        if side in found:
-            notes.extend(
-                f"{'champion' if side == 'baseline' else 'challenger'}: {note}"
-                for note in found[side].notes
-                if not note.startswith(NO_REGISTERED)  # compared with each other, not with the registry
-            )
+        found = judge(baseline, subject, contract, policy)
+        status, reasons = verdict(found.checks)
+    for side, performance in (("champion", found.baseline), ("challenger", found.subject)):
+        notes.extend(
+            f"{side}: {note}"
+            for note in (performance.notes if performance else ())
+            if not note.startswith(NO_REGISTERED)  # compared with each other, not with the registry
+        )
     comparison = Comparison(
         kind="compare",
         run_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -385,13 +380,13 @@ def run(paths: Paths, options: Options) -> Comparison:
         baseline_version=", ".join(champions) or None,
         subject_version=version,
         rows=len(baseline),
-        labelled_rows=found["labelled"],
-        agreement=found["agreement"],
-        score_distance=found["distance"],
-        measures=measures(found["baseline"], found["subject"], found.get("latency", (None, None)))
-        if "baseline" in found
+        labelled_rows=found.labelled,
+        agreement=found.agreement,
+        score_distance=found.distance,
+        measures=measures(found.baseline, found.subject, found.latency)
+        if found.baseline and found.subject
         else (),
-        checks=tuple(checks),
+        checks=tuple(found.checks),
         verdict=status,
         reasons=tuple(reasons),
         notes=tuple(notes),

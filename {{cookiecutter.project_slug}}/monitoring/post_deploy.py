@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,7 +35,6 @@ from governance import registry
 from governance.core import policy as policy_file
 from governance.core import progress
 from governance.core.contract import load as load_contract
-from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import Check, Comparison, SideBySide
 from governance.core.tasks import METRICS
@@ -57,7 +57,7 @@ class Options:
     until: str | None = None
 
 
-def post_deploy_reports(paths: Paths):
+def post_deploy_reports(paths: Paths) -> Path:
     return paths.reports / "post_deploy"
 
 
@@ -66,12 +66,12 @@ def run(paths: Paths, options: Options) -> Comparison:
     contract = load_contract(paths.contract)
     policy = policy_file.load(paths.policy, task=contract.task)
     champion = registry.load(paths.registry).champion
-    if champion is None:
-        raise InputError(f"{paths.relative(paths.registry)}: no version is in production: nothing to check")
+    uri = capture_uri(options.uri)
+    if champion is None:  # a fresh project: the schedule has nothing to check yet, and says so
+        return nothing_deployed(paths, uri)
     version = champion.version
     since = to_utc(options.since or champion.promoted_at, "since")
     until = to_utc(options.until, "until")
-    uri = capture_uri(options.uri)
     target = contract.target
     with progress.step(f"reading the capture from {uri}"):
         # all of it: the shadow phase is older than the live window, and its labels may be newer
@@ -119,6 +119,22 @@ def run(paths: Paths, options: Options) -> Comparison:
     with progress.step("writing the reports"):
         comparison_report.write(comparison, out, phase, live, target)
     progress.note(f"verdict: {verdict}; reports in {paths.relative(out)}")
+    return comparison
+
+
+def nothing_deployed(paths: Paths, uri: str) -> Comparison:
+    comparison = Comparison(
+        kind="post_deploy",
+        run_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        uri=uri,
+        baseline_name="shadow phase",
+        subject_name="live",
+        rows=0,
+        labelled_rows=0,
+        verdict="insufficient_data",
+        reasons=(f"{paths.relative(paths.registry)} holds no production version yet: nothing to check",),
+    )
+    comparison_report.write(comparison, post_deploy_reports(paths))
     return comparison
 
 

@@ -127,3 +127,12 @@ def test_a_labelled_metric_drop_live_asks_for_a_rollback(tmp_path, models):
     broken = {c.name: c for c in check.checks if c.triggered}
     assert set(broken) == {"metric_drop"}, check.reasons
     assert broken["metric_drop"].value > broken["metric_drop"].limit
+
+
+def test_before_the_first_promotion_the_schedule_has_nothing_to_check(tmp_path, capsys):
+    paths = promoted_checkout(tmp_path)
+    registry.save(Registry(version=1), paths.registry)
+    assert main(["--root", str(paths.root), "post-deploy-check", "--capture-uri", str(tmp_path)]) == 0
+    assert "verdict: insufficient_data" in capsys.readouterr().out
+    record = json.loads((paths.reports / "post_deploy" / "check.json").read_text())
+    assert record["reasons"] == ["governance/registry.yaml holds no production version yet: nothing to check"]
