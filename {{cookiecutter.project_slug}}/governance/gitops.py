@@ -158,8 +158,9 @@ def changed_files(root: Path) -> dict[str, bytes]:
         cwd=root,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode != 0:
+        raise GitOpsError(f"{root} must be a git checkout to make a GitOps change: {result.stderr.strip()}")
     paths = sorted({line[3:].split(" -> ")[-1].strip('"') for line in result.stdout.splitlines() if line})
     return {path: (root / path).read_bytes() for path in paths if (root / path).is_file()}
 

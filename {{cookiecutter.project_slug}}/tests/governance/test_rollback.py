@@ -169,3 +169,9 @@ def test_a_comparison_of_another_version_is_not_offered_as_evidence(repo, monkey
     write_json(other, repo / "reports" / "compare" / "compare.json")
     assert main(["--root", str(repo), "promote", "--version", "v3"]) == 0
     assert "Champion vs challenger" not in (repo / "reports" / "gitops" / "production.md").read_text()
+
+
+def test_a_rollback_outside_a_git_checkout_is_an_error_not_a_traceback(repo, capsys):
+    shutil.rmtree(repo / ".git")
+    assert main(["--root", str(repo), "rollback"]) == 2
+    assert "must be a git checkout to make a GitOps change" in capsys.readouterr().err
