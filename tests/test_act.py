@@ -3,7 +3,8 @@
 `make ci` runs every job of pr.yml (lint + tests, data validation, training with its gates,
 candidate vs champion, the image build and its test, the PR comment, the final gate);
 `make ci-drift` runs drift.yml on a capture folder with injected drift and must end with a
-retraining pull request opened against a stand-in of GitHub's REST API.
+retraining pull request opened against a stand-in of GitHub's REST API; post-deploy.yml, on a
+live window that shifted from the production model's shadow phase, opens one rollback pull request.
 
 Jobs run on this machine (act's self-hosted mode); the image job needs a Docker-API engine,
 which scripts/container-engine.sh provides where no Docker daemon runs (podman's socket),
@@ -268,3 +269,108 @@ def test_a_candidate_that_fails_a_gate_turns_the_required_check_red(project, eng
     assert outcomes[names["all-green"]] == "failed", outcomes
     assert outcomes[names["data"]] == "succeeded", outcomes  # the data checks do not read the model policy
     assert "FAIL primary_metric" in log
+
+
+# --- post-deploy.yml: a breached live window opens the rollback pull request, once --------------
+
+PROMOTED_SCRIPT = """
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from governance import gitops, registry
+from governance.core.contract import load
+from governance.core.paths import PATHS
+from governance.core.records import ImageRef, Registry
+from tests.support.drift import START, ToyModel, example, registry_entry, write_capture
+from tests.support.shadow import write_shadow
+
+contract = load()
+promoted = START + timedelta(days=3)
+old, new = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+entries = (
+    registry_entry("v1", stage="archived").model_copy(
+        update={"image": ImageRef(digest=old), "promoted_at": "2024-01-01T00:00:00Z"}
+    ),
+    registry_entry("v2", stage="production").model_copy(
+        update={"image": ImageRef(digest=new), "promoted_at": promoted.isoformat()}
+    ),
+)
+registry.save(Registry(version=1, models=entries), PATHS.registry)
+gitops.pin_digest(PATHS.overlays / "production", new)
+v1, v2 = ToyModel(contract, example(4000, seed=0)), ToyModel(contract, example(4000, seed=1))
+capture = Path(sys.argv[1])
+before = example(1000, seed=3)
+write_capture(capture, before, contract, v1.scores(before), model_version="v1", stream="old")
+write_shadow(capture, before, contract, v2.scores(before), version="v2", stream="old")
+after = example(1000, seed=4, covariate_drift=1.0)
+write_capture(capture, after, contract, v2.scores(after), model_version="v2", start=promoted, stream="new")
+"""
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(project, capture, origin): v2 replaced v1 in production and answers live rows that shifted
+    away from its shadow phase; committed and pushed to a bare `origin` (GitHub's git side)."""
+    output = tmp_path_factory.mktemp("post-deploy")
+    project = Path(
+        cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context={"git_init": "yes"})
+    )
+    installed = subprocess.run(
+        ["make", "install"], cwd=project, env=act_env({}), capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr
+    capture = output / "capture"
+    written = project_python(project, "-c", PROMOTED_SCRIPT, str(capture))
+    assert written.returncode == 0, written.stderr
+    git(project, "add", "governance", "deploy")
+    git(project, "commit", "--quiet", "--message", "Promote v2")
+    origin = output / "origin.git"
+    git(project, "init", "--quiet", "--bare", str(origin))
+    git(project, "remote", "add", "origin", str(origin))
+    git(project, "push", "--quiet", "origin", "main")
+    return project, capture, origin
+
+
+def test_post_deploy_opens_one_rollback_pr_restoring_the_previous_digest(promoted, tmp_path):
+    project, capture, origin = promoted
+    state = tmp_path / "github-state.json"
+    options = ["--repository", "acme/model", "--state", str(state), "--git-dir", str(origin)]
+    server = subprocess.Popen(
+        [str(project / ".venv" / "bin" / "python"), "-m", "tests.support.github_standin", *options],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = server.stdout.readline().strip()
+        api = {"GITHUB_API_URL": url, "GITHUB_REPOSITORY": "acme/model", "GITHUB_TOKEN": "stand-in-token"}
+        runner = [str(project / ".venv" / "bin" / "python"), ".github/act/run_act.py"]
+        for run in range(2):  # the schedule fires again before anyone merged the first PR
+            log_path = tmp_path / f"post-deploy-{run}.log"
+            with log_path.open("w") as log_file:
+                subprocess.run(
+                    [*runner, "schedule", ".github/workflows/post-deploy.yml"],
+                    cwd=project,
+                    env=act_env({**api, "CAPTURE_URI": str(capture)}),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    timeout=900,
+                )
+            log = log_path.read_text()
+            outcomes = job_outcomes(log)
+            # the check fails on a breach (that is the alert); the bot job runs after it and succeeds
+            assert outcomes == {"live window vs shadow phase": "failed", "rollback PR": "succeeded"}, (
+                failure_report(log, outcomes)
+            )
+            assert "score_shift" in log and "breaks promotion.max_score_distance" in log
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+    (pull,) = open_pulls(state)
+    assert pull["head"] == "rollback/production" and pull["title"] == "Roll production back from v2 to v1"
+    branch_overlay = "rollback/production:deploy/overlays/production/kustomization.yaml"
+    overlay = subprocess.run(
+        ["git", "--git-dir", str(origin), "show", branch_overlay], capture_output=True, text=True
+    ).stdout
+    assert yaml.safe_load(overlay)["images"][0]["digest"] == "sha256:" + "a" * 64

@@ -26,7 +26,7 @@ TEMPLATE_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 USES = re.compile(r"""^\s*(?:-\s+)?uses:\s*["']?(?P<ref>[^\s"'#]+)["']?(?P<rest>.*)$""")
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"^\s*#\s*v\d+\.\d+\.\d+\b")
-PROJECT_WORKFLOWS = ("pr.yml", "cd.yml", "promote.yml", "drift.yml")
+PROJECT_WORKFLOWS = ("pr.yml", "cd.yml", "promote.yml", "drift.yml", "post-deploy.yml")
 
 
 def run(
@@ -76,7 +76,7 @@ def action_files(project: Path) -> list[Path]:
     return sorted(project.glob(".github/**/action.yml"))
 
 
-def test_the_project_has_the_four_workflows(project):
+def test_the_project_has_the_five_workflows(project):
     assert {path.name for path in project_workflows(project)} == set(PROJECT_WORKFLOWS)
     assert TEMPLATE_WORKFLOWS, "the template's own .github/workflows/ci.yml is missing"
 
@@ -206,6 +206,7 @@ def test_every_job_with_an_environment_runs_only_from_main(project):
     assert privileged == {
         "cd.yml:gitops": "gitops",
         "drift.yml:retrain-pr": "gitops",
+        "post-deploy.yml:rollback-pr": "gitops",
         "promote.yml:promote": "production",
     }
 
@@ -326,6 +327,21 @@ def test_the_drift_artifact_carries_data_only_and_lands_apart_from_the_code(proj
             ), line
     for data in ("reports/drift/", "artifacts/snapshots/", "governance/monitoring_history.jsonl"):
         assert f"{folder}/{data}" in copy, f"the retraining job does not take {data} from the artifact"
+
+
+def test_the_post_deploy_bot_runs_after_a_breach_and_reads_only_the_checks_record(project):
+    workflow = load_workflow(project / ".github" / "workflows" / "post-deploy.yml")
+    assert {"schedule", "workflow_dispatch"} <= set(workflow["on"])
+    jobs = workflow["jobs"]
+    assert [step["run"] for step in jobs["check"]["steps"] if "run" in step] == ["make post-deploy-check"]
+    bot = jobs["rollback-pr"]
+    assert bot["needs"] == "check" and "!cancelled()" in condition(bot), "a breach fails the check job"
+    runs = [step["run"] for step in bot["steps"] if "run" in step]
+    assert runs == ['make rollback ROLLBACK_ARGS="--check post-deploy-results/check.json"']
+    (download,) = [step for step in bot["steps"] if str(step.get("uses", "")).startswith("actions/download")]
+    assert download["with"]["path"] == "post-deploy-results", "the artifact lands apart from the code"
+    (make_rollback,) = [step for step in bot["steps"] if step.get("run", "").startswith("make rollback")]
+    assert make_rollback["env"]["GITHUB_TOKEN"] == "${{ secrets.GITOPS_TOKEN || secrets.GITHUB_TOKEN }}"
 
 
 def test_the_pr_comment_skips_cancelled_runs(project):

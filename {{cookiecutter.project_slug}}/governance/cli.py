@@ -2,7 +2,8 @@
 
 `mlops --help` lists the steps; `mlops <step> --help` their options. One convention for all:
 exit 0 when the step did its job, 1 when a check or gate said no (validation, policy gates,
-parity, the image test), 2 for bad input or usage (a file, an argument or a setting breaks a
+parity, the image test, a rejected challenger), 3 only from `compare` (hold: not
+enough evidence yet), 2 for bad input or usage (a file, an argument or a setting breaks a
 rule); errors are one `error: ...` block on stderr naming the field, the rule and the value;
 progress goes to stderr (a live spinner on a terminal, plain lines in CI logs, nothing with
 --quiet), results to stdout. Each command only parses its options and calls its domain's
@@ -501,11 +502,102 @@ def pin_staging(
 def promote(
     ctx: typer.Context,
     version: Annotated[str, typer.Option(envvar="VERSION", help="Registry version now in staging.")],
+    evidence: Annotated[
+        Path | None,
+        typer.Option(help="Markdown for the PR body (default: reports/compare/ when it judged VERSION)."),
+    ] = None,
 ) -> None:
     """GitOps PR: a staging version becomes production, its digest pinned there."""
     from governance.gitops import promote as move
 
-    move(paths_of(ctx), version, say=typer.echo)
+    move(paths_of(ctx), version, say=typer.echo, evidence=evidence)
+
+
+# --- champion vs challenger, and rollback (issue 15) ---------------------------------------------
+
+HOLD_EXIT = 3  # `compare`: not enough evidence yet (neither a yes nor a no)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    capture_uri: Annotated[
+        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
+    days: Annotated[float | None, typer.Option(min=0, help="Window: the last N days.")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The challenger's version (needed when the window holds several).")
+    ] = None,
+) -> None:
+    """Champion vs the challenger scored in shadow, on the same live rows; promote, hold or reject.
+
+    Exit 0: promote (every `promotion:` rule of governance/policy.yaml holds); 1: reject (a rule is
+    broken); 3: hold (too few rows or labels yet); 2: bad input. Reports in reports/compare/.
+    """
+    from monitoring.compare import Options, compare_reports, run
+
+    paths = paths_of(ctx)
+    comparison = run(paths, Options(uri=capture_uri, since=since, until=until, days=days, version=version))
+    typer.echo(
+        f"verdict: {comparison.verdict} ({comparison.subject_version} vs {comparison.baseline_version})"
+    )
+    for reason in comparison.reasons:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {paths.relative(compare_reports(paths) / 'report.html')}")
+    if comparison.verdict == "reject":
+        raise CheckFailed(f"challenger {comparison.subject_version} is rejected by the promotion policy")
+    if comparison.verdict == "hold":
+        raise typer.Exit(HOLD_EXIT)
+
+
+@app.command("post-deploy-check")
+def post_deploy_check(
+    ctx: typer.Context,
+    capture_uri: Annotated[
+        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Live window start (default: the champion's promoted_at).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
+) -> None:
+    """The production model live vs its shadow phase: score shift and labelled metric against the policy.
+
+    Exit 0: healthy or not enough data yet; 1: the policy is breached (`make rollback
+    ROLLBACK_ARGS="--check reports/post_deploy/check.json"` opens the rollback PR); 2: bad input.
+    """
+    from monitoring.post_deploy import Options, post_deploy_reports, run
+
+    paths = paths_of(ctx)
+    comparison = run(paths, Options(uri=capture_uri, since=since, until=until))
+    typer.echo(f"verdict: {comparison.verdict} ({comparison.subject_version or 'nothing in production'})")
+    for reason in comparison.reasons:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"report: {paths.relative(post_deploy_reports(paths) / 'report.html')}")
+    if comparison.verdict == "rollback":
+        raise CheckFailed(
+            f"production version {comparison.subject_version} breaches the promotion policy live"
+        )
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    version: Annotated[
+        str | None,
+        typer.Option(envvar="VERSION", help="Version to restore (default: the previous production one)."),
+    ] = None,
+    check: Annotated[
+        Path | None, typer.Option(help="A post-deploy check's record: open the PR only if it says rollback.")
+    ] = None,
+    evidence: Annotated[Path | None, typer.Option(help="Markdown to add to the PR body.")] = None,
+) -> None:
+    """GitOps PR: production goes back to the previous production digest (or VERSION's)."""
+    from governance.gitops import rollback as restore
+
+    restore(paths_of(ctx), version=version, check=check, evidence=evidence, say=typer.echo)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,16 @@
 """GitOps: every change to what runs where is a reviewed pull request on a fixed branch.
 
-Two changes exist, each one make target and one bot-owned branch:
+Three changes exist, each one make target and one bot-owned branch:
 - `pin-staging` (cd.yml, after an image is pushed): the image's model version becomes
   `staging` in governance/registry.yaml, with its image digest, and deploy/overlays/staging
   pins that digest. Branch `gitops/staging`.
 - `promote` (promote.yml, behind the protected `production` environment): a version that is
   in `staging` becomes `production`, the previous champion is archived, and
-  deploy/overlays/production pins the version's digest. Branch `gitops/production`.
+  deploy/overlays/production pins the version's digest. Branch `gitops/production`. The body
+  carries `make compare`'s evidence for that version when there is some.
+- `rollback` (by hand, or post-deploy.yml when the live window breaches the policy): production
+  goes back to the version it ran before (or a named one), whose digest production pins again.
+  Branch `rollback/production`, so a pending promotion and a rollback never share a branch.
 Merging the PR is the deployment: Argo CD syncs each overlay from main. Re-running either
 target updates the same branch and PR instead of opening another, with one commit on top of
 main, and changes nothing when the open PR already holds the change (see github_client.py).
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -25,7 +29,7 @@ import yaml
 from governance import github_client, registry
 from governance.core.errors import InputError
 from governance.core.paths import Paths
-from governance.core.records import RegistryEntry
+from governance.core.records import Comparison, RegistryEntry, read_comparison
 from governance.documents import render
 
 # Only these paths are part of a GitOps change (the registry, its model cards, the overlays);
@@ -49,10 +53,16 @@ class Change:
     digest: str
     title: str
     body: str
+    purpose: str = "gitops"  # the branch's prefix: gitops, or rollback
 
     @property
     def branch(self) -> str:
-        return f"gitops/{self.environment}"
+        return f"{self.purpose}/{self.environment}"
+
+    @property
+    def name(self) -> str:
+        """The dry run's file name: the environment, prefixed by any purpose other than gitops."""
+        return self.environment if self.purpose == "gitops" else f"{self.purpose}-{self.environment}"
 
 
 def check_digest(digest: str, where: str) -> str:
@@ -148,8 +158,9 @@ def changed_files(root: Path) -> dict[str, bytes]:
         cwd=root,
         capture_output=True,
         text=True,
-        check=True,
     )
+    if result.returncode != 0:
+        raise GitOpsError(f"{root} must be a git checkout to make a GitOps change: {result.stderr.strip()}")
     paths = sorted({line[3:].split(" -> ")[-1].strip('"') for line in result.stdout.splitlines() if line})
     return {path: (root / path).read_bytes() for path in paths if (root / path).is_file()}
 
@@ -160,7 +171,7 @@ def publish(root: Path, change: Change, files: dict[str, bytes]) -> str:
     if target is None:
         listing = "\n".join(f"- `{path}`" for path in files)
         paths = Paths(root)
-        dry_run = paths.reports / "gitops" / f"{change.environment}.md"
+        dry_run = paths.reports / "gitops" / f"{change.name}.md"
         text = f"# {change.title}\n\nbranch `{change.branch}`\n\n{change.body}\n\n## Files\n{listing}\n"
         github_client.write_dry_run(dry_run, text)
         return f"no GITHUB_TOKEN: dry run written to {paths.relative(dry_run)}"
@@ -201,6 +212,106 @@ def pin_staging(paths: Paths, image_record: Path | None = None, say=print) -> st
     return apply(paths, stage_for_staging(paths.root, json.loads(record_path.read_text())), say)
 
 
-def promote(paths: Paths, version: str, say=print) -> str:
-    """`make promote VERSION=...`: a staging version becomes production, its digest pinned there."""
-    return apply(paths, stage_for_production(paths.root, version), say)
+def promote(paths: Paths, version: str, say=print, evidence: Path | None = None) -> str:
+    """`make promote VERSION=...`: a staging version becomes production, its digest pinned there.
+
+    The pull request carries the comparison of the version with the champion: `evidence` (a
+    Markdown file), else `make compare`'s record when it compared this version.
+    """
+    change = stage_for_production(paths.root, version)
+    text = evidence_text(paths, version, evidence)
+    if text:
+        change = replace(change, body=f"{change.body.rstrip()}\n\n{text}")
+    return apply(paths, change, say)
+
+
+# --- evidence and rollback -------------------------------------------------------------------------
+
+
+def evidence_text(paths: Paths, version: str, evidence: Path | None) -> str:
+    """The named Markdown file, else the latest `make compare` summary when it judged `version`."""
+    if evidence is not None:
+        if not evidence.is_file():
+            raise GitOpsError(f"option '--evidence': {evidence} must be an existing Markdown file")
+        return evidence.read_text().strip()
+    record = paths.reports / "compare" / "compare.json"
+    if not record.is_file():
+        return ""
+    comparison = read_comparison(record)
+    return comparison_markdown(comparison) if comparison.subject_version == version else ""
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    return render("comparison_summary.md.j2", comparison=comparison).strip()
+
+
+def stage_rollback(
+    root: Path, version: str | None = None, trigger: str = "a person (make rollback)", evidence: str = ""
+) -> Change:
+    """Production goes back to the version it ran before the champion (or `version`), digest and all.
+
+    The registry knows the previous one: the archived version promoted most recently
+    (`promoted_at`). The champion is archived, the restored version becomes production again.
+    """
+    paths = Paths(root)
+    path = paths.registry
+    current = registry.load(path).champion
+    if current is None:
+        raise GitOpsError(f"{paths.relative(path)}: no version is in production: nothing to roll back")
+    if version is not None:
+        entry = registry.get(version, path)
+        if entry.version == current.version:
+            raise GitOpsError(f"option '--version': {version} is production already; name an earlier version")
+    else:
+        entry = registry.previous_production(registry.load(path))
+        if entry is None:
+            raise GitOpsError(
+                f"{paths.relative(path)}: no previous production version with an image digest is recorded "
+                f"(no archived entry has `promoted_at`): name the version to restore with VERSION=<version>"
+            )
+    digest = check_digest(
+        entry.image.digest if entry.image else "", f"{paths.relative(path)}: {entry.version} image.digest"
+    )
+    restored = registry.set_stage(entry.version, "production", path)  # archives the current champion
+    pin_digest(paths.overlays / "production", digest)
+    body = render(
+        "rollback_pr.md.j2",
+        entry=restored,
+        current=current,
+        digest=digest,
+        trigger=trigger,
+        evidence=evidence.strip(),
+    )
+    title = f"Roll production back from {current.version} to {entry.version}"
+    return Change("production", entry.version, digest, title, body, purpose="rollback")
+
+
+def rollback(
+    paths: Paths,
+    version: str | None = None,
+    check: Path | None = None,
+    evidence: Path | None = None,
+    say=print,
+) -> str:
+    """`make rollback [VERSION=]`: open (or update) the pull request that restores production.
+
+    With `check` (a post-deploy check's record), only a `rollback` verdict opens it, with the
+    check's summary as the evidence: the scheduled workflow runs this after every check.
+    """
+    trigger, text = "a person (make rollback)", ""
+    if check is not None:
+        comparison = read_comparison(check)
+        if comparison.kind != "post_deploy":
+            raise GitOpsError(
+                f"option '--check': {check} is a {comparison.kind} record, not a post-deploy check"
+            )
+        if comparison.verdict != "rollback":
+            message = f"post-deploy check says {comparison.verdict}: no rollback"
+            say(f"gitops: {message}")
+            return message
+        trigger, text = f"the post-deploy check of {comparison.run_at}", comparison_markdown(comparison)
+    if evidence is not None:
+        if not evidence.is_file():
+            raise GitOpsError(f"option '--evidence': {evidence} must be an existing Markdown file")
+        text = f"{text}\n\n{evidence.read_text().strip()}".strip()
+    return apply(paths, stage_rollback(paths.root, version, trigger, text), say)

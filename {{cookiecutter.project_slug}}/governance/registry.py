@@ -9,6 +9,7 @@ atomically, so a crash never leaves a half-written registry.
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -143,13 +144,28 @@ def set_stage(version: str, stage: str, path: Path | str) -> RegistryEntry:
     target = None
     for entry in registry.models:
         if entry.version == version:
-            entry = target = entry.model_copy(update={"stage": stage, "updated_at": stamp})
+            promoted = {"promoted_at": stamp} if stage == "production" else {}
+            entry = target = entry.model_copy(update={"stage": stage, "updated_at": stamp, **promoted})
         elif stage == "production" and entry.stage == "production":
             entry = entry.model_copy(update={"stage": "archived", "updated_at": stamp})
         models.append(entry)
     _replace(path, registry, models)
     assert target is not None
     return target
+
+
+def previous_production(registry: Registry) -> RegistryEntry | None:
+    """The version production ran before the champion: the archived one promoted most recently."""
+    earlier = [
+        entry
+        for entry in registry.models
+        if entry.stage == "archived" and entry.promoted_at is not None and entry.image is not None
+    ]
+    return max(earlier, key=lambda entry: parse_time(entry.promoted_at), default=None)
+
+
+def parse_time(stamp: str | None) -> datetime:
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
 
 
 def git_commit(root: Path) -> str:

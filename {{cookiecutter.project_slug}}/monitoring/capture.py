@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from governance.core.capture import COLUMNS
+from governance.core.capture import COLUMNS, ShadowRecord
 from governance.core.contract import Contract, load
 from governance.core.errors import InputError
 from governance.core.paths import DEFAULT_CAPTURE_URI
@@ -413,3 +413,75 @@ def _newest(
             break
     table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
     return table, _in_window(_predictions(table, contract), since, until), bad
+
+
+# -- the challenger's answers (ShadowRecord lines, written beside the champion's with SHADOW_MODEL_PATH) --
+
+# The shadow record's own fields (what the shared columns lack), typed from the ground record.
+SHADOW_TYPES = {str: pa.string(), float: pa.float64(), int: pa.int64()}
+SHADOW_EXTRA = {
+    name: SHADOW_TYPES[field.annotation]
+    for name, field in ShadowRecord.model_fields.items()
+    if name not in COLUMNS and field.annotation in SHADOW_TYPES
+}
+
+
+def shadow_schema(contract: Contract) -> pa.Schema:
+    """The capture schema plus the shadow record's own fields (the challenger's and champion's latency)."""
+    base = schema(contract)
+    return pa.schema([*base, *(pa.field(name, kind) for name, kind in SHADOW_EXTRA.items())])
+
+
+def read_shadow(
+    uri: str | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    contract: Contract | None = None,
+) -> pd.DataFrame:
+    """The challenger's answers with `since <= timestamp < until` (UTC), one row per prediction_id.
+
+    Columns: prediction_id, timestamp, model_version (the challenger's), champion_version,
+    `predicted_label`, the prediction signal (`score` or `score[<class>]`, as the window has
+    it), latency_ms and champion_latency_ms. The same files, parser and torn-line handling as
+    `read_window`; a classifier's shadow line must carry one probability per contract class.
+    """
+    contract = contract or load()
+    since, until = to_utc(since, "since"), to_utc(until, "until")
+    fs, files = list_files(uri)
+    if since is not None:
+        files = [item for item in files if item.day >= since.date()]
+    parse = pj.ParseOptions(explicit_schema=shadow_schema(contract), unexpected_field_behavior="ignore")
+    table, _ = _read_tables(fs, files, parse)
+    table = _first_per_prediction(table.filter(pc.equal(table["kind"], "shadow")))
+    target = contract.target
+    if target.is_classification and len(table):
+        lengths = pc.fill_null(pc.list_value_length(table["scores"]), 0)
+        wrong = pc.not_equal(lengths, len(target.classes))
+        if pc.any(wrong).as_py():
+            first = table.filter(wrong)["prediction_id"][0].as_py()
+            raise CaptureError(
+                f"capture under {capture_uri(uri)} does not match the capture format: field 'scores' of a "
+                f"shadow line must hold one probability per contract class ({len(target.classes)}); "
+                f"the first that does not is {first!r}"
+            )
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        name: table[name] for name in ("prediction_id", "timestamp", "model_version", "champion_version")
+    }
+    columns["predicted_label"] = table["label"]
+    signal = signal_columns(target)
+    if not target.is_classification:
+        columns[signal[0]] = table["label"]
+    else:
+        positions = [target.positive_index] if len(signal) == 1 else range(len(target.classes))
+        for name, position in zip(signal, positions, strict=True):
+            columns[name] = (
+                pc.list_element(table["scores"], position) if len(table) else pa.array([], pa.float64())
+            )
+    columns["latency_ms"] = table["latency_ms"]
+    columns["champion_latency_ms"] = table["champion_latency_ms"]
+    shadow = _in_window(pa.table(columns), since, until).sort_by([("timestamp", "ascending")])
+    frame = shadow.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
+    dtype = TARGET_PANDAS.get(target.dtype if target.is_classification else "float64")  # type: ignore[arg-type]
+    if dtype is not None:
+        frame["predicted_label"] = frame["predicted_label"].astype(dtype)
+    return frame.reset_index(drop=True)

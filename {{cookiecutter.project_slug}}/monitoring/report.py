@@ -53,6 +53,9 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+figure_png = _png  # the comparison reports (monitoring/comparison_report.py) embed their plot the same way
+
+
 def _numeric_plot(axes: Any, reference: np.ndarray, current: np.ndarray, name: str) -> None:
     import numpy as np
 

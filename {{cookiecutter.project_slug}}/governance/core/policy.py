@@ -172,6 +172,37 @@ class LicencePolicy(Record):
     accepted: dict[str, str] = Field(default_factory=dict)
 
 
+class PromotionPolicy(Record):
+    """When a challenger scored in shadow beside the champion may replace it (`make compare`), and
+    when a promoted model is rolled back (`make post-deploy-check`).
+
+    Compared on the same live rows: `min_agreement` is the share of rows where both answer the
+    same class (classification); `max_value_difference` the mean |challenger - champion| over the
+    mean |champion| (regression). `max_score_distance` bounds the two-sample Kolmogorov-Smirnov
+    statistic between their score (or value) distributions: the largest gap between the two
+    cumulative distributions, in 0..1 whatever the task or the target's scale, and the statistic
+    the drift check already uses; for multiclass, the largest over the class probabilities.
+    `max_metric_drop` is in the primary metric's units, whichever its direction; `max_bias_gap`
+    bounds the challenger's gap of `bias.metric`; `max_latency_ratio` the challenger's p99
+    scoring time over the champion's, measured on the same batches. Fewer than `min_rows` rows
+    answered by both, or `min_labelled_rows` labelled ones, is not enough evidence: hold.
+
+    After promotion, the live metric is compared with the shadow phase's, measured on other
+    rows: `max_live_metric_drop` is looser than the paired `max_metric_drop`, since two samples
+    of a few hundred labelled rows differ by a point or two of a metric by chance alone.
+    """
+
+    min_rows: int = Field(200, ge=1, strict=True)
+    min_labelled_rows: int = Field(100, ge=1, strict=True)
+    min_agreement: float = Field(0.8, ge=0, le=1)
+    max_value_difference: float = Field(0.2, ge=0)
+    max_score_distance: float = Field(0.15, ge=0, le=1)
+    max_metric_drop: float = Field(0.02, ge=0)
+    max_bias_gap: float = Field(0.15, ge=0)
+    max_latency_ratio: float = Field(2.0, gt=0)
+    max_live_metric_drop: float = Field(0.05, ge=0)
+
+
 class Policy(Record):
     version: Literal[1] = 1
     model: ModelPolicy
@@ -184,6 +215,7 @@ class Policy(Record):
     retrain: RetrainPolicy
     model_card: ModelCardPolicy = ModelCardPolicy()
     licences: LicencePolicy = LicencePolicy()
+    promotion: PromotionPolicy = PromotionPolicy()
 
 
 def load(path: Path | str | None = None, task: str | None = None) -> Policy:

@@ -398,11 +398,18 @@ class RegistryEntry(Record):
     updated_at: str
     image: ImageRef | None = None
     diagnostics: Diagnostics | None = None  # the task, per-class results or residuals (model card)
+    # When it last became production: the newest among the archived ones is what a rollback restores.
+    promoted_at: str | None = None
 
     @field_validator("created_at", "updated_at")
     @classmethod
     def _iso_timestamps(cls, value: str) -> str:
         return _timestamp(value)
+
+    @field_validator("promoted_at")
+    @classmethod
+    def _iso_promotion(cls, value: str | None) -> str | None:
+        return None if value is None else _timestamp(value)
 
     @field_validator("gates")
     @classmethod
@@ -702,3 +709,51 @@ def strip_computed(model: type[BaseModel], raw: Any) -> Any:
                 elif isinstance(value, list):
                     cleaned[name] = [strip_computed(candidate, item) for item in value]
     return cleaned
+
+
+# --- a challenger compared with the champion on live traffic (make compare, post-deploy check) ----------
+
+Verdict = Literal["promote", "hold", "reject", "healthy", "rollback", "insufficient_data"]
+
+
+class SideBySide(Record):
+    """One measure of both models on the same rows (a metric, a bias gap, a p99 latency)."""
+
+    name: str
+    baseline: float | None = None
+    subject: float | None = None
+    direction: str = ""
+
+
+class Comparison(Record):
+    """compare.json / check.json: two answer sets on the same live rows, checked against `promotion:`.
+
+    `make compare`: the baseline is the champion, the subject the challenger scored in shadow
+    (verdict promote, hold or reject). `make post-deploy-check`: the baseline is the promoted
+    version's own shadow phase, the subject its live answers since it went to production
+    (verdict healthy, insufficient_data or rollback).
+    """
+
+    kind: Literal["compare", "post_deploy"]
+    run_at: str
+    uri: str
+    since: str | None = None
+    until: str | None = None
+    baseline_name: str
+    subject_name: str
+    baseline_version: str | None = None
+    subject_version: str | None = None
+    rows: int = Field(ge=0)
+    labelled_rows: int = Field(ge=0)
+    agreement: float | None = None
+    score_distance: float | None = None
+    measures: tuple[SideBySide, ...] = ()
+    checks: tuple[Check, ...] = ()
+    verdict: Verdict
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def read_comparison(path: Path | str) -> Comparison:
+    """A comparison record written by `make compare` or `make post-deploy-check`."""
+    return read_json(Comparison, Path(path), "run `make compare` (or `make post-deploy-check`) first")

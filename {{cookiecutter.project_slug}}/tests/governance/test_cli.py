@@ -13,6 +13,7 @@ from governance.core.paths import PATHS
 LIFECYCLE_TARGETS = [
     *("contract", "data", "validate", "train", "champion", "register", "serve", "image", "image-test"),
     *("image-push", "drift", "retrain-pr", "pr-comment", "pin-staging", "promote"),
+    *("compare", "post-deploy-check", "rollback"),
 ]
 
 
