@@ -130,13 +130,16 @@ def importance(
     ]
     ranked = sorted(features, key=lambda item: -item.mean)  # stable: equal importances keep contract order
     return Importance(
-        version=version, score=None if math.isnan(baseline) else sign * baseline, features=tuple(ranked)
+        version=version,
+        score=None if math.isnan(baseline) else _finite(sign * baseline),
+        features=tuple(ranked),
     )
 
 
 def _finite(value: float) -> float:
-    """A metric undefined on the shuffled rows (one class left) measures no importance: 0."""
-    return 0.0 if not math.isfinite(float(value)) else float(value)
+    """Six significant digits (the registry keeps them; documents show four); a metric undefined on
+    the shuffled rows (one class left) measures no importance: 0."""
+    return float(f"{float(value):.6g}") if math.isfinite(float(value)) else 0.0
 
 
 def grid(frame: pd.DataFrame, contract: Contract, name: str) -> list[float] | list[str]:
