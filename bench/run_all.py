@@ -11,9 +11,11 @@ prints one table: figure, its baseline, the ratio.
 - drift check on 1,000,000 captured rows (bench/drift): the whole check vs reading the
   window alone;
 - the PR pipeline under act (bench/act): `make ci` time to green, warm (and cold), vs the
-  same make targets run directly.
+  same make targets run directly;
+- explanations (bench/explain): `make train`'s permutation importance and partial dependence
+  step vs the rest of its work on the same snapshot.
 
-Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act])
+Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act,explain])
 Needs a Docker-API engine for the image and act benchmarks; scripts/container-engine.sh
 gives one where Docker is missing. Results: build/bench/results.json and results.md.
 """
@@ -37,7 +39,7 @@ import demo_engine  # the engine finder `make demo` uses (scripts/demo_engine.py
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
 
-BENCHES = ("serve", "image", "drift", "act")
+BENCHES = ("serve", "image", "drift", "act", "explain")
 DROPPED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "VIRTUAL_ENV", "CAPTURE_URI", "IMAGE", "TAG")
 
 
@@ -225,6 +227,22 @@ def act_rows() -> list[dict]:
     return rows
 
 
+def explain_rows() -> list[dict]:
+    result = json.loads((WORK / "explain" / "result.json").read_text())
+    seconds, size = result["seconds"], f"{result['features']} columns, {result['test_rows']} test rows"
+    return [
+        {
+            "figure": f"make train's explanations ({size})",
+            "value": seconds["explain"],
+            "baseline": "the rest of make train in the same process (fit, export, evaluate, parity, gates)",
+            "baseline_value": seconds["rest of train (baseline)"],
+            "ratio": seconds["explain"] / seconds["rest of train (baseline)"],
+            "meaning": "x the rest of train",
+            "unit": "s",
+        }
+    ]
+
+
 def render(rows: list[dict], header: str) -> str:
     lines = [
         header,
@@ -292,6 +310,10 @@ def main() -> int:
         "act": lambda: (
             run([python, "bench/act/run.py", "--project", str(project)], env, WORK / "act.log"),
             act_rows(),
+        )[1],
+        "explain": lambda: (
+            run([python, "bench/explain/run.py", "--project", str(project)], env, WORK / "explain.log"),
+            explain_rows(),
         )[1],
     }
     for name in chosen:

@@ -27,6 +27,7 @@ from governance import github_client, registry
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import (
+    Explanations,
     GateReport,
     MonitoringSettings,
     Parity,
@@ -165,6 +166,7 @@ def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "")
         regression=bool(quality and quality.diagnostics and quality.diagnostics.task == REGRESSION),
         gates=gates,
         parity=optional(Parity, model_dir / "parity.json") if model_dir else None,
+        explanations=optional(Explanations, model_dir / "explanations.json") if model_dir else None,
     )
     return text.rstrip() + "\n"
 

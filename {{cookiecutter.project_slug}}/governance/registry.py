@@ -17,6 +17,7 @@ import yaml
 from governance.core.errors import CheckFailed, InputError
 from governance.core.paths import Paths
 from governance.core.records import (
+    Explanations,
     GateReport,
     Parity,
     Quality,
@@ -209,7 +210,14 @@ def candidate_entry(paths: Paths, version: str) -> RegistryEntry:
         read_json(Parity, out / "parity.json", TRAIN_HINT),
         gates,
         git_commit(paths.root),
+        explained(out),
     )
+
+
+def explained(out: Path) -> Explanations | None:
+    """The version's explanations.json; None only for a model trained before explanations existed."""
+    path = out / "explanations.json"
+    return read_json(Explanations, path, TRAIN_HINT) if path.is_file() else None
 
 
 def register(paths: Paths, version: str | None = None) -> tuple[RegistryEntry, bool]:

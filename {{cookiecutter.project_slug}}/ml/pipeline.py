@@ -2,8 +2,9 @@
 
 Each step is one named function below; `train` only calls them in order. What a run leaves in
 artifacts/models/<version>/: model.onnx, metrics.json (`Quality`), parity.json (`Parity`),
-gates.json (`GateReport`) and training.json (`TrainingRecord`), with artifacts/models/latest
-naming the version. `make register` reads exactly these records.
+gates.json (`GateReport`), explanations.json (`Explanations`) and training.json
+(`TrainingRecord`), with artifacts/models/latest naming the version. `make register` reads
+exactly these records.
 
 A retraining snapshot (built by monitoring/dataset.py) records its row segments in its
 manifest: its reference hold-out slice is never trained on but scored (metrics.json
@@ -37,6 +38,7 @@ from governance.core.records import (
     Baseline,
     DataLineage,
     DataSegment,
+    Explanations,
     GateReport,
     Parity,
     Quality,
@@ -46,6 +48,7 @@ from governance.core.records import (
     write_json,
 )
 from ml.evaluate import evaluate
+from ml.explain import explain
 from ml.export import convert, metadata, parity, stamp
 from ml.features import model_frame
 from ml.gates import champion_baseline, check, single_row_latency_ms
@@ -216,7 +219,32 @@ def measure(
     return Candidate(version, content, quality, parity_result, baseline, report)
 
 
-def write_outputs(paths: Paths, inputs: Inputs, split_parts: Parts, candidate: Candidate) -> Path:
+def explain_model(
+    paths: Paths, inputs: Inputs, split_parts: Parts, pipeline: Pipeline, candidate: Candidate
+) -> Explanations:
+    """Permutation importance and partial dependence on the held-out split (ml/explain.py); the
+    champion too when the regression gate re-scored it on these rows."""
+    contract, test = inputs.contract, split_parts.split.test
+    champion = inputs.champion
+    with progress.step(
+        f"explaining the model (permutation importance, partial dependence) on {len(test)} rows"
+    ):
+        return explain(
+            pipeline,
+            model_frame(test, contract),
+            labels(test, contract),
+            contract,
+            inputs.policy.model.primary_metric,
+            inputs.params.seed,
+            candidate.version,
+            candidate.baseline,
+            paths.root / champion.artifact.path if champion else None,
+        )
+
+
+def write_outputs(
+    paths: Paths, inputs: Inputs, split_parts: Parts, candidate: Candidate, explanations: Explanations
+) -> Path:
     out = paths.models / candidate.version
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
@@ -224,6 +252,7 @@ def write_outputs(paths: Paths, inputs: Inputs, split_parts: Parts, candidate: C
     write_json(candidate.quality, out / "metrics.json")
     write_json(candidate.parity, out / "parity.json")
     write_json(candidate.gates, out / "gates.json")
+    write_json(explanations, out / "explanations.json")
     manifest, params, parts = inputs.manifest, inputs.params, split_parts.split
     training = TrainingRecord(
         version=candidate.version,
@@ -258,6 +287,7 @@ def train(paths: Paths, snapshot_ref: str | None = None) -> GateReport:
     parts, pipeline = fit_model(inputs)
     content, version = export_model(inputs, pipeline)
     candidate = measure(paths, inputs, parts, pipeline, content, version)
-    out = write_outputs(paths, inputs, parts, candidate)
+    explanations = explain_model(paths, inputs, parts, pipeline, candidate)
+    out = write_outputs(paths, inputs, parts, candidate, explanations)
     progress.note(f"model {version} -> {paths.relative(out)}")
     return candidate.gates

@@ -261,6 +261,73 @@ class Parity(Record):
     passed: bool
 
 
+class FeatureImportance(Record):
+    """One contract column's permutation importance: how much the primary metric worsens when
+    the column's values are shuffled across the rows (mean and spread over the repeats)."""
+
+    feature: str
+    mean: float
+    std: float
+
+
+class Importance(Record):
+    """One model's permutation importances on the test split, most important first."""
+
+    version: str
+    score: float | None  # the primary metric on the unshuffled rows
+    features: tuple[FeatureImportance, ...]
+
+
+class Dependence(Record):
+    """Partial dependence of one feature: the model's average answer with the feature set to each
+    grid value on every test row. `candidate[i][j]`/`champion[i][j]`: output `outputs[i]` at `grid[j]`."""
+
+    feature: str
+    kind: Literal["numeric", "categorical"]
+    grid: tuple[float | str, ...]
+    outputs: tuple[str, ...]  # "P(<positive class>)", one "P(<class>)" per class, or "prediction"
+    candidate: tuple[tuple[float, ...], ...]
+    champion: tuple[tuple[float, ...], ...] | None = None
+
+
+class Explanations(Record):
+    """explanations.json: permutation importance (candidate and, when its model is here, the champion,
+    on the same rows and the same shuffles) and partial dependence of the candidate's top features."""
+
+    version: str
+    metric: str  # the policy's primary metric; importance is its worsening (positive: the feature helps)
+    rows: int  # test rows importance is measured on
+    dependence_rows: int  # test rows partial dependence averages over (a seeded sample when there are many)
+    repeats: int
+    seed: int
+    candidate: Importance
+    champion: Importance | None = None
+    champion_note: str | None = None  # why the champion is not explained, when it is not
+    dependence: tuple[Dependence, ...] = ()
+
+    def comparison(self) -> list[tuple[str, float, float | None, str]]:
+        """(feature, candidate importance, champion importance or None, rank change), candidate order.
+
+        The rank change reads from the candidate's side: "up 2" means the candidate ranks the
+        feature two places higher than the champion does.
+        """
+        ranks = (
+            {item.feature: (rank, item.mean) for rank, item in enumerate(self.champion.features)}
+            if self.champion
+            else {}
+        )
+        rows = []
+        for rank, item in enumerate(self.candidate.features):
+            before = ranks.get(item.feature)
+            if before is None:
+                rows.append((item.feature, item.mean, None, "—"))
+                continue
+            moved = before[0] - rank
+            change = "same" if moved == 0 else (f"up {moved}" if moved > 0 else f"down {-moved}")
+            rows.append((item.feature, item.mean, before[1], change))
+        return rows
+
+
 class Artifact(Record):
     path: str = Field(min_length=1)
     sha256: str = Field(pattern=SHA256)
@@ -400,6 +467,7 @@ class RegistryEntry(Record):
     diagnostics: Diagnostics | None = None  # the task, per-class results or residuals (model card)
     # When it last became production: the newest among the archived ones is what a rollback restores.
     promoted_at: str | None = None
+    explanations: Explanations | None = None  # permutation importance and partial dependence (model card)
 
     @field_validator("created_at", "updated_at")
     @classmethod
@@ -421,7 +489,13 @@ class RegistryEntry(Record):
 
     @classmethod
     def from_training(
-        cls, training: TrainingRecord, quality: Quality, parity: Parity, gates: GateReport, commit: str
+        cls,
+        training: TrainingRecord,
+        quality: Quality,
+        parity: Parity,
+        gates: GateReport,
+        commit: str,
+        explanations: Explanations | None = None,
     ) -> RegistryEntry:
         """A `candidate` entry assembled from what `make train` wrote for one version."""
         stamp = now()
@@ -437,6 +511,7 @@ class RegistryEntry(Record):
             metrics=quality.metrics,
             bias=quality.bias,
             diagnostics=quality.diagnostics,
+            explanations=explanations,
             gates={
                 gate.name: GateSummary(
                     passed=gate.passed, value=gate.value, threshold=gate.threshold, margin=gate.margin

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from governance.core.records import Dependence, Explanations, FeatureImportance, Importance
+
 EntryFactory = Callable[..., dict[str, Any]]
 
 
@@ -60,3 +62,42 @@ def write_registry() -> Callable[[Path, list[dict[str, Any]]], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def champion_explanations() -> Explanations:
+    """A binary model's explanations where the champion ranks `income` first and `age` second."""
+
+    def ranking(version: str, values: dict[str, float]) -> Importance:
+        features = tuple(
+            FeatureImportance(feature=name, mean=mean, std=0.001) for name, mean in values.items()
+        )
+        return Importance(version=version, score=0.8, features=features)
+
+    curve = Dependence(
+        feature="age",
+        kind="numeric",
+        grid=(20.0, 40.0, 60.0),
+        outputs=("P(1)",),
+        candidate=((0.2, 0.3, 0.4),),
+        champion=((0.25, 0.3, 0.35),),
+    )
+    colour = Dependence(
+        feature="region",
+        kind="categorical",
+        grid=("north", "south"),
+        outputs=("P(1)",),
+        candidate=((0.3, 0.1),),
+        champion=((0.2, 0.2),),
+    )
+    return Explanations(
+        version="20240131000000-abcdef12",
+        metric="roc_auc",
+        rows=500,
+        dependence_rows=500,
+        repeats=3,
+        seed=42,
+        candidate=ranking("20240131000000-abcdef12", {"age": 0.05, "income": 0.03, "region": -0.001}),
+        champion=ranking("20231201000000-00000000", {"income": 0.06, "age": 0.02, "region": 0.0}),
+        dependence=(curve, colour),
+    )

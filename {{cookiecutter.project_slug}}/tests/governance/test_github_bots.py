@@ -153,7 +153,7 @@ def test_the_comment_bot_retries_a_502_and_explains_a_401(tmp_path, outputs, fak
 
 
 @pytest.fixture
-def outputs(make_entry):
+def outputs(make_entry, champion_explanations):
     """Build the files a PR run leaves behind under a root: a candidate's records and the registry.
 
     champion_auc: the production entry's registered roc_auc (None: no champion yet).
@@ -216,6 +216,7 @@ def outputs(make_entry):
             model / "gates.json",
         )
         write_json(parity, model / "parity.json")
+        write_json(champion_explanations, model / "explanations.json")
         failure = ValidationFailure(
             expectation="values within the contract's range",
             column="age",
@@ -324,6 +325,24 @@ def test_a_candidate_trained_on_the_requested_snapshot_shows_the_drift_on_any_br
     )
     write_json(training, Paths(root).models / CANDIDATE / "training.json")
     assert "income drifted" in pr_comment.build_report(root, {}, head_ref="feature/renamed-branch")
+
+
+def test_the_comment_tables_each_columns_importance_beside_the_champions_and_its_rank_change(
+    tmp_path, outputs
+):
+    body = pr_comment.build_report(outputs(tmp_path), {})
+    section = body[body.index("### Explanations") : body.index("### Policy gates")]
+    assert "| feature | candidate | champion `20231201000000-00000000` | rank change |" in section
+    assert "| age | 0.05 | 0.02 | up 1 |" in section
+    assert "| income | 0.03 | 0.06 | down 1 |" in section
+    assert "| region | -0.001 | 0 | same |" in section
+    assert "Worsening of `roc_auc` when the column is shuffled (500 rows, 3 shuffles)" in section
+
+
+def test_a_run_without_explanations_leaves_the_section_out(tmp_path, outputs):
+    root = outputs(tmp_path)
+    (Paths(root).models / CANDIDATE / "explanations.json").unlink()
+    assert "### Explanations" not in pr_comment.build_report(root, {})
 
 
 def test_the_comment_has_every_section_of_its_template(tmp_path, outputs):

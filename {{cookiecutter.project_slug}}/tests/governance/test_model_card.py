@@ -14,7 +14,7 @@ from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
 from governance.core.policy import PolicyError
 from governance.core.records import RegistryEntry
-from governance.core.tasks import BINARY, METRICS, MULTICLASS, REGRESSION, TASKS, metrics_of
+from governance.core.tasks import BINARY, DEFAULT_PRIMARY, METRICS, MULTICLASS, REGRESSION, TASKS, metrics_of
 from governance.core.text import fmt
 from ml.pipeline import train
 from tests.support.training import PROJECT, copy_workspace, make_task_workspace, task_data
@@ -231,3 +231,68 @@ def test_the_card_picture_is_the_same_bytes_every_time(task_card):
     picture.unlink()
     assert main(["--root", str(paths.root), "card", version]) == 0
     assert picture.read_bytes() == before
+
+
+# --- Explanations: importance table and pictures, partial dependence, candidate beside champion ----
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_the_card_explains_the_model_in_a_table_and_two_pictures(task_card):
+    task, paths, version = task_card
+    entry = registry.get(version, paths.registry)
+    found = entry.explanations
+    assert found is not None and found.metric == DEFAULT_PRIMARY[task]
+    text = card_of(paths, version)
+    for item in found.candidate.features:
+        assert f"| {item.feature} | {fmt(item.mean)} | — | — |" in text  # no champion in this workspace
+    assert f"]({version}-importance.svg)" in text and f"]({version}-dependence.svg)" in text
+    bars = ElementTree.parse(paths.cards / f"{version}-importance.svg").getroot()  # noqa: S314 (our own file)
+    shown = min(len(found.candidate.features), model_card.MAX_BARS)
+    assert len(bars.findall(f"{SVG}rect")) == 1 + 1 + shown  # the page, the legend's key, one bar per column
+    plots = ElementTree.parse(paths.cards / f"{version}-dependence.svg").getroot()  # noqa: S314 (our own file)
+    assert len(plots.findall(f"{SVG}polyline")) == sum(
+        len(curve.outputs) for curve in found.dependence if curve.kind == "numeric"
+    )
+    labels = [node.text for node in plots.iter(f"{SVG}text")]
+    assert [curve.feature for curve in found.dependence] == [
+        label for label in labels if label in {curve.feature for curve in found.dependence}
+    ]
+
+
+def test_every_explanation_picture_is_the_same_bytes_on_every_rewrite(task_card):
+    _, paths, version = task_card
+    pictures = sorted(paths.cards.glob(f"{version}-*.svg"))
+    assert {path.name for path in pictures} >= {f"{version}-importance.svg", f"{version}-dependence.svg"}
+    before = {path: path.read_bytes() for path in pictures}
+    for path in pictures:
+        path.unlink()
+    assert main(["--root", str(paths.root), "card", version]) == 0
+    assert {path: path.read_bytes() for path in pictures} == before
+
+
+def test_the_card_sets_the_champion_beside_the_candidate(tmp_path, make_entry, champion_explanations):
+    raw = make_entry()
+    found = champion_explanations
+    entry = RegistryEntry.model_validate({**raw, "explanations": found.model_dump(mode="json")})
+    text = model_card.render(entry, Paths(PROJECT).policy, tmp_path / "no-contract.yaml")
+    assert "| age | 0.05 | 0.02 | up 1 |" in text
+    assert "| income | 0.03 | 0.06 | down 1 |" in text
+    assert "| region | -0.001 | 0 | same |" in text
+    assert "Champion `20231201000000-00000000` was scored on the same rows with the same shuffles." in text
+    assert "(champion dashed)" in text
+    bars = ElementTree.fromstring(model_card.importance_svg(found))  # noqa: S314 (our own text)
+    fills = [node.get("fill") for node in bars.findall(f"{SVG}rect")[3:]]  # after page and legend keys
+    assert fills == [model_card.CANDIDATE_COLOUR, model_card.CHAMPION_COLOUR] * 3
+    assert "champion 20231201000000-00000000" in [node.text for node in bars.iter(f"{SVG}text")]
+    plots = ElementTree.fromstring(model_card.dependence_svg(found))  # noqa: S314 (our own text)
+    lines = plots.findall(f"{SVG}polyline")
+    assert [line.get("stroke-dasharray") for line in lines] == [None, "5 3"]  # the champion dashed
+    assert len(plots.findall(f"{SVG}circle")) == 4  # region: two categories, candidate and champion
+
+
+def test_a_card_of_a_model_without_explanations_says_so(tmp_path, make_entry):
+    entry = RegistryEntry.model_validate(make_entry())
+    text = model_card.render(entry, Paths(PROJECT).policy, tmp_path / "no-contract.yaml")
+    assert "## Explanations\n\nNo explanations were recorded for this model" in text
+    assert model_card.explanation_svgs(entry) == {}
