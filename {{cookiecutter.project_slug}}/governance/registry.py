@@ -48,12 +48,25 @@ def load(path: Path | str) -> Registry:
     return parse(Registry, read_yaml(path, "registry file", RegistryError), str(path), RegistryError)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Lists of plain values (partial-dependence grids, class lists) on one line each, so an
+    entry stays short enough to review in a pull request; nested structures stay in block style."""
+
+    def represent_list(self, data: list) -> yaml.Node:  # type: ignore[override]
+        flat = all(not isinstance(item, dict | list) for item in data)
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(list, _Dumper.represent_list)
+
+
 def save(registry: Registry, path: Path | str) -> None:
     """Validate, then replace the file atomically: readers see the old or the new registry, never half."""
     registry = parse(Registry, registry.model_dump(mode="json"), str(path), RegistryError)
     document = {"version": registry.version, "models": [entry.as_yaml() for entry in registry.models]}
     write_atomically(
-        Path(path), HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
+        Path(path),
+        HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110),
     )
 
 
