@@ -6,7 +6,8 @@ ratios much less). So this bakes the template's defaults once (build/bench/share
 installs, trains and registers there, then runs each benchmark against that project and
 prints one table: figure, its baseline, the ratio.
 
-- serving (bench/serve): the onnxruntime service vs scikit-learn + pandas in FastAPI;
+- serving (bench/serve): the onnxruntime service vs scikit-learn + pandas in FastAPI, and the
+  same service with shadow scoring on vs off;
 - image size (bench/image): the serving image vs a scikit-learn-based image, same base;
 - drift check on 1,000,000 captured rows (bench/drift): the whole check vs reading the
   window alone;
@@ -157,6 +158,39 @@ def serve_rows(output: str) -> list[dict]:
                 "baseline_value": theirs[rows]["cpu_ms"],
                 "ratio": theirs[rows]["cpu_ms"] / ours[rows]["cpu_ms"],
                 "meaning": "x less CPU",
+                "unit": "ms",
+            }
+        )
+    return table + shadow_rows(found, ours)
+
+
+def shadow_rows(found: dict, off: dict) -> list[dict]:
+    """Shadow scoring's cost: the same service with a challenger (SHADOW_MODEL_PATH) against without.
+
+    The issue's goal: at most 10 % lower throughput and at most 10 % higher p99 with shadow on.
+    """
+    on = {rows: value for (name, rows), value in found.items() if "shadow on" in name}
+    table = []
+    for rows in sorted(set(on) & set(off)):
+        table.append(
+            {
+                "figure": f"serving with shadow scoring on, {rows} row(s)/request: requests/s",
+                "value": on[rows]["rps"],
+                "baseline": "the same service, shadow off, same run",
+                "baseline_value": off[rows]["rps"],
+                "ratio": on[rows]["rps"] / off[rows]["rps"],
+                "meaning": "x the throughput (goal: at least 0.90x)",
+                "unit": "req/s",
+            }
+        )
+        table.append(
+            {
+                "figure": f"serving with shadow scoring on, {rows} row(s)/request: p99 latency",
+                "value": on[rows]["p99_ms"],
+                "baseline": "the same service's p99, shadow off",
+                "baseline_value": off[rows]["p99_ms"],
+                "ratio": on[rows]["p99_ms"] / off[rows]["p99_ms"],
+                "meaning": "x the p99 (goal: at most 1.10x)",
                 "unit": "ms",
             }
         )

@@ -62,6 +62,9 @@ def main() -> None:
     pipeline = fit_pipeline(contract, training_frame(contract, args.rows, seed=0))
     onnx_file = export_onnx(pipeline, contract, args.out / "models", model_name="bench")
     joblib.dump(pipeline, args.out / "model.joblib")
+    # The shadow rows' challenger: the same kind of model trained on other rows (another version).
+    challenger = fit_pipeline(contract, training_frame(contract, args.rows, seed=1))
+    challenger_file = export_onnx(challenger, contract, args.out / "challenger", model_name="bench")
     records = sample_records(contract, 100, seed=7, sensitive=False)
     bodies = {}
     for rows in (1, 100):
@@ -70,6 +73,7 @@ def main() -> None:
     summary = {
         "onnx": str(onnx_file),
         "joblib": str(args.out / "model.joblib"),
+        "challenger": str(challenger_file.parent),
         "bodies": {str(rows): str(path) for rows, path in bodies.items()},
         "grpc": grpc_requests(contract, records, args.out),
     }

@@ -41,6 +41,8 @@ WORK = ROOT / "build" / "bench" / "serve"
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--workers", "1"]
 TARGET_RATIO = 8.0
 GRPC_NAME = "same service over gRPC (OIP ModelInfer)"  # no "onnxruntime": run_all.py's rows stay REST's
+SHADOW_NAME = "same service, shadow on (SHADOW_MODEL_PATH)"  # its "off" is the service's own row
+SHADOW_GOAL = 0.10  # shadow scoring may cost at most 10 % of the throughput, and add at most 10 % to p99
 KEYS = ("rps", "p50_ms", "p99_ms", "cpu_ms")
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -311,16 +313,19 @@ def main() -> int:
         grpc_requests = {int(rows): Path(path) for rows, path in prepared.get("grpc", {}).items()}
         grpc_port = free_port() if grpc_requests else None
 
-        def service(port: int) -> Server:
+        def service(port: int, challenger: str | None = None) -> Server:
             env = base_env | {
                 "PORT": str(port),
-                "GRPC_PORT": str(grpc_port or ""),
+                "GRPC_PORT": str(grpc_port or "") if challenger is None else "",
                 "HOST": "127.0.0.1",
                 "MODEL_PATH": prepared["onnx"],
-                "CAPTURE_URI": str(work / "capture"),
+                "CAPTURE_URI": str(work / ("capture" if challenger is None else "capture-shadow")),
                 "FEEDBACK_KEY_FILE": str(feedback_key),
                 "LOG_LEVEL": "warning",
             }
+            if challenger is not None:  # the same service, the challenger scored in shadow beside it
+                env["SHADOW_MODEL_PATH"] = challenger
+                return Server(SHADOW_NAME, [python, "-m", "app"], project, env, "/v2/health/ready", port)
             return Server(
                 "onnxruntime service (app/)", [python, "-m", "app"], project, env, "/v2/health/ready", port
             )
@@ -340,6 +345,10 @@ def main() -> int:
             return Server("scikit-learn baseline", command + UVICORN_FLAGS, HERE, env, "/health", port)
 
         servers = [service(free_port()), baseline(free_port())]
+        if "challenger" in prepared:  # a project with shadow scoring (app/shadow.py)
+            servers.append(service(free_port(), prepared["challenger"]))
+        # Shadow on is measured right after shadow off in every round: the pair sees the same load.
+        in_order = sorted(servers, key=lambda server: server.name == "scikit-learn baseline")
         results: dict[str, dict[int, list[dict[str, Any]]]] = {
             server.name: {rows: [] for rows in bodies} for server in servers
         }
@@ -356,7 +365,7 @@ def main() -> int:
             # alike instead of one of them; the report takes each figure's median over the rounds.
             for round_number in range(1, args.rounds + 1):
                 for rows, body in bodies.items():
-                    for server in servers:
+                    for server in in_order:
                         outcome = measure(tool, server, body, args)
                         results[server.name][rows].append(outcome)
                         progress(round_number, server.name, rows, outcome)
@@ -366,10 +375,13 @@ def main() -> int:
                         )
                         results[GRPC_NAME][rows].append(outcome)
                         progress(round_number, GRPC_NAME, rows, outcome)
+            shadow = shadow_counts(servers[2]) if len(servers) > 2 else {}
         finally:
             for server in servers:
                 server.stop()
         ratio = report(results, answers)
+        if shadow:
+            report_shadow(results, shadow)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if ratio < args.min_ratio:
@@ -381,6 +393,45 @@ def main() -> int:
     return 0
 
 
+def shadow_counts(server: Server) -> dict[str, float]:
+    """From the shadow server's /metrics: requests scored by each role, and shadow rows dropped."""
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as answer:
+        text = answer.read().decode()
+    counts = {"champion": 0.0, "challenger": 0.0, "dropped": 0.0, "errors": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith("model_inference_seconds_count{"):
+            role = re.search(r'role="(\w+)"', name)
+            if role and role.group(1) in counts:
+                counts[role.group(1)] += float(value)
+        elif name.startswith("shadow_dropped_total{"):
+            counts["dropped"] += float(value)
+        elif name == "shadow_errors_total":
+            counts["errors"] += float(value)
+    return counts
+
+
+def report_shadow(results: dict[str, dict[int, list[dict[str, Any]]]], counts: dict[str, float]) -> None:
+    """Shadow on against off (the same service), per rows/request: the issue's 10 % goal."""
+    off_name = next(name for name in results if "onnxruntime" in name)
+    print(f"\nShadow scoring cost (goal: at most {SHADOW_GOAL:.0%} lower throughput and higher p99):")
+    for rows in results[SHADOW_NAME]:
+        off = {key: statistics.median(run[key] for run in results[off_name][rows]) for key in KEYS}
+        on = {key: statistics.median(run[key] for run in results[SHADOW_NAME][rows]) for key in KEYS}
+        throughput, p99 = on["rps"] / off["rps"], on["p99_ms"] / off["p99_ms"]
+        verdict = "meets" if throughput >= 1 - SHADOW_GOAL and p99 <= 1 + SHADOW_GOAL else "MISSES"
+        print(
+            f"| shadow {rows} row(s)/request | on {on['rps']:,.0f} req/s, p99 {on['p99_ms']:.2f} ms | "
+            f"off {off['rps']:,.0f} req/s, p99 {off['p99_ms']:.2f} ms | throughput {throughput:.2f}x, "
+            f"p99 {p99:.2f}x, CPU/request {on['cpu_ms'] / off['cpu_ms']:.2f}x | {verdict} the goal |"
+        )
+    scored = counts["challenger"] / max(counts["champion"], 1)
+    print(
+        f"The challenger scored {counts['challenger']:,.0f} of {counts['champion']:,.0f} requests "
+        f"({scored:.1%}); {counts['dropped']:,.0f} dropped, {counts['errors']:,.0f} failed"
+    )
+
+
 def report(results: dict[str, dict[int, list[dict[str, Any]]]], answers: dict[str, dict]) -> float:
     ours, theirs = list(results)[:2]
     scores = {
@@ -389,6 +440,9 @@ def report(results: dict[str, dict[int, list[dict[str, Any]]]], answers: dict[st
     }
     difference = max(abs(a - b) for a, b in zip(scores[ours], scores[theirs], strict=True))
     print(f"\nSame model both ways: max |p1 difference| over 100 rows = {difference:.2e}")
+    if SHADOW_NAME in scores:
+        difference = max(abs(a - b) for a, b in zip(scores[ours], scores[SHADOW_NAME], strict=True))
+        print(f"Same answers with shadow on and off: max |p1 difference| over 100 rows = {difference:.2e}")
     if GRPC_NAME in scores:
         difference = max(abs(a - b) for a, b in zip(scores[ours], scores[GRPC_NAME], strict=True))
         print(f"Same answers over gRPC and REST: max |p1 difference| over 100 rows = {difference:.2e}")

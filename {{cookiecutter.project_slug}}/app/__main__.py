@@ -21,6 +21,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.main import ServingApp, create_app
+from app.model import ModelError
 from app.settings import Settings
 from governance.core.errors import InputError
 
@@ -75,7 +76,7 @@ def main() -> int:
     )
     try:
         application = create_app(settings)
-    except InputError as error:
+    except (InputError, ModelError) as error:  # ModelError: a refused challenger (SHADOW_MODEL_PATH)
         print(f"cannot start: {error}", file=sys.stderr)
         return 2
     config = uvicorn.Config(

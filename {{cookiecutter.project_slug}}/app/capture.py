@@ -2,8 +2,8 @@
 
 Layout under CAPTURE_URI (a local folder, or any fsspec URL such as s3://bucket/capture):
 `date=YYYY-MM-DD/<hostname>-<pid>-<start>-<n>.jsonl`, one JSON object per line: a
-`PredictionRecord` or a `FeedbackRecord` (governance/core/capture.py, the schema monitoring
-reads with). Each process writes only its own
+`PredictionRecord`, a `FeedbackRecord` or a challenger's `ShadowRecord` (governance/core/capture.py,
+the schema monitoring reads with). Each process writes only its own
 stream, so replicas never contend for a file and nothing is ever rewritten. Readers take
 every `date=*/*.jsonl`. Locally `<n>` advances when a file is rotated; on object stores,
 which cannot append, each flush of the stream becomes its own object.
@@ -54,7 +54,7 @@ import fsspec
 import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from governance.core.capture import feedback_line, prediction_line
+from governance.core.capture import feedback_line, prediction_id, prediction_line, shadow_line
 
 log = logging.getLogger("app.capture")
 LOCAL_PROTOCOLS = {"file", "local"}
@@ -166,9 +166,33 @@ class CaptureStore:
         """
         self._append(("feedback", timestamp, items, labelled_by))
 
+    def record_shadow(
+        self,
+        request_id: str,
+        timestamp: float,
+        model_name: str,
+        model_version: str,
+        champion_version: str,
+        labels: list[Any],
+        scores: list[list[float]],
+        latency_ms: float,
+        champion_latency_ms: float,
+    ) -> None:
+        """Buffer a challenger's answers to a request the champion answered (app/shadow.py).
+
+        Shadow rows may fill at most half of CAPTURE_MAX_BUFFER_ROWS: a slow store then refuses
+        them (CaptureUnavailable) while the champion's predictions still have the other half.
+        """
+        entry = ("shadow", request_id, timestamp, model_name, model_version, champion_version)
+        self._append((*entry, labels, scores, latency_ms, champion_latency_ms))
+
     def _append(self, entry: tuple[Any, ...]) -> None:
-        rows = len(entry[6]) if entry[0] == "prediction" else len(entry[2])  # labels, or items
+        rows = len(entry[2]) if entry[0] == "feedback" else len(entry[6])  # items, or labels
         with self._lock:
+            if entry[0] == "shadow" and self._pending_rows + rows > self.max_buffer_rows // 2:
+                raise CaptureUnavailable(
+                    f"capture buffer half full ({self._pending_rows} rows): shadow rows wait"
+                )
             if not self.available:
                 raise CaptureUnavailable(
                     "capture store is closed"
@@ -304,6 +328,8 @@ class CaptureStore:
                         scores=scores[index] if scores else no_scores,
                     )
                     lines.append(dumps(line))
+            elif entry[0] == "shadow":
+                lines = self._shadow_lines(entry, by_date)
             else:
                 _, timestamp, items, labelled_by = entry
                 stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
@@ -314,6 +340,41 @@ class CaptureStore:
                     )
                     lines.append(dumps(line))
         return {date: b"\n".join(lines) + b"\n" for date, lines in by_date.items() if lines}
+
+    @staticmethod
+    def _shadow_lines(entry: tuple[Any, ...], by_date: dict[str, list[bytes]]) -> list[bytes]:
+        """One `ShadowRecord` line per row of a request.
+
+        Only the prediction id, row, label and scores differ between a request's rows, so the
+        record is built once by `shadow_line` (its fields and their order) and those four are
+        set per row: half the cost of building every row anew, which showed at 100 rows.
+        """
+        _, request_id, timestamp, model_name, model_version, champion_version, labels, scores, *ms = entry
+        stamp = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")
+        lines = by_date.setdefault(stamp[:10], [])
+        if not labels:
+            return lines
+        line = shadow_line(
+            request_id=request_id,
+            row=0,
+            timestamp=stamp,
+            model_name=model_name,
+            model_version=model_version,
+            champion_version=champion_version,
+            label=labels[0],
+            scores=scores[0] if scores else [],
+            latency_ms=round(ms[0], 4),
+            champion_latency_ms=round(ms[1], 4),
+        )
+        dumps = orjson.dumps
+        for index, label in enumerate(labels):
+            line["prediction_id"] = prediction_id(request_id, index)
+            line["row"] = index
+            line["label"] = label
+            if scores:
+                line["scores"] = scores[index]
+            lines.append(dumps(line))
+        return lines
 
     def _rows(self, rows: Any, count: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         names, sensitive = self.feature_names, self.sensitive_name
@@ -443,6 +504,9 @@ class NoCapture:
         return None
 
     def record_feedback(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def record_shadow(self, *args: Any, **kwargs: Any) -> None:
         return None
 
     def start(self) -> None:

@@ -13,6 +13,11 @@ What the model metrics observe, per task (the contract's target):
   model's confidence (multiclass); both lie in [0, 1], hence fixed buckets.
 - regression: `model_value` is a summary (count and sum, so the mean prediction) of the predicted
   values: their scale is the target's own and unknown here, so no bucket bounds are guessed.
+
+Per model (`role` champion or challenger, and `model_version`), for shadow scoring (app/shadow.py):
+`model_inference_seconds`, the model call's time per request (the batch), and
+`model_inference_rows_total` (by `class` too for classification), so the two models' latency and
+answers compare on one dashboard.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from governance.core.contract import Target
 from governance.core.tasks import BINARY
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SCORING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+CHAMPION, CHALLENGER = "champion", "challenger"
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))  # 0.05 .. 1.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -75,6 +82,9 @@ class Metrics:
         self._scores = _Histogram(SCORE_BUCKETS)
         self._values = [0, 0.0]  # regression: rows scored, sum of the predicted values
         self._model: dict[str, str] | None = None
+        # (role, model_version) -> model call time histogram, and rows per class index (one slot
+        # for regression)
+        self._scoring: dict[tuple[str, str], tuple[_Histogram, list[int]]] = {}
         self._extra: list[Callable[[], Iterator[Metric]]] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # type: ignore[arg-type]
@@ -95,6 +105,23 @@ class Metrics:
             for index, row in zip(indices, scores, strict=True):
                 classes[index] += 1
                 observe(row[positive] if positive is not None else max(row))
+
+    def observe_scoring(
+        self, role: str, version: str, seconds: float, indices: list[int] | None, rows: int
+    ) -> None:
+        """One model call of `role` (champion or challenger): its time, and its rows by class index."""
+        key = (role, version)
+        with self._lock:
+            entry = self._scoring.get(key)
+            if entry is None:
+                entry = self._scoring[key] = (_Histogram(SCORING_BUCKETS), [0] * max(len(self._classes), 1))
+            entry[0].observe(seconds)
+            counts = entry[1]
+            if indices is None:
+                counts[0] += rows
+            else:
+                for index in indices:
+                    counts[index] += 1
 
     def observe_values(self, values: list[float]) -> None:
         """Regression: add the predicted values to the `model_value` summary."""
@@ -119,6 +146,9 @@ class Metrics:
             classes = list(self._classes)
             scores = (self._scores.buckets(), self._scores.total)
             value_rows, value_sum = self._values
+            scoring = {
+                key: (h.buckets(), h.total, list(counts)) for key, (h, counts) in self._scoring.items()
+            }
         family: Any = CounterMetricFamily(
             "http_requests", "HTTP requests by route, method and status", labels=["route", "method", "status"]
         )
@@ -146,6 +176,7 @@ class Metrics:
             family = HistogramMetricFamily("model_score", f"Probability of {what} per scored row")
             family.add_metric([], scores[0], scores[1])
             yield family
+        yield from self._per_model(scoring)
         family = GaugeMetricFamily(
             "model_info",
             "The served model (1 while loaded)",
@@ -161,3 +192,29 @@ class Metrics:
         )
         for source in self._extra:
             yield from source()
+
+    def _per_model(self, scoring: dict[tuple[str, str], tuple[Any, float, list[int]]]) -> Iterator[Metric]:
+        family: Any = HistogramMetricFamily(
+            "model_inference_seconds",
+            "Time of the model call per request, by model",
+            labels=["role", "model_version"],
+        )
+        for (role, version), (buckets, total, _) in sorted(scoring.items()):
+            family.add_metric([role, version], buckets, total)
+        yield family
+        if self._regression:
+            family = CounterMetricFamily(
+                "model_inference_rows", "Rows scored, by model", labels=["role", "model_version"]
+            )
+            for (role, version), (_, _, counts) in sorted(scoring.items()):
+                family.add_metric([role, version], counts[0])
+        else:
+            family = CounterMetricFamily(
+                "model_inference_rows",
+                "Rows scored, by model and predicted class",
+                labels=["role", "model_version", "class"],
+            )
+            for (role, version), (_, _, counts) in sorted(scoring.items()):
+                for key, rows in zip(self._class_keys, counts, strict=True):
+                    family.add_metric([role, version, key], rows)
+        yield family

@@ -24,8 +24,9 @@ from app import binary_tensors
 from app import model as model_loader
 from app.capture import CaptureStore, CaptureUnavailable, NoCapture
 from app.feedback import ApiKeys, FeedbackTokens
-from app.metrics import Metrics
+from app.metrics import CHAMPION, Metrics
 from app.settings import Settings
+from app.shadow import Shadow
 from app.validation import RequestError, Validator, feedback_items, parse_json, shown
 from governance.core.contract import load as load_contract
 from governance.core.encoding import Scores, outputs_for
@@ -125,6 +126,7 @@ class Service:
         )
         self.metrics.add_source(self.capture.metrics)
         self.model: model_loader.Model | None = None
+        self.shadow = self._load_challenger()
         self.problem = "the model has not been loaded yet"
         self.threads = settings.intra_op_threads
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="score")
@@ -161,6 +163,15 @@ class Service:
         # moving it out of the collector's generations makes each full collection cheap, which
         # showed as a steady share of the time of 100-row requests otherwise.
         gc.freeze()
+        if self.shadow is not None:
+            self.shadow.start()
+            log.info(
+                "shadow scoring with challenger %s version %s from %s (queue of %d requests)",
+                self.shadow.model.name,
+                self.shadow.model.version,
+                self.shadow.model.path,
+                self.settings.shadow_queue_size,
+            )
         log.info(
             "serving model %s version %s from %s (onnxruntime %s, %d intra-op threads, capture %s)",
             self.model.name,
@@ -171,7 +182,33 @@ class Service:
             self.settings.capture_uri if self.settings.capture_enabled else "off",
         )
 
+    def _load_challenger(self) -> Shadow | None:
+        """Load SHADOW_MODEL_PATH exactly as the served model is loaded, or refuse to start.
+
+        A challenger answering another task, other classes or other features than the contract
+        says could not be compared with the champion row by row: the process stops with the
+        reason instead of serving without the shadow the deployment asked for.
+        """
+        path = self.settings.shadow_model_path
+        if path is None:
+            return None
+        try:
+            # One intra-op thread: the challenger runs beside the champion and must not take
+            # the cores the champion's answers need.
+            challenger = model_loader.load(
+                path, self.contract, 1, strict=self.settings.app_env == "production"
+            )
+        except model_loader.ModelError as error:
+            raise model_loader.ModelError(f"SHADOW_MODEL_PATH={path}: challenger refused: {error}") from None
+        shadow = Shadow(
+            challenger, self._answers, self.capture, self.metrics, self.settings.shadow_queue_size
+        )
+        self.metrics.add_source(shadow.metrics)
+        return shadow
+
     def stop(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close(self.settings.shadow_drain_seconds)
         self.capture.close(timeout=self.settings.graceful_shutdown_seconds)
         self.executor.shutdown(wait=True)
 
@@ -215,23 +252,28 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self.executor, handler, body, *args)
 
     # -- handlers ---------------------------------------------------------------------------
-    def _record(
-        self, model: model_loader.Model, rows: Any, scores: Scores
-    ) -> tuple[str, list[Any], list[Any]]:
-        """Capture the scored rows, then count them; no capture, no answer (503).
-
-        Returns the request id, the answers (class values, or predicted numbers) and the class
-        probabilities per row (empty for regression), as captured and as the client sees them.
-        """
-        request_id = next(self._ids)
+    def _answers(self, scores: Scores) -> tuple[list[int] | None, list[Any], list[list[float]]]:
+        """A model's scores as answered: class indices (None for regression), answers, probabilities."""
         if self.classification:
             indices = scores.label.tolist()  # type: ignore[union-attr]
             classes = self.classes
-            answers = [classes[index] for index in indices]
-            score_list = scores.probabilities.tolist()  # type: ignore[union-attr]
-        else:
-            answers = scores.value.tolist()  # type: ignore[union-attr]
-            score_list = []
+            return indices, [classes[index] for index in indices], scores.probabilities.tolist()  # type: ignore[union-attr]
+        return None, scores.value.tolist(), []  # type: ignore[union-attr]
+
+    def _score(
+        self, model: model_loader.Model, rows: Any, feeds: dict[str, Any]
+    ) -> tuple[str, list[Any], list[Any], Scores]:
+        """Score, capture the scored rows, count them, offer them to the challenger (if any).
+
+        No capture, no answer (503). Returns the request id, the answers (class values, or
+        predicted numbers), the class probabilities per row (empty for regression), as captured
+        and as the client sees them, and the model's scores.
+        """
+        started = time.perf_counter()
+        scores = model.predict(feeds)
+        seconds = time.perf_counter() - started
+        request_id = next(self._ids)
+        indices, answers, score_list = self._answers(scores)
         try:
             self.capture.record_predictions(
                 request_id, time.time(), model.name, model.version, rows, answers, score_list
@@ -240,16 +282,19 @@ class Service:
             raise RequestError(
                 503, "capture", "unavailable", f"{error}; the prediction was not recorded"
             ) from None
-        if self.classification:
+        if indices is not None:
             self.metrics.observe_predictions(indices, score_list)
         else:
             self.metrics.observe_values(answers)
-        return request_id, answers, score_list
+        self.metrics.observe_scoring(CHAMPION, model.version, seconds, indices, len(answers))
+        if self.shadow is not None:
+            self.shadow.submit(request_id, feeds, len(answers), model.version, seconds)
+        return request_id, answers, score_list, scores
 
     def predict(self, body: bytes) -> Result:
         model = self.require_model()
         records, feeds = self.validator.records(body)
-        request_id, answers, score_list = self._record(model, records, model.predict(feeds))
+        request_id, answers, score_list, _ = self._score(model, records, feeds)
         tokens = self.tokens.issue(request_id, len(answers))
         if self.classification:
             keys = self.class_keys
@@ -329,8 +374,7 @@ class Service:
         rows are the same whichever way the tensors came. `wanted` comes from `requested_outputs`.
         """
         _, columns, feeds = self.validator.tensors(inputs)
-        scores = model.predict(feeds)
-        request_id, answers, _ = self._record(model, columns, scores)
+        request_id, answers, _, scores = self._score(model, columns, feeds)
         rows = len(answers)
         # Outputs as model metadata declares them (app/model.py served_outputs): class values
         # typed by the contract (BYTES, INT64 or BOOL) and probabilities [N, classes]; or values [N].

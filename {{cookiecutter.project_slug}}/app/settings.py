@@ -122,6 +122,21 @@ class Settings(BaseSettings):
     model_name: str = Field("", description="served name; empty: the model's own metadata")
     contract_path: Path = PATHS.contract
 
+    shadow_model_path: Path | None = Field(
+        None,
+        description="a challenger model (like MODEL_PATH) scored beside the served one, off the "
+        "response path, its answers captured; empty: no shadow scoring",
+    )
+    shadow_queue_size: int = Field(
+        128, ge=1, le=100_000, description="requests waiting for the challenger; more are dropped and counted"
+    )
+    shadow_drain_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="at shutdown, time for the queued shadow requests before they are dropped",
+    )
+
     max_batch_rows: int = Field(1000, ge=1, le=100_000)
     max_body_bytes: int = Field(
         4 * 1024 * 1024,
@@ -209,7 +224,7 @@ class Settings(BaseSettings):
             raise ValueError(f"GRPC_PORT={self.grpc_port} is PORT too: the two servers need a port each")
         return self
 
-    @field_validator("feedback_key_file", "feedback_api_keys_file", mode="before")
+    @field_validator("feedback_key_file", "feedback_api_keys_file", "shadow_model_path", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
