@@ -75,8 +75,12 @@ class ShadowRecord(Record):
     champion_version: str
     label: Answer = Field(description="the challenger's class or value")
     scores: list[float] = Field(description="the challenger's class probabilities; empty for regression")
-    latency_ms: float = Field(ge=0, description="the challenger's scoring time for the request's batch")
-    champion_latency_ms: float = Field(ge=0, description="the champion's scoring time for the same batch")
+    latency_ms: float = Field(
+        ge=0,
+        description="the challenger's scoring time for the request: its rows' share of the batched "
+        "challenger call that scored it (app/shadow.py)",
+    )
+    champion_latency_ms: float = Field(ge=0, description="the champion's scoring time for the request")
 
 
 # Logical column types of a capture line (both kinds share one file, so one column set).
