@@ -21,6 +21,7 @@ from governance.core.records import (
     Quality,
     Registry,
     RegistryEntry,
+    TrackedRun,
     TrainingRecord,
     now,
     parse,
@@ -193,7 +194,14 @@ def candidate_entry(paths: Paths, version: str) -> RegistryEntry:
         read_json(Parity, out / "parity.json", TRAIN_HINT),
         gates,
         git_commit(paths.root),
+        tracked_run(out),
     )
+
+
+def tracked_run(model_folder: Path) -> TrackedRun | None:
+    """The MLflow run `make train` recorded for this model (run.json), None with tracking off."""
+    path = model_folder / "run.json"
+    return read_json(TrackedRun, path) if path.is_file() else None
 
 
 def register(paths: Paths, version: str | None = None) -> tuple[RegistryEntry, bool]:
