@@ -299,6 +299,15 @@ def tune(
     typer.echo(f"report: {paths.relative(outcome.report)} (Pareto front: {paths.relative(outcome.picture)})")
 
 
+@app.command("track-sync")
+def track_sync(ctx: typer.Context) -> None:
+    """Copy the runs that fell back to the local store to the server in MLFLOW_TRACKING_URI."""
+    from ml.tracking import sync
+
+    synced = sync(paths_of(ctx), say=typer.echo)
+    typer.echo(f"{len(synced)} run(s) synced" if synced else "no run is waiting for this server")
+
+
 @app.command()
 def ui(
     ctx: typer.Context,

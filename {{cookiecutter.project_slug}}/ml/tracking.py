@@ -6,8 +6,9 @@ MLFLOW_TRACKING=off turns tracking off (the benchmark's baseline; quick local ru
 
 Two promises shape this module:
 - Tracking never fails training. A server that cannot be reached costs one warning, and the run
-  is written to the local store instead (run.json says which server it was meant for, to sync it
-  later). MLflow's HTTP retries are capped (see `quiet_environment`) so that takes seconds.
+  is written to the local store instead (run.json says which server it was meant for; `sync`,
+  i.e. `make track-sync`, copies it there later). MLflow's HTTP retries are capped (see
+  `quiet_environment`) so that takes seconds.
 - Tracking stays cheap. Importing MLflow takes seconds, so `make train` starts a logger process
   (`python -m ml.tracking`) when training begins: it imports MLflow on the other core while the
   model fits, then receives the finished run as one JSON job on stdin and answers with run.json's
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from governance import registry
 from governance.core import progress
 from governance.core.errors import InputError
 from governance.core.paths import Paths
@@ -243,9 +245,67 @@ def write_run(job: Job, uri: str, parent_run_id: str | None = None) -> tuple[str
         params=[Param(key, str(value)) for key, value in job.params.items()],
     )
     for path in job.artifacts:
-        mlflow_client.log_artifact(run_id, path)
+        if Path(path).is_dir():  # a folder of artifacts (a synced run's model_card/) keeps its name
+            mlflow_client.log_artifacts(run_id, path, Path(path).name)
+        else:
+            mlflow_client.log_artifact(run_id, path)
     mlflow_client.set_terminated(run_id, "FINISHED")
     return run_id, exp
+
+
+KEPT_SYSTEM_TAGS = ("mlflow.source.git.commit",)
+
+
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    """A run's own tags and its commit; MLflow's other system tags are set again by the new run."""
+    return {
+        key: value for key, value in tags.items() if not key.startswith("mlflow.") or key in KEPT_SYSTEM_TAGS
+    }
+
+
+def sync(paths: Paths, say: Any = print) -> list[TrackedRun]:
+    """Copy the runs that fell back to the local store to the server now in MLFLOW_TRACKING_URI.
+
+    Each copy carries the run's parameters, metrics, tags and files; run.json then names the
+    server's run, tagged with the local run it came from. Runs already on a server stay as they are.
+    """
+    import tempfile
+
+    target = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not target:
+        raise InputError("environment variable MLFLOW_TRACKING_URI must name the server to sync to (got '')")
+    quiet_environment()
+    local = client(local_uri(paths))
+    synced = []
+    for record in sorted(paths.models.glob("*/run.json")):
+        run = TrackedRun.model_validate_json(record.read_text())
+        if run.fallback_from is None or run.fallback_from != public(target):
+            continue
+        kept = local.get_run(run.run_id)
+        with tempfile.TemporaryDirectory() as folder:
+            files = local.download_artifacts(run.run_id, "", folder)
+            job = Job(
+                tracking_uri=target,
+                local_uri=local_uri(paths),
+                local_artifacts=local_artifacts(paths),
+                experiment=run.experiment,
+                run_name=kept.info.run_name or record.parent.name,
+                params=dict(kept.data.params),
+                metrics=dict(kept.data.metrics),
+                tags={**user_tags(kept.data.tags), "synced_from_local_run": run.run_id},
+                artifacts=[str(item) for item in sorted(Path(files).iterdir())],
+            )
+            run_id, exp = write_run(job, target)
+        moved = TrackedRun(
+            run_id=run_id, experiment=run.experiment, experiment_id=exp, tracking_uri=public(target)
+        )
+        record.write_text(moved.model_dump_json(indent=2) + "\n")
+        entry = registry.load(paths.registry).get(record.parent.name)
+        if entry is not None and entry.run is not None and entry.run.run_id == run.run_id:
+            registry.update(entry.version, {"run": moved.model_dump(mode="json")}, paths.registry)
+        say(f"run {run.run_id} of model {record.parent.name} -> run {run_id} on {moved.tracking_uri}")
+        synced.append(moved)
+    return synced
 
 
 def record_run(job: Job) -> dict[str, Any]:

@@ -124,6 +124,38 @@ def test_an_unreachable_server_costs_one_warning_and_the_run_is_kept_locally(tmp
 
 
 @pytest.mark.slow
+def test_a_run_kept_locally_is_synced_to_the_server_later(tmp_path, monkeypatch, capsys):
+    paths = Paths(make_workspace(tmp_path / "project"))
+    monkeypatch.chdir(tmp_path)  # the stand-in server's default artifact root lands in tmp_path
+    blocker = tmp_path / "server"
+    blocker.write_text("a file where the server's folder should be: the server is down")
+    server = f"sqlite:///{blocker / 'mlflow.db'}"
+    monkeypatch.setenv(tracking.SWITCH, "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    report = train(paths)
+    kept = read_json(TrackedRun, paths.models / report.version / "run.json")
+    assert kept.fallback_from == server
+    assert main(["--root", str(paths.root), "--quiet", "register"]) == 0
+
+    blocker.unlink()
+    blocker.mkdir()  # the server is back
+    assert main(["--root", str(paths.root), "track-sync"]) == 0
+    assert "1 run(s) synced" in capsys.readouterr().out
+    moved = read_json(TrackedRun, paths.models / report.version / "run.json")
+    assert moved.tracking_uri == server and moved.fallback_from is None and moved.run_id != kept.run_id
+    from mlflow.tracking import MlflowClient
+
+    copy = MlflowClient(tracking_uri=server).get_run(moved.run_id)
+    assert copy.data.tags["synced_from_local_run"] == kept.run_id
+    assert copy.data.params["model_family"] == "linear"
+    stored = {item.path for item in MlflowClient(tracking_uri=server).list_artifacts(moved.run_id)}
+    assert {"model.onnx", "model_card"} <= stored
+    assert f"run_id: {moved.run_id}" in paths.registry.read_text()
+    assert main(["--root", str(paths.root), "track-sync"]) == 0  # nothing left to sync
+    assert "no run is waiting" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_tracking_off_writes_no_run(tmp_path, monkeypatch):
     paths = Paths(make_workspace(tmp_path / "project"))
     monkeypatch.setenv(tracking.SWITCH, "off")

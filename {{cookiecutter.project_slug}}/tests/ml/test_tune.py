@@ -108,5 +108,5 @@ def test_tune_runs_nested_trials_draws_the_front_and_writes_a_params_diff(tmp_pa
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 3
 
-    outcome = tune(paths, trials=2)  # the study is resumed, not restarted
+    outcome = tune(paths, trials=2, jobs=2)  # resumed, not restarted; two trials side by side
     assert len(outcome.trials) == 5
