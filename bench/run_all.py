@@ -14,9 +14,11 @@ prints one table: figure, its baseline, the ratio.
 - the PR pipeline under act (bench/act): `make ci` time to green, warm (and cold), vs the
   same make targets run directly;
 - explanations (bench/explain): `make train`'s permutation importance and partial dependence
-  step vs the rest of its work on the same snapshot.
+  step vs the rest of its work on the same snapshot;
+- experiment tracking (bench/track): `make train` with an MLflow run vs without, and
+  `make tune` trials per minute vs plain training runs per minute.
 
-Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act,explain])
+Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act,explain,track])
 Needs a Docker-API engine for the image and act benchmarks; scripts/container-engine.sh
 gives one where Docker is missing. Results: build/bench/results.json and results.md.
 """
@@ -40,7 +42,7 @@ import demo_engine  # the engine finder `make demo` uses (scripts/demo_engine.py
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
 
-BENCHES = ("serve", "image", "drift", "act", "explain")
+BENCHES = ("serve", "image", "drift", "act", "explain", "track")
 DROPPED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "VIRTUAL_ENV", "CAPTURE_URI", "IMAGE", "TAG")
 
 
@@ -277,6 +279,39 @@ def explain_rows() -> list[dict]:
     ]
 
 
+def track_rows() -> list[dict]:
+    result = json.loads((WORK / "track" / "result.json").read_text())
+    return [
+        {
+            "figure": "`make train` with an MLflow run (tracking overhead, goal < 10 %)",
+            "value": result["train_on_median_s"],
+            "baseline": "the same `make train` with MLFLOW_TRACKING=off",
+            "baseline_value": result["train_off_median_s"],
+            "ratio": result["train_on_median_s"] / result["train_off_median_s"],
+            "meaning": "x the untracked time",
+            "unit": "s",
+        },
+        {
+            "figure": "CPU of `make train` with an MLflow run (the logger process included)",
+            "value": result["train_cpu_on_median_s"],
+            "baseline": "the same `make train`'s CPU with MLFLOW_TRACKING=off",
+            "baseline_value": result["train_cpu_off_median_s"],
+            "ratio": result["train_cpu_on_median_s"] / result["train_cpu_off_median_s"],
+            "meaning": "x the untracked CPU",
+            "unit": "s",
+        },
+        {
+            "figure": f"`make tune`: trials per minute ({result['jobs']} job(s), {result['cores']} cores)",
+            "value": result["trials_per_minute"],
+            "baseline": "plain `make train` runs per minute (tracking off)",
+            "baseline_value": result["trains_per_minute"],
+            "ratio": result["trials_per_minute"] / result["trains_per_minute"],
+            "meaning": "x as many trials as trainings",
+            "unit": "/min",
+        },
+    ]
+
+
 def render(rows: list[dict], header: str) -> str:
     lines = [
         header,
@@ -348,6 +383,10 @@ def main() -> int:
         "explain": lambda: (
             run([python, "bench/explain/run.py", "--project", str(project)], env, WORK / "explain.log"),
             explain_rows(),
+        )[1],
+        "track": lambda: (
+            run([python, "bench/track/run.py", "--project", str(project)], env, WORK / "track.log"),
+            track_rows(),
         )[1],
     }
     for name in chosen:

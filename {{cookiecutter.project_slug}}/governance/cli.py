@@ -239,6 +239,11 @@ def register(
         typer.echo(f"{entry.version} is already registered (stage {entry.stage}); refreshing its model card")
     card_path = model_card.write(entry, paths.cards, paths.policy, paths.contract)
     typer.echo(f"model card: {paths.relative(card_path)}")
+    if entry.run is not None:
+        from ml import tracking
+
+        if tracking.enabled() and tracking.attach(paths, entry.run, card_path, "model_card"):
+            typer.echo(f"model card added to MLflow run {entry.run.run_id}")
 
 
 @app.command()
@@ -265,6 +270,56 @@ def champion(
     from governance.champion import fetch_champion
 
     fetch_champion(paths_of(ctx), docker, optional, say=progress.note)
+
+
+# --- experiment tracking and tuning (MLflow, Optuna) ---------------------------------------------
+
+
+@app.command()
+def tune(
+    ctx: typer.Context,
+    trials: Annotated[int, typer.Option(envvar="TRIALS", min=1, help="Trials to add to the study.")] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(envvar="TIMEOUT", min=1, help="Stop starting trials after N seconds.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(envvar="JOBS", min=1, help="Trials run in parallel (threads).")] = 1,
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: the latest).")] = None,
+) -> None:
+    """Search ml/search_space.yaml with Optuna; write the chosen settings into ml/params.yaml."""
+    from ml.tune import tune as run_tuning
+
+    paths = paths_of(ctx)
+    outcome = run_tuning(paths, trials, timeout, jobs, snapshot)
+    chosen = outcome.chosen
+    typer.echo(
+        f"study {outcome.study_name}: {len(outcome.trials)} trial(s), "
+        f"{len(outcome.front)} on the Pareto front; chosen trial {chosen.number}: "
+        f"{chosen.values[0]:.4f}, bias gap {chosen.values[1]:.4f}"
+    )
+    typer.echo(outcome.diff or f"{paths.relative(paths.params)} already holds the chosen settings")
+    typer.echo(f"report: {paths.relative(outcome.report)} (Pareto front: {paths.relative(outcome.picture)})")
+
+
+@app.command("track-sync")
+def track_sync(ctx: typer.Context) -> None:
+    """Copy the runs that fell back to the local store to the server in MLFLOW_TRACKING_URI."""
+    from ml.tracking import sync
+
+    synced = sync(paths_of(ctx), say=typer.echo)
+    typer.echo(f"{len(synced)} run(s) synced" if synced else "no run is waiting for this server")
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Serve the MLflow UI on the local tracking store (artifacts/mlflow)."""
+    from ml.tracking import serve_ui
+
+    code = serve_ui(paths_of(ctx), port, say=typer.echo)
+    if code:
+        raise typer.Exit(code)
 
 
 # --- serving and packaging -----------------------------------------------------------------------

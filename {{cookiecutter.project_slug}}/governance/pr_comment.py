@@ -33,6 +33,7 @@ from governance.core.records import (
     Parity,
     Quality,
     RecordError,
+    TrackedRun,
     TrainingRecord,
     ValidationReport,
     numeric_items,
@@ -72,6 +73,20 @@ def latest_model_dir(models: Path) -> Path | None:
         chosen = models / pointer.read_text().strip()
         return chosen if (chosen / "metrics.json").is_file() else None
     return None
+
+
+MLFLOW_ARTIFACT = "mlflow-run"  # the workflow's upload of the local MLflow store (.github/workflows/pr.yml)
+
+
+def run_link(run: TrackedRun | None) -> str | None:
+    """Where a reviewer finds the training run: its page on the team's server, else the uploaded store."""
+    if run is None:
+        return None
+    if run.tracking_uri.startswith(("http://", "https://")):
+        page = f"{run.tracking_uri.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+        return f"[{run.run_id}]({page})" if run.experiment_id else f"{run.run_id} on {run.tracking_uri}"
+    unreachable = f" (server {run.fallback_from} was unreachable)" if run.fallback_from else ""
+    return f"artifact `{MLFLOW_ARTIFACT}`, run `{run.run_id}`{unreachable}; browse it with `make ui`"
 
 
 def checks(job_results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -167,6 +182,7 @@ def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "")
         gates=gates,
         parity=optional(Parity, model_dir / "parity.json") if model_dir else None,
         explanations=optional(Explanations, model_dir / "explanations.json") if model_dir else None,
+        run_link=run_link(optional(TrackedRun, model_dir / "run.json")) if model_dir else None,
     )
     return text.rstrip() + "\n"
 

@@ -23,6 +23,7 @@ from governance.core.records import (
     Quality,
     Registry,
     RegistryEntry,
+    TrackedRun,
     TrainingRecord,
     now,
     parse,
@@ -224,7 +225,14 @@ def candidate_entry(paths: Paths, version: str) -> RegistryEntry:
         gates,
         git_commit(paths.root),
         explained(out),
+        tracked_run(out),
     )
+
+
+def tracked_run(model_folder: Path) -> TrackedRun | None:
+    """The MLflow run `make train` recorded for this model (run.json), None with tracking off."""
+    path = model_folder / "run.json"
+    return read_json(TrackedRun, path) if path.is_file() else None
 
 
 def explained(out: Path) -> Explanations | None:

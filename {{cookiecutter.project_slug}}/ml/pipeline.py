@@ -44,9 +44,11 @@ from governance.core.records import (
     Quality,
     ReferenceScore,
     RegistryEntry,
+    TrackedRun,
     TrainingRecord,
     write_json,
 )
+from ml import tracking
 from ml.evaluate import evaluate
 from ml.explain import explain
 from ml.export import convert, metadata, parity, stamp
@@ -281,13 +283,76 @@ def write_outputs(
     return out
 
 
+def tracking_job(paths: Paths, inputs: Inputs, candidate: Candidate, out: Path) -> tracking.Job:
+    """What the MLflow run records: parameters, data and contract hashes, metrics, gates, bias, files."""
+    params, quality = inputs.params, candidate.quality
+    metrics: dict[str, float] = {k: float(v) for k, v in quality.metrics.items() if v is not None}
+    metrics.update({f"bias_gap.{k}": float(v) for k, v in quality.bias.gaps.items() if v is not None})
+    for gate in candidate.gates.gates:
+        metrics[f"gate.{gate.name}.passed"] = float(gate.passed)
+        if gate.value is not None:
+            metrics[f"gate.{gate.name}.value"] = float(gate.value)
+    metrics["parity.max_abs_diff"] = float(candidate.parity.max_abs_diff)
+    return tracking.Job(
+        tracking_uri=tracking.target_uri(paths),
+        local_uri=tracking.local_uri(paths),
+        local_artifacts=tracking.local_artifacts(paths),
+        experiment=tracking.experiment_name(params.model_name),
+        run_name=candidate.version,
+        params={
+            "model_family": params.model_family,
+            "seed": str(params.seed),
+            "test_size": str(params.test_size),
+            "opset": str(inputs.policy.onnx.opset),
+            **{f"estimator.{key}": str(value) for key, value in params.estimator.items()},
+            "contract_sha256": inputs.contract.digest,
+            "snapshot_id": str(inputs.manifest["snapshot_id"]),
+            "snapshot_sha256": str(inputs.manifest["sha256"]),
+        },
+        metrics=metrics,
+        tags={
+            **tracking.git_tags(paths.root),
+            "model_version": candidate.version,
+            "model_name": params.model_name,
+            "gates_passed": str(candidate.gates.passed).lower(),
+        },
+        artifacts=[
+            str(out / name)
+            for name in ("model.onnx", "metrics.json", "gates.json", "parity.json", "training.json")
+        ],
+    )
+
+
+def track_run(
+    paths: Paths, inputs: Inputs, candidate: Candidate, out: Path, logger: tracking.Logger | None
+) -> TrackedRun | None:
+    """Hand the finished run to the logger and keep its record (run.json) beside the model."""
+    record = out / "run.json"
+    record.unlink(missing_ok=True)
+    if logger is None:
+        return None
+    with progress.step("recording the MLflow run"):
+        run = logger.log(tracking_job(paths, inputs, candidate, out))
+    if run is not None:
+        write_json(run, record)
+        progress.note(f"MLflow run {run.run_id} in {run.tracking_uri} (experiment {run.experiment})")
+    return run
+
+
 def train(paths: Paths, snapshot_ref: str | None = None) -> GateReport:
     """Train and gate one candidate; returns its gate report (passed or not), records written."""
-    inputs = load_inputs(paths, snapshot_ref)
-    parts, pipeline = fit_model(inputs)
-    content, version = export_model(inputs, pipeline)
-    candidate = measure(paths, inputs, parts, pipeline, content, version)
-    explanations = explain_model(paths, inputs, parts, pipeline, candidate)
-    out = write_outputs(paths, inputs, parts, candidate, explanations)
+    logger = tracking.start_logger(paths)  # MLflow loads in its own process while the model fits
+    try:
+        inputs = load_inputs(paths, snapshot_ref)
+        parts, pipeline = fit_model(inputs)
+        content, version = export_model(inputs, pipeline)
+        candidate = measure(paths, inputs, parts, pipeline, content, version)
+        explanations = explain_model(paths, inputs, parts, pipeline, candidate)
+        out = write_outputs(paths, inputs, parts, candidate, explanations)
+    except BaseException:
+        if logger is not None:
+            logger.cancel()
+        raise
     progress.note(f"model {version} -> {paths.relative(out)}")
+    track_run(paths, inputs, candidate, out, logger)
     return candidate.gates

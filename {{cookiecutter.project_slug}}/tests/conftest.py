@@ -21,8 +21,12 @@ from tests.support.github_standin import FakeGitHub
 # not change behaviour because the shell that runs it (CI, make, the template's demo) sets them.
 CLI_ENVIRONMENT = (
     "CAPTURE_URI", "DETECTOR", "DOCKER", "IMAGE_SIZE_BUDGET_MB", "MODEL_NAME", "PORT", "PROJECT_ROOT",
-    "RETRAIN_MAX_DATA_MB", "VERSION",
+    "RETRAIN_MAX_DATA_MB", "VERSION", "TRIALS", "TIMEOUT", "JOBS",
 )  # fmt: skip
+# Tests never send runs to a team's MLflow server, and only the tracking tests (which turn it on
+# with monkeypatch) pay for MLflow: every other `train` in the suite runs with tracking off.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["MLFLOW_TRACKING"] = "off"
 
 
 @pytest.fixture(autouse=True)

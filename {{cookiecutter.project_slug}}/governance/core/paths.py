@@ -95,6 +95,20 @@ class Paths:
     def drift_reports(self) -> Path:
         return self.reports / "drift"
 
+    # -- experiment tracking and tuning (`make train`, `make tune`, `make ui`) -------------------
+    @property
+    def search_space(self) -> Path:
+        return self.root / "ml" / "search_space.yaml"
+
+    @property
+    def tracking(self) -> Path:
+        """The embedded MLflow store (SQLite + artifact folder) and the Optuna study beside it."""
+        return self.artifacts / "mlflow"
+
+    @property
+    def tuning_reports(self) -> Path:
+        return self.reports / "tuning"
+
     def relative(self, path: Path | str) -> str:
         """Paths recorded in git are relative to the project, so they survive a fresh clone."""
         try:

@@ -360,6 +360,20 @@ class TrainingRecord(Record):
     data: DataLineage
 
 
+class TrackedRun(Record):
+    """run.json beside a trained model: the MLflow run that recorded it (lineage back to the run).
+
+    `tracking_uri` never carries credentials; `fallback_from` names the server that could not be
+    reached when the run went to the local store instead (to be synced later).
+    """
+
+    run_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    experiment: str = Field(min_length=1)
+    experiment_id: str | None = None
+    tracking_uri: str = Field(min_length=1)
+    fallback_from: str | None = None
+
+
 # An offending value may be inf or -inf: JSON has no such number, so it is written as a string.
 VALUES_AS_STRINGS = ConfigDict(**Record.model_config, ser_json_inf_nan="strings")
 
@@ -468,6 +482,7 @@ class RegistryEntry(Record):
     # When it last became production: the newest among the archived ones is what a rollback restores.
     promoted_at: str | None = None
     explanations: Explanations | None = None  # permutation importance and partial dependence (model card)
+    run: TrackedRun | None = None  # the MLflow run `make train` recorded (absent with tracking off)
 
     @field_validator("created_at", "updated_at")
     @classmethod
@@ -496,6 +511,7 @@ class RegistryEntry(Record):
         gates: GateReport,
         commit: str,
         explanations: Explanations | None = None,
+        run: TrackedRun | None = None,
     ) -> RegistryEntry:
         """A `candidate` entry assembled from what `make train` wrote for one version."""
         stamp = now()
@@ -526,6 +542,7 @@ class RegistryEntry(Record):
             ),
             created_at=stamp,
             updated_at=stamp,
+            run=run,
         )
 
     def as_yaml(self) -> dict[str, Any]:
