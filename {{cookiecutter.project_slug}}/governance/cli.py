@@ -205,10 +205,13 @@ def train(
     ] = None,
 ) -> None:
     """Train, evaluate, export to ONNX, check parity and the policy gates."""
-    from ml.pipeline import train as run_training
+    from ml import tracking
 
     paths = paths_of(ctx)
-    report = run_training(paths, snapshot)
+    logger = tracking.start_logger(paths)  # first: MLflow loads while the training stack does
+    from ml.pipeline import train as run_training
+
+    report = run_training(paths, snapshot, logger)
     for gate in report.gates:
         typer.echo(f"  {'PASS' if gate.passed else 'FAIL'} {gate.name}: {gate.message}")
     if not report.passed:

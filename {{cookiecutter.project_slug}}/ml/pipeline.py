@@ -339,9 +339,15 @@ def track_run(
     return run
 
 
-def train(paths: Paths, snapshot_ref: str | None = None) -> GateReport:
-    """Train and gate one candidate; returns its gate report (passed or not), records written."""
-    logger = tracking.start_logger(paths)  # MLflow loads in its own process while the model fits
+def train(
+    paths: Paths, snapshot_ref: str | None = None, logger: tracking.Logger | None = None
+) -> GateReport:
+    """Train and gate one candidate; returns its gate report (passed or not), records written.
+
+    `logger`: a tracking logger the caller started before importing this module (the command line
+    does, so MLflow's import also overlaps scikit-learn's and pandas'); else one starts here.
+    """
+    logger = logger or tracking.start_logger(paths)  # MLflow loads in its own process meanwhile
     try:
         inputs = load_inputs(paths, snapshot_ref)
         parts, pipeline = fit_model(inputs)

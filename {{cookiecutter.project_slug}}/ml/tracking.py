@@ -382,8 +382,8 @@ def main(stores: list[str]) -> int:
     """The logger process: load MLflow and open the stores now (while training runs), then log the job."""
     quiet_environment()
     for uri in stores:
-        try:
-            client(uri)
+        try:  # a client opens its store lazily: ask it once, so the database layer loads now too
+            client(uri).search_experiments(max_results=1)
         except Exception:  # noqa: S112 - opened again (and its failure handled) when the job comes
             continue
     job = Job(**json.loads(sys.stdin.read()))
