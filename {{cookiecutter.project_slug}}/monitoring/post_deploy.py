@@ -8,7 +8,11 @@ This check compares the two on governance/policy.yaml's `promotion:` bounds:
   (or value) distributions, against `max_score_distance`;
 - labelled metric: the primary metric on the live labelled rows against the shadow phase's own
   labelled metric, against `max_live_metric_drop` (looser than the paired `max_metric_drop`:
-  the two are measured on different rows).
+  the two are measured on different rows);
+- live metric: the same labelled metric against the policy's own bound for any model
+  (`model.min_primary_metric`, or `max_` when lower is better): a model that was forced into
+  production without passing its gates, or that was as bad in shadow as it is live, breaches
+  this one even when it behaves live exactly as it did in shadow.
 
 A breach is verdict `rollback` (`make rollback ROLLBACK_ARGS="--check ..."` then opens the
 rollback pull request); too few rows on either side is `insufficient_data`; else `healthy`.
@@ -37,7 +41,7 @@ from governance.core import progress
 from governance.core.contract import load as load_contract
 from governance.core.paths import Paths
 from governance.core.records import Check, Comparison, SideBySide
-from governance.core.tasks import METRICS
+from governance.core.tasks import METRICS, higher_is_better
 from monitoring import comparison_report
 from monitoring.capture import capture_uri, read_shadow, read_window, to_utc
 from monitoring.compare import judged, metric_check, pair, reason, rule, score_distance
@@ -90,7 +94,9 @@ def run(paths: Paths, options: Options) -> Comparison:
     short = [check for check in checks if check.triggered and check.name in ("rows", "shadow_rows")]
     if breaches:
         verdict = "rollback"
-        reasons = [reason(check, BOUNDS[check.name]) for check in breaches]
+        reasons = [
+            reason(check, BOUNDS[check.name]).replace("promotion.model.", "model.") for check in breaches
+        ]
     elif short:
         verdict = "insufficient_data"
         reasons = [f"not enough evidence: {reason(check, 'min_rows')}" for check in short]
@@ -138,7 +144,12 @@ def nothing_deployed(paths: Paths, uri: str) -> Comparison:
     return comparison
 
 
-BOUNDS = {"score_shift": "max_score_distance", "metric_drop": "max_live_metric_drop"}
+BOUNDS = {
+    "score_shift": "max_score_distance",
+    "metric_drop": "max_live_metric_drop",
+    "min_primary_metric": "model.min_primary_metric",
+    "max_primary_metric": "model.max_primary_metric",
+}
 
 
 def examine(
@@ -181,7 +192,19 @@ def examine(
     metric = metric_check(before, after, ("shadow phase", "live"), rules.max_live_metric_drop)
     if metric is not None:
         checks.append(metric)
-    else:
+    if after.value is not None and after.labelled_rows >= rules.min_labelled_rows:
+        higher, bound = higher_is_better(after.metric), policy.model.threshold
+        checks.append(
+            rule(
+                "min_primary_metric" if higher else "max_primary_metric",
+                after.value,
+                bound,
+                after.value < bound if higher else after.value > bound,
+                f"live {after.metric} {after.value:.4f} on {after.labelled_rows} labelled rows vs the "
+                f"policy {'minimum' if higher else 'maximum'} {bound} (the gate every model passes)",
+            )
+        )
+    if metric is None:
         notes.append(
             f"{before.metric}: not compared ({before.labelled_rows} labelled shadow rows, "
             f"{after.labelled_rows} labelled live rows; promotion.min_labelled_rows is "

@@ -7,6 +7,7 @@ promoted at PROMOTED, and has answered live rows since.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 
@@ -89,7 +90,13 @@ def test_a_model_answering_live_as_in_its_shadow_phase_is_healthy(tmp_path, mode
     check = run(paths, Options(uri=capture(tmp_path, models)))
     assert check.verdict == "healthy", check.reasons
     assert check.rows == 1000 and check.subject_version == "v2"
-    assert {c.name for c in check.checks} == {"rows", "shadow_rows", "score_shift", "metric_drop"}
+    assert {c.name for c in check.checks} == {
+        "rows",
+        "shadow_rows",
+        "score_shift",
+        "metric_drop",
+        "min_primary_metric",
+    }
     assert ERROR_RATE_NOTE in check.notes
     assert check.since.startswith(PROMOTED.date().isoformat()), "the live window starts at the promotion"
 
@@ -125,8 +132,26 @@ def test_a_labelled_metric_drop_live_asks_for_a_rollback(tmp_path, models):
     check = run(paths, Options(uri=capture(tmp_path, models, wrong_labels=True)))
     assert check.verdict == "rollback"
     broken = {c.name: c for c in check.checks if c.triggered}
-    assert set(broken) == {"metric_drop"}, check.reasons
+    assert set(broken) == {"metric_drop", "min_primary_metric"}, check.reasons
     assert broken["metric_drop"].value > broken["metric_drop"].limit
+
+
+def test_a_model_as_poor_live_as_in_shadow_still_breaks_the_policys_bound(tmp_path, models):
+    """Forced into production past its gates: no shift from its shadow phase, but below the bound."""
+    paths = promoted_checkout(tmp_path)
+    policy = paths.policy.read_text()
+    paths.policy.write_text(
+        re.sub(r"min_primary_metric: [0-9.]+", "min_primary_metric: 0.99", policy, count=1)
+    )
+    check = run(paths, Options(uri=capture(tmp_path, models)))
+    assert check.verdict == "rollback"
+    broken = [c for c in check.checks if c.triggered]
+    assert [c.name for c in broken] == ["min_primary_metric"], check.reasons
+    assert broken[0].limit == 0.99 and broken[0].value < 0.99
+    assert (
+        check.reasons[0].startswith("min_primary_metric ")
+        and "model.min_primary_metric 0.99" in check.reasons[0]
+    )
 
 
 def test_before_the_first_promotion_the_schedule_has_nothing_to_check(tmp_path, capsys):
