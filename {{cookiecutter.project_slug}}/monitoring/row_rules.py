@@ -99,13 +99,12 @@ def check(table: pa.Table, contract: Contract) -> Verdict:
     reason = pa.nulls(rows, pa.string())
     for feature in contract.features:
         column = table.column(feature.name).combine_chunks()
-        text = pc.cast(column, pa.string())
         for name, broken, message in _checks(feature, column):
             broken = pc.fill_null(broken, False)
             if not pc.any(broken).as_py():
                 continue
             first = pc.and_(broken, pc.is_null(rule))
-            value = pc.fill_null(text, "null")
+            value = pc.fill_null(pc.cast(column, pa.string()), "null")
             detail = pc.binary_join_element_wise(pa.scalar(message), value, " (got ")
             detail = pc.binary_join_element_wise(detail, pa.scalar(")"), "")
             field = pc.if_else(first, pa.scalar(feature.name), field)

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from governance.cli import main
 from governance.core.contract import load as load_contract
 from governance.core.errors import InputError
 from monitoring import batch_score, engine, row_rules
@@ -151,3 +152,35 @@ def test_a_bad_engine_setting_is_refused_naming_the_variable(monkeypatch, name, 
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     with pytest.raises(InputError, match=message):
         engine.choose(name, address)
+
+
+def test_the_command_line_scores_and_says_so_or_exits_2_naming_the_bad_input(scoring, tmp_path, capsys):
+    paths, _, _, frame = scoring
+    frame.head(50).to_parquet(tmp_path / "input.parquet")
+    out = str(tmp_path / "out")
+    assert (
+        main(
+            [
+                "--root",
+                str(paths.root),
+                "--quiet",
+                "score",
+                "--data",
+                str(tmp_path / "input.parquet"),
+                "--out",
+                out,
+            ]
+        )
+        == 0
+    )
+    assert "scored 50 of 50 rows (0 rejected)" in capsys.readouterr().out
+    assert (
+        main(["--root", str(paths.root), "score", "--data", str(tmp_path / "input.parquet"), "--out", out])
+        == 2
+    )
+    assert "OUT: " in capsys.readouterr().err
+    assert (
+        main(["--root", str(paths.root), "score", "--data", "x.parquet", "--out", out, "--engine", "ray"])
+        == 2
+    )
+    assert "ENGINE: must be one of" in capsys.readouterr().err
