@@ -52,7 +52,7 @@ def write_capture(root: Path, rows: int, seed: int, drift: float, streams: int, 
     champion, _ = reference.champion(PATHS)
     model = reference.model_path(PATHS, champion) if champion else None
     scores = (
-        reference.model_scores(model, frame, contract)
+        reference.model_scores(model, frame, contract).probabilities[:, contract.target.positive_index]
         if model and model.is_file()
         else np.random.default_rng(seed).random(rows)
     )
