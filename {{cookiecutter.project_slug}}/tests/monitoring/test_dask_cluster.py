@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from governance.cli import main
 from governance.core.contract import load as load_contract
-from monitoring import batch_score, engine
+from monitoring import batch_score, engine, reference
 from monitoring.capture import read_window
 from tests.support.drift import example, fake_scores, write_capture
 from tests.support.training import example_frame
@@ -111,3 +112,30 @@ def test_the_capture_window_read_on_the_cluster_is_the_embedded_one(cluster, exa
         there = read_window(str(tmp_path), contract=example_contract, client=client)
     assert len(here) == 600
     pd.testing.assert_frame_equal(here, there)
+
+
+def test_the_drift_check_on_the_cluster_decides_what_the_embedded_one_decides(
+    registered_workspace, cluster, monkeypatch, capsys
+):
+    paths, _ = registered_workspace
+    contract = load_contract(paths.contract)
+    frame = example(800, seed=9)
+    frame["income"] = frame["income"] * 1.8  # drifted, so the decision has something to say
+    champion, _ = reference.champion(paths)  # its model scores the rows, as serving would
+    scores = reference.model_scores(reference.model_path(paths, champion), frame, contract)
+    capture = paths.root / "captures" / "dask"
+    write_capture(capture, frame, contract, scores, model_version=champion.version, step=timedelta(minutes=5))
+    command = ["--root", str(paths.root), "drift", "--capture-uri", str(capture), "--detector", "scipy",
+               "--since", "2000-01-01T00:00:00+00:00", "--no-history"]  # fmt: skip
+    summaries = []
+    for address in (None, cluster):
+        if address:
+            monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        assert main(command) == 0, capsys.readouterr().err
+        summaries.append(json.loads((paths.drift_reports / "drift.json").read_text()))
+    here, there = summaries
+    assert there["window"]["rows"] == here["window"]["rows"] == 800
+    assert there["drift"] == here["drift"] and there["score_drift"] == here["score_drift"]
+    assert here["drift"]["drifted_features"]  # a window with something to decide on
+    assert there["decision"]["status"] == here["decision"]["status"]
+    assert there["decision"]["reasons"] == here["decision"]["reasons"]
