@@ -16,9 +16,11 @@ prints one table: figure, its baseline, the ratio.
 - explanations (bench/explain): `make train`'s permutation importance and partial dependence
   step vs the rest of its work on the same snapshot;
 - experiment tracking (bench/track): `make train` with an MLflow run vs without, and
-  `make tune` trials per minute vs plain training runs per minute.
+  `make tune` trials per minute vs plain training runs per minute;
+- batch scoring of 10,000,000 rows (bench/batch), embedded and on a local Dask cluster, vs
+  pandas + scikit-learn predict_proba on the same rows (--batch-rows for a shorter run).
 
-Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act,explain,track])
+Usage: make bench   (or: .venv/bin/python bench/run_all.py [--only serve,image,drift,act,explain,track,batch])
 Needs a Docker-API engine for the image and act benchmarks; scripts/container-engine.sh
 gives one where Docker is missing. Results: build/bench/results.json and results.md.
 """
@@ -42,7 +44,7 @@ import demo_engine  # the engine finder `make demo` uses (scripts/demo_engine.py
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "bench"
 
-BENCHES = ("serve", "image", "drift", "act", "explain", "track")
+BENCHES = ("serve", "image", "drift", "act", "explain", "track", "batch")
 DROPPED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "VIRTUAL_ENV", "CAPTURE_URI", "IMAGE", "TAG")
 
 
@@ -239,7 +241,57 @@ def drift_rows(rows: int) -> list[dict]:
             "unit": "s",
         }
         for backend in ("scipy", "alibi")
+    ] + [
+        {
+            "figure": f"drift check on {rows:,} captured rows after make compact, scipy backend (wall)",
+            "value": seconds["full check, scipy backend, compacted"],
+            "baseline": "the same check on the JSON lines (above)",
+            "baseline_value": seconds["full check, scipy backend"],
+            "ratio": seconds["full check, scipy backend"] / seconds["full check, scipy backend, compacted"],
+            "meaning": "x faster",
+            "unit": "s",
+        },
+        {
+            "figure": f"reading {rows:,} captured rows after make compact (Parquet days)",
+            "value": seconds["read window, compacted"],
+            "baseline": "reading the JSON lines (parse, join labels)",
+            "baseline_value": baseline,
+            "ratio": baseline / seconds["read window, compacted"],
+            "meaning": "x faster",
+            "unit": "s",
+        },
     ]
+
+
+def batch_rows(rows: int) -> list[dict]:
+    result = json.loads((WORK / "batch" / f"rows-{rows}" / "result.json").read_text())
+    base = result["baseline"]
+    table = []
+    for name in ("embedded", "dask-local"):
+        way = result[name]
+        table.append(
+            {
+                "figure": f"batch scoring of {rows:,} rows, make score {name}: rows/s",
+                "value": way["rows_per_second"],
+                "baseline": "pandas + scikit-learn predict_proba on the same rows",
+                "baseline_value": base["rows_per_second"],
+                "ratio": way["rows_per_second"] / base["rows_per_second"],
+                "meaning": "x the rows/s",
+                "unit": "rows/s",
+            }
+        )
+        table.append(
+            {
+                "figure": f"batch scoring of {rows:,} rows, make score {name}: peak RSS (process tree)",
+                "value": way["peak_rss_mb"],
+                "baseline": "the same baseline's peak RSS",
+                "baseline_value": base["peak_rss_mb"],
+                "ratio": base["peak_rss_mb"] / way["peak_rss_mb"],
+                "meaning": "x less memory",
+                "unit": "MB",
+            }
+        )
+    return table
 
 
 def act_rows() -> list[dict]:
@@ -333,6 +385,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {BENCHES}")
     parser.add_argument("--drift-rows", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000_000, help="rows batch scoring scores")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(BENCHES))
@@ -375,6 +428,14 @@ def main() -> int:
                 WORK / "drift.log",
             ),
             drift_rows(args.drift_rows),
+        )[1],
+        "batch": lambda: (
+            run(
+                [python, "bench/batch/run.py", "--project", str(project), "--rows", str(args.batch_rows)],
+                env,
+                WORK / "batch.log",
+            ),
+            batch_rows(args.batch_rows),
         )[1],
         "act": lambda: (
             run([python, "bench/act/run.py", "--project", str(project)], env, WORK / "act.log"),

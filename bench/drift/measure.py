@@ -7,6 +7,8 @@ Called by bench/drift/run.py. Steps, each timed on its own:
   full      `mlops drift` in a fresh process, as `make drift` runs it (imports,
             read, both kinds of drift, performance, bias, decision, new snapshot + validation
             when it says retrain, reports), per backend
+  compacted the capture after `make compact` (each day one Parquet file): the read and the
+            full scipy check again, which must find the same drifted features
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +32,7 @@ from governance.core import policy as policy_file
 from governance.core.capture import feedback_line, prediction_line
 from governance.core.contract import load
 from governance.core.paths import PATHS
-from monitoring import reference
+from monitoring import compact, reference
 from monitoring.capture import read_window
 from monitoring.detectors import make_detector
 
@@ -49,7 +52,7 @@ def write_capture(root: Path, rows: int, seed: int, drift: float, streams: int, 
     champion, _ = reference.champion(PATHS)
     model = reference.model_path(PATHS, champion) if champion else None
     scores = (
-        reference.model_scores(model, frame, contract)
+        reference.model_scores(model, frame, contract).probabilities[:, contract.target.positive_index]
         if model and model.is_file()
         else np.random.default_rng(seed).random(rows)
     )
@@ -161,6 +164,31 @@ def main() -> int:
             "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
             "timings": summary["timings"],
         }
+    # The same window after `make compact` (monitoring/compact.py): each finished day one Parquet file.
+    compacted = args.out / "capture-compacted"
+    if not compacted.exists():
+        shutil.copytree(capture, compacted)
+        timed(
+            results, "compact (once per finished day)", lambda: compact.run(str(compacted), contract=contract)
+        )
+    timed(results, "read window, compacted", lambda: read_window(str(compacted), contract=contract))
+    command = [
+        sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(compacted),
+        "--since", "1970-01-01T00:00:00+00:00", "--detector", "scipy", "--no-history",
+    ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed(results, "full check, scipy backend, compacted", partial(subprocess.run, command, check=True))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    results["full check, scipy backend, compacted (CPU s)"] = cpu
+    summary = json.loads((PATHS.drift_reports / "drift.json").read_text())
+    outcome["scipy, compacted"] = {
+        "status": summary["decision"]["status"],
+        "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
+        "timings": summary["timings"],
+    }
+    if outcome["scipy, compacted"]["drifted"] != outcome["scipy"]["drifted"]:
+        raise SystemExit("bench/drift: the compacted window gave another decision than the JSON lines")
     print(json.dumps(outcome, indent=2), flush=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     (args.out / "result.json").write_text(

@@ -522,6 +522,59 @@ def alert(
     alerts.run(paths_of(ctx), summary, alerts.parse_results(job or []), run_url, say=typer.echo)
 
 
+# --- batch scoring and large windows (embedded, or on Dask: monitoring/engine.py) ---------------
+
+
+@app.command()
+def score(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Option(help="Parquet/CSV file, folder or fsspec URL to score.")],
+    out: Annotated[str, typer.Option(help="Output folder or URL: predictions/, rejects/, summary.")],
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ENGINE",
+            help="embedded, dask-local or dask (default: embedded, or dask "
+            "when DASK_SCHEDULER_ADDRESS is set).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(envvar="MODEL", help="An ONNX file instead of the registry's champion.")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="An input column copied to every output row.")] = None,
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows per record batch.")] = 65_536,
+    force: Annotated[bool, typer.Option("--force", help="Replace the parts of an earlier run.")] = False,
+) -> None:
+    """Batch predictions with the ONNX model; rows that break the contract go to rejects/ with the reason."""
+    from monitoring import batch_score
+    from monitoring.engine import choose
+
+    summary = batch_score.run(
+        paths_of(ctx), data, out, choose(engine), model, key, batch_rows=batch_rows, overwrite=force
+    )
+    typer.echo(
+        f"scored {summary.scored} of {summary.rows} rows ({summary.rejected} rejected) in "
+        f"{summary.seconds:.1f}s, {summary.rows_per_second:,.0f} rows/s: {summary.output}"
+    )
+
+
+@app.command()
+def compact(
+    ctx: typer.Context,
+    capture_uri: Annotated[
+        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option(help="Compact days before this date (YYYY-MM-DD; default: today, UTC).")
+    ] = None,
+) -> None:
+    """Rewrite each finished day of the capture as one Parquet file, so large windows read fast."""
+    from monitoring import compact as compaction
+
+    for day in compaction.run(capture_uri, before):
+        typer.echo(f"{day.day}: {day.files} file(s), {day.rows} line(s) -> {day.parquet}")
+
+
 # --- governance bots -----------------------------------------------------------------------------
 
 

@@ -1,13 +1,15 @@
 """Read a window of captured production rows and join the labels that came back as feedback.
 
 Serving appends one JSON object per line to date-partitioned files, one stream per process
-(`<root>/date=YYYY-MM-DD/<host>-<pid>-<start>.jsonl`). Predictions and feedback share those
-streams, so a window is: the prediction lines whose timestamp falls in the window, plus one
-feedback label for each of them, wherever (and whenever) that feedback was written. Which one,
-when a prediction was labelled more than once, is the policy's (`feedback.relabel`): the first
-label by default, so a later label cannot rewrite an outcome already recorded; the newest with
-`last_wins`. Every label stays in the capture, and the window marks the predictions whose
-labels disagree (`relabelled`), which the drift report counts.
+(`<root>/date=YYYY-MM-DD/<host>-<pid>-<start>.jsonl`); `make compact` may have rewritten a
+finished day as one Parquet file of the same columns (monitoring/compact.py), read alike.
+Predictions and feedback share those streams, so a window is: the prediction lines whose
+timestamp falls in the window, plus one feedback label for each of them, wherever (and
+whenever) that feedback was written. Which one, when a prediction was labelled more than once,
+is the policy's (`feedback.relabel`): the first label by default, so a later label cannot
+rewrite an outcome already recorded; the newest with `last_wins`. Every label stays in the
+capture, and the window marks the predictions whose labels disagree (`relabelled`), which the
+drift report counts.
 
 Parsing is done by pyarrow's multithreaded JSON reader with an explicit schema derived from
 the data contract: a million rows parse in a few seconds, and a value of the wrong type fails
@@ -28,13 +30,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+import pyarrow.parquet as pq
 
 from governance.core.capture import COLUMNS, ShadowRecord
 from governance.core.contract import Contract, load
@@ -141,7 +144,8 @@ def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[
             f"capture store {uri} does not exist (set CAPTURE_URI to the serving capture root)"
         )
     files = []
-    for path in fs.glob(f"{root}/date=*/*.jsonl"):
+    found = fs.glob(f"{root}/date=*/*.jsonl") + fs.glob(f"{root}/date=*/*.parquet")
+    for path in found:
         match = PARTITION.match(path.rstrip("/").split("/")[-2])
         if match:
             files.append(CaptureFile(date.fromisoformat(match.group(1)), path))
@@ -151,7 +155,16 @@ def list_files(uri: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[
 def _read_file(
     fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, classes: int = 0
 ) -> tuple[pa.Table, int]:
-    """The file's lines as a table, and how many lines were skipped as not JSON."""
+    """The file's lines as a table, and how many lines were skipped as not JSON.
+
+    A Parquet file is a day already parsed by `make compact` (monitoring/compact.py).
+    """
+    if path.endswith(".parquet"):
+        with fs.open(path, "rb") as handle:
+            table = pq.read_table(handle, schema=parse.explicit_schema)
+        if classes:
+            _check_scores(table, classes, path)
+        return table, 0
     with fs.open(path, "rb") as handle:
         data = handle.read()
     if data and not data.endswith(b"\n"):
@@ -221,11 +234,28 @@ def _check_scores(table: pa.Table, classes: int, path: str) -> None:
         )
 
 
+def _read_url(url: str, explicit: pa.Schema, classes: int) -> tuple[pa.Table, int]:
+    """One file read on a Dask worker: the same reader, its options rebuilt there."""
+    fs, path = fsspec.core.url_to_fs(url)
+    parse = pj.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="ignore")
+    return _read_file(fs, path, parse, classes)
+
+
 def _read_tables(
-    fs: fsspec.AbstractFileSystem, files: list[CaptureFile], parse: pj.ParseOptions, classes: int = 0
+    fs: fsspec.AbstractFileSystem,
+    files: list[CaptureFile],
+    parse: pj.ParseOptions,
+    classes: int = 0,
+    client: Any = None,
 ) -> tuple[pa.Table, int]:
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
-        read = list(pool.map(lambda item: _read_file(fs, item.path, parse, classes), files))
+    """Every file parsed: on this machine's threads, or one task per file on a Dask cluster."""
+    if client is not None and files:
+        urls = [fs.unstrip_protocol(item.path) for item in files]
+        futures = client.map(_read_url, urls, explicit=parse.explicit_schema, classes=classes, pure=False)
+        read = client.gather(futures)
+    else:
+        with ThreadPoolExecutor(max_workers=min(4, max(1, len(files)))) as pool:
+            read = list(pool.map(lambda item: _read_file(fs, item.path, parse, classes), files))
     tables = [table for table, _ in read]
     table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
     return table, sum(bad for _, bad in read)
@@ -347,6 +377,7 @@ def read_window(
     last_n: int | None = None,
     contract: Contract | None = None,
     relabel: Relabel = "first_wins",
+    client: Any = None,
 ) -> pd.DataFrame:
     """Captured predictions with `since <= timestamp < until` (UTC), or the newest `last_n` of them.
 
@@ -355,6 +386,7 @@ def read_window(
     or `score[<class>]`, monitoring/predictions.py), the true label in the target column
     (missing until feedback arrives; the first label or the newest, as `relabel` says),
     `relabelled` (its labels disagree), ids, model name/version and timestamps, oldest first.
+    With a Dask `client` (monitoring/engine.py) the files are parsed on the cluster's workers.
     """
     contract = contract or load()
     clash = sorted(set(META_COLUMNS) & set(contract.columns))
@@ -372,10 +404,10 @@ def read_window(
     parse = pj.ParseOptions(explicit_schema=schema(contract), unexpected_field_behavior="ignore")
     classes = len(contract.target.classes)
     if last_n is None:
-        table, bad = _read_tables(fs, files, parse, classes)
+        table, bad = _read_tables(fs, files, parse, classes, client)
         predictions = _in_window(_predictions(table, contract), since, until)
     else:
-        table, predictions, bad = _newest(fs, files, parse, contract, since, until, last_n, classes)
+        table, predictions, bad = _newest(fs, files, parse, contract, since, until, last_n, classes, client)
     lines = pc.sum(pc.equal(table["kind"], "prediction")).as_py() or 0
     duplicates = lines - len(_first_per_prediction(table.filter(pc.equal(table["kind"], "prediction"))))
     if last_n is not None and len(predictions) > last_n:
@@ -400,12 +432,14 @@ def _newest(
     until: datetime | None,
     last_n: int,
     classes: int,
+    client: Any = None,
 ) -> tuple[pa.Table, pa.Table, int]:
     """Read partitions newest first until `last_n` predictions are in hand (their feedback is newer)."""
     tables: list[pa.Table] = []
     count = bad = 0
     for day in sorted({item.day for item in files}, reverse=True):
-        table, skipped = _read_tables(fs, [item for item in files if item.day == day], parse, classes)
+        day_files = [item for item in files if item.day == day]
+        table, skipped = _read_tables(fs, day_files, parse, classes, client)
         tables.append(table)
         bad += skipped
         count += len(_in_window(_predictions(table, contract), since, until))

@@ -37,6 +37,7 @@ from governance.core.records import (
 )
 from ml.train import load_params
 from monitoring import dataset, reference, report
+from monitoring import engine as engines
 from monitoring.capture import BAD_LINES, DUPLICATES, capture_uri, read_window
 from monitoring.config import load_settings
 from monitoring.decision import append_history, decide
@@ -199,7 +200,11 @@ def run(paths: Paths, options: Options) -> DriftSummary:
     champion, notes = reference.champion(paths)
     ref = reference.load_reference(paths, champion, options.reference)
     step = timer.lap("reference_s", timer.started)
-    with progress.step(f"reading the capture window from {uri}"):
+    engine = engines.choose()  # ENGINE / DASK_SCHEDULER_ADDRESS: where the capture files are parsed
+    with (
+        progress.step(f"reading the capture window from {uri} ({engine.describe()})"),
+        engines.connect(engine) as client,
+    ):
         window = read_window(
             uri,
             since=bounds[0],
@@ -207,6 +212,7 @@ def run(paths: Paths, options: Options) -> DriftSummary:
             last_n=bounds[2],
             contract=contract,
             relabel=policy.feedback.relabel,
+            client=client,
         )
     step = timer.lap("read_window_s", step)
     described = describe_window(window, contract, uri, bounds)

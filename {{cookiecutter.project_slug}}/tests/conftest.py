@@ -20,7 +20,8 @@ from tests.support.github_standin import FakeGitHub
 # Environment variables the command line reads as option defaults (typer `envvar=`): a test must
 # not change behaviour because the shell that runs it (CI, make, the template's demo) sets them.
 CLI_ENVIRONMENT = (
-    "CAPTURE_URI", "DETECTOR", "DOCKER", "IMAGE_SIZE_BUDGET_MB", "MODEL_NAME", "PORT", "PROJECT_ROOT",
+    "CAPTURE_URI", "DASK_SCHEDULER_ADDRESS", "DETECTOR", "DOCKER", "ENGINE", "IMAGE_SIZE_BUDGET_MB", "MODEL",
+    "MODEL_NAME", "PORT", "PROJECT_ROOT",
     "RETRAIN_MAX_DATA_MB", "VERSION", "TRIALS", "TIMEOUT", "JOBS",
 )  # fmt: skip
 # Tests never send runs to a team's MLflow server, and only the tracking tests (which turn it on
