@@ -230,12 +230,18 @@ def train(
 def register(
     ctx: typer.Context,
     version: Annotated[str | None, typer.Option(help="A trained version other than the latest.")] = None,
+    override: Annotated[
+        str | None,
+        typer.Option(help="Register a model whose gates failed, for this reason (kept in entry and card)."),
+    ] = None,
 ) -> None:
     """Record the trained model in governance/registry.yaml and write its model card."""
     from governance import model_card, registry
 
     paths = paths_of(ctx)
-    entry, new = registry.register(paths, version)
+    entry, new = registry.register(paths, version, override)
+    if entry.override:
+        typer.echo(f"warning: {entry.version} failed its gates; registered on override: {entry.override}")
     if new:
         typer.echo(f"registered {entry.version} as a candidate in {paths.relative(paths.registry)}")
     else:

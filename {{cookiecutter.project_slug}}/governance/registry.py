@@ -209,11 +209,15 @@ def trained_version(paths: Paths, version: str | None) -> str:
     return chosen
 
 
-def candidate_entry(paths: Paths, version: str) -> RegistryEntry:
-    """The registry entry of a trained version, from the records `make train` wrote."""
+def candidate_entry(paths: Paths, version: str, override: str | None = None) -> RegistryEntry:
+    """The registry entry of a trained version, from the records `make train` wrote.
+
+    `override`: the reason someone registers a model whose gates failed (break glass). It is kept
+    in the entry and shown on the model card, so the review of the pull request sees it.
+    """
     out = paths.models / version
     gates = read_json(GateReport, out / "gates.json", TRAIN_HINT)
-    if not gates.passed:
+    if not gates.passed and not (override or "").strip():
         failed = [gate.name for gate in gates.gates if not gate.passed]
         raise CheckFailed(
             f"model {version} failed the policy gate(s) {failed} in training; it cannot be registered"
@@ -226,6 +230,7 @@ def candidate_entry(paths: Paths, version: str) -> RegistryEntry:
         git_commit(paths.root),
         explained(out),
         tracked_run(out),
+        override.strip() if override and not gates.passed else None,
     )
 
 
@@ -241,10 +246,12 @@ def explained(out: Path) -> Explanations | None:
     return read_json(Explanations, path, TRAIN_HINT) if path.is_file() else None
 
 
-def register(paths: Paths, version: str | None = None) -> tuple[RegistryEntry, bool]:
+def register(
+    paths: Paths, version: str | None = None, override: str | None = None
+) -> tuple[RegistryEntry, bool]:
     """Record a trained version as a `candidate`; returns the entry and whether it is new."""
     chosen = trained_version(paths, version)
-    entry = candidate_entry(paths, chosen)
+    entry = candidate_entry(paths, chosen, override)
     existing = load(paths.registry).get(chosen)
     if existing is not None:
         if existing.artifact.sha256 != entry.artifact.sha256:

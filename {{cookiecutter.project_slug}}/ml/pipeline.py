@@ -339,9 +339,7 @@ def track_run(
     return run
 
 
-def train(
-    paths: Paths, snapshot_ref: str | None = None, logger: tracking.Logger | None = None
-) -> GateReport:
+def train(paths: Paths, snapshot_ref: str | None = None, logger: tracking.Logger | None = None) -> GateReport:
     """Train and gate one candidate; returns its gate report (passed or not), records written.
 
     `logger`: a tracking logger the caller started before importing this module (the command line

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from governance.core.errors import InputError, describe
 from governance.core.tasks import METRICS, worsening
@@ -483,6 +491,8 @@ class RegistryEntry(Record):
     promoted_at: str | None = None
     explanations: Explanations | None = None  # permutation importance and partial dependence (model card)
     run: TrackedRun | None = None  # the MLflow run `make train` recorded (absent with tracking off)
+    # Registered although its gates failed (`mlops register --override "<reason>"`): the reason.
+    override: str | None = None
 
     @field_validator("created_at", "updated_at")
     @classmethod
@@ -494,13 +504,15 @@ class RegistryEntry(Record):
     def _iso_promotion(cls, value: str | None) -> str | None:
         return None if value is None else _timestamp(value)
 
-    @field_validator("gates")
-    @classmethod
-    def _every_gate_passed(cls, gates: dict[str, GateSummary]) -> dict[str, GateSummary]:
-        failed = sorted(name for name, gate in gates.items() if not gate.passed)
-        if failed:
-            raise ValueError(f"must all have passed: a model that failed a gate is never registered {failed}")
-        return gates
+    @model_validator(mode="after")
+    def _every_gate_passed(self) -> RegistryEntry:
+        failed = sorted(name for name, gate in self.gates.items() if not gate.passed)
+        if failed and not (self.override or "").strip():
+            raise ValueError(
+                f"field 'gates' must all have passed: a model that failed a gate {failed} is registered "
+                "only with an override reason (mlops register --override)"
+            )
+        return self
 
     @classmethod
     def from_training(
@@ -512,6 +524,7 @@ class RegistryEntry(Record):
         commit: str,
         explanations: Explanations | None = None,
         run: TrackedRun | None = None,
+        override: str | None = None,
     ) -> RegistryEntry:
         """A `candidate` entry assembled from what `make train` wrote for one version."""
         stamp = now()
@@ -543,6 +556,7 @@ class RegistryEntry(Record):
             created_at=stamp,
             updated_at=stamp,
             run=run,
+            override=override,
         )
 
     def as_yaml(self) -> dict[str, Any]:

@@ -202,6 +202,17 @@ def test_a_policy_minimum_above_the_model_fails_train_and_registers_nothing(work
     assert paths.registry.read_bytes() == before
     assert not list(paths.cards.glob("*.md"))
 
+    # Break glass: registered on a stated reason, which the entry and the model card keep.
+    reason = "incident 42: the vendor's model is worse; accepted by the risk owner"
+    assert main(["--root", str(paths.root), "register", "--override", "  "]) == 1, "a blank reason is none"
+    assert main(["--root", str(paths.root), "register", "--override", reason]) == 0
+    assert "failed its gates; registered on override" in capsys.readouterr().out
+    (entry,) = registry.load(paths.registry).models
+    assert entry.stage == "candidate" and entry.override == reason
+    assert (
+        f"| Registered past failing gates | {reason} |" in (paths.cards / f"{entry.version}.md").read_text()
+    )
+
 
 def test_a_candidate_is_compared_with_the_champion_on_the_same_rows(workspace_copy):
     paths, version = workspace_copy

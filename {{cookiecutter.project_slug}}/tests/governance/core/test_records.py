@@ -50,7 +50,7 @@ def test_a_registry_with_one_champion_reads_back():
     [
         ([entry("v1", "production"), entry("v2", "production")], "at most one entry in stage 'production'"),
         ([entry("v1"), entry("v1")], "each version once"),
-        ([entry("v1", passed=False)], "never registered"),
+        ([entry("v1", passed=False)], "only with an override reason"),
         ([{**entry("v1"), "stage": "live"}], "field 'models[0].stage'"),
         ([{**entry("v1"), "colour": "red"}], "field 'models[0].colour' is not a known field"),
     ],
