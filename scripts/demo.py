@@ -1,9 +1,13 @@
 """`make demo`: scaffold the defaults into build/demo/ and run the model's whole lifecycle.
 
-design -> data -> validation -> training with gates -> registry -> image -> deployment
-(push, staging, production) -> serving -> production-like traffic, drifted traffic and late
-labels -> drift check -> decision -> retraining pull request -> CI on that pull request (act)
--> merge -> CD (act) -> GitOps pull request pinning the new image digest for staging.
+design -> data -> validation -> training with gates (an MLflow run) -> registry -> tuning
+(Optuna) -> image -> deployment (push, staging, production) -> serving -> production-like
+traffic, drifted traffic and late labels -> drift check -> decision -> retraining pull request
+-> CI on that pull request (act) -> merge -> CD (act) -> GitOps pull request pinning the new
+image digest for staging -> the staged model in shadow beside the champion -> comparison ->
+promotion pull request with the comparison -> a shuffled-label candidate rejected in shadow,
+forced into production anyway -> post-deploy check -> rollback pull request
+(scripts/demo_release.py).
 
 Each step is a make target (or workflow) of the generated project, the same ones people, CI
 and act call; this script only strings them together, times them and checks what each left
@@ -41,7 +45,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import demo_engine
-from demo_report import Evidence, Step, index_page, table
+import demo_release
+from demo_report import DemoError, Evidence, Step, index_page, table
 from demo_standins import GitHubStandIn, RegistryStandIn, StandInError, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,14 +65,11 @@ TRAFFIC = (
     ("drifted", 4000, 202, 0.8, 0.5),
 )
 FEEDBACK_SHARE = 0.8  # outcomes known for most scored loans by the time the check runs
+TUNING_TRIALS = 4  # enough for a Pareto front; `make tune` defaults to 20
 JOB_END = re.compile(
     r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\]\s+🏁\s+Job (?P<outcome>succeeded|failed)", re.M
 )
 PR_MARKER = "<!-- mlops-pr-report -->"
-
-
-class DemoError(RuntimeError):
-    """A step failed; the message says what was expected, what happened and where the log is."""
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Demo:
     evidence: Evidence = field(default_factory=Evidence)
     traffic: dict[str, dict] = field(default_factory=dict)
     pull: int = 0
+    challenger: str = ""  # the staged retrained version, scored in shadow (demo_release)
+    bad: str = ""  # the shuffled-label candidate's version
     current_log: Path | None = None
     last_code: int = 0
 
@@ -351,11 +355,28 @@ class Demo:
         gate_list = gates["gates"]
         passed = sum(1 for gate in gate_list if gate.get("passed"))
         self.evidence.facts["first model"] = folder.name
+        run = self.read_json(folder / "run.json")  # the MLflow run make train recorded
+        self.evidence.facts["MLflow run of the first model"] = f"{run['run_id']} in {run['tracking_uri']}"
+        self.evidence.links["MLflow store (browse it: make ui)"] = self.project / "artifacts" / "mlflow"
         auc = metrics["metrics"]["roc_auc"]
         return (
             f"{folder.name}: roc_auc {auc:.3f}, {passed}/{len(gate_list)} gates, "
-            f"ONNX parity {parity.get('max_abs_diff', float('nan')):.1e}"
+            f"ONNX parity {parity.get('max_abs_diff', float('nan')):.1e}; MLflow run {run['run_id'][:12]}"
         )
+
+    def tune(self) -> str:
+        """A short Optuna study; its chosen settings are a diff to review (the demo does not keep it)."""
+        output = self.make("tune", TRIALS=str(TUNING_TRIALS))
+        report = self.project / "reports" / "tuning" / "index.html"
+        if not report.is_file() or not (report.parent / "pareto.png").is_file():
+            raise DemoError(f"make tune wrote no report with a Pareto front at {report}")
+        self.evidence.links["Tuning report (Optuna study, Pareto front)"] = report
+        diff = self.git("diff", "ml/params.yaml")
+        self.evidence.inline["Tuning's proposed change to ml/params.yaml"] = diff or "(no change proposed)"
+        self.git("checkout", "--quiet", "--", "ml/params.yaml")
+        chosen = re.search(r"chosen trial .*", output)
+        picked = chosen.group(0) if chosen else "no choice printed"
+        return f"{TUNING_TRIALS} trials, nested MLflow runs; {picked}"
 
     def register(self) -> str:
         self.make("register")
@@ -410,12 +431,22 @@ class Demo:
         return f"pushed {record['digest'][:19]}…; {version} pinned in staging, promoted to production (main)"
 
     def serve(self) -> str:
-        self.capture.mkdir(parents=True, exist_ok=True)
+        return self.start_service(self.capture)
+
+    def start_service(self, capture: Path, model: Path | None = None, challenger: Path | None = None) -> str:
+        """The image (or `make serve` without an engine) on a free port, capturing into `capture`.
+
+        `model` replaces the model baked into the image (a model folder, mounted read-only);
+        `challenger` is scored in shadow beside it (SHADOW_MODEL_PATH).
+        """
+        capture.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        swapped = {"MODEL_PATH": model, "SHADOW_MODEL_PATH": challenger}
+        chosen = {name: folder for name, folder in swapped.items() if folder is not None}
         if self.image:
             # uid 10001 writes the capture into a host folder through a bind mount, the root
             # filesystem stays read-only (as in Kubernetes), /tmp is a tmpfs.
-            self.capture.chmod(0o777)
+            capture.chmod(0o777)
             # The feedback token key, mounted read-only where the Kubernetes Secret goes: the image
             # runs with APP_ENV=production, which refuses to start without one.
             secrets_folder = self.build / "secrets"
@@ -426,13 +457,17 @@ class Demo:
             suffix = hashlib.sha256(str(self.build).encode()).hexdigest()[:8]
             self.container = f"demo-{self.project.name}-{suffix}"
             self.docker("rm", "--force", self.container, check=False)
+            extra: list[str] = []
+            for name, folder in chosen.items():  # each model folder mounted read-only, its setting set
+                mount = f"/models/{name.lower()}"
+                extra += ["--volume", f"{folder}:{mount}:ro", "--env", f"{name}={mount}"]
             self.docker(
                 "run", "--detach", "--name", self.container, "--read-only", "--tmpfs", "/tmp",
                 "--user", CONTAINER_UID, "--publish", f"127.0.0.1:{self.port}:8080",
-                "--volume", f"{self.capture}:/capture", "--env", "CAPTURE_URI=/capture",
+                "--volume", f"{capture}:/capture", "--env", "CAPTURE_URI=/capture",
                 "--volume", f"{secrets_folder}:/var/run/secrets/feedback:ro",
                 "--env", "FEEDBACK_KEY_FILE=/var/run/secrets/feedback/key",
-                "--stop-timeout", "30", self.image,
+                *extra, "--stop-timeout", "30", self.image,
             )  # fmt: skip
             try:
                 self.wait_ready()
@@ -445,23 +480,30 @@ class Demo:
                 "read-only root, uid 10001"
             )
         log = self.current_log.open("a") if self.current_log else subprocess.DEVNULL
+        env = self.make_env(
+            PORT=str(self.port), GRPC_PORT=str(free_port()), CAPTURE_URI=str(capture),
+            **{name: str(folder) for name, folder in chosen.items()},
+        )  # fmt: skip
         self.server = subprocess.Popen(
             ["make", "serve"], cwd=self.project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=self.make_env(PORT=str(self.port), GRPC_PORT=str(free_port()), CAPTURE_URI=str(self.capture)),
+            env=env,
         )  # fmt: skip
         self.wait_ready()
         return f"NO CONTAINER ENGINE: `make serve` as a process on 127.0.0.1:{self.port}"
 
+    def traffic_phase(self, rows: int, seed: int, covariate: float, concept: float) -> dict:
+        """One phase of scripts/demo_traffic.py against the running service: what it acknowledged."""
+        output = self.run(
+            [self.python, str(ROOT / "scripts" / "demo_traffic.py"), "--url", f"http://127.0.0.1:{self.port}",
+             "--project", str(self.project), "--rows", str(rows), "--seed", str(seed),
+             "--covariate-drift", str(covariate), "--concept-drift", str(concept),
+             "--feedback-share", str(FEEDBACK_SHARE)]
+        )  # fmt: skip
+        return json.loads(output.strip().splitlines()[-1])
+
     def send_traffic(self) -> str:
-        script = str(ROOT / "scripts" / "demo_traffic.py")
         for phase, rows, seed, covariate, concept in TRAFFIC:
-            output = self.run(
-                [self.python, script, "--url", f"http://127.0.0.1:{self.port}",
-                 "--project", str(self.project), "--rows", str(rows), "--seed", str(seed),
-                 "--covariate-drift", str(covariate), "--concept-drift", str(concept),
-                 "--feedback-share", str(FEEDBACK_SHARE)]
-            )  # fmt: skip
-            self.traffic[phase] = json.loads(output.strip().splitlines()[-1])
+            self.traffic[phase] = self.traffic_phase(rows, seed, covariate, concept)
         rows = sum(item["rows"] for item in self.traffic.values())
         labels = sum(item["labelled"] for item in self.traffic.values())
         shares = ", ".join(
@@ -471,26 +513,9 @@ class Demo:
 
     def stop(self) -> str:
         """SIGTERM and wait: the service flushes its capture buffer before it exits."""
-        if self.container:
-            self.docker("stop", "--time", "30", self.container, timeout=90)
-            state = json.loads(self.docker("inspect", self.container).stdout)[0]["State"]
-            logs = self.docker("logs", self.container, check=False)
-            self.log_text(logs.stdout + logs.stderr)
-            self.docker("rm", self.container, check=False)
-            self.container = ""
-            if state.get("ExitCode") != 0:
-                raise DemoError(f"the container exited with code {state.get('ExitCode')} on SIGTERM, not 0")
-            how = "docker stop (SIGTERM)"
-        else:
-            stop_process(self.server, seconds=60)
-            self.server = None
-            how = "SIGTERM to make serve"
-        predictions = feedback = 0
-        for path in self.capture.rglob("*.jsonl"):
-            for line in path.read_text().splitlines():
-                kind = json.loads(line).get("kind")
-                predictions += kind == "prediction"
-                feedback += kind == "feedback"
+        how = self.stop_service()
+        kinds = demo_release.capture_kinds(self.capture)
+        predictions, feedback = kinds.get("prediction", 0), kinds.get("feedback", 0)
         sent = sum(item["rows"] for item in self.traffic.values())
         labelled = sum(item["labelled"] for item in self.traffic.values())
         if (predictions, feedback) != (sent, labelled):
@@ -502,6 +527,22 @@ class Demo:
         return (
             f"{how}; every acknowledged row is in the capture: {predictions} predictions, {feedback} labels"
         )
+
+    def stop_service(self) -> str:
+        """Stop what start_service started (SIGTERM, its capture flushed); says how."""
+        if self.container:
+            self.docker("stop", "--time", "30", self.container, timeout=90)
+            state = json.loads(self.docker("inspect", self.container).stdout)[0]["State"]
+            logs = self.docker("logs", self.container, check=False)
+            self.log_text(logs.stdout + logs.stderr)
+            self.docker("rm", self.container, check=False)
+            self.container = ""
+            if state.get("ExitCode") != 0:
+                raise DemoError(f"the container exited with code {state.get('ExitCode')} on SIGTERM, not 0")
+            return "docker stop (SIGTERM)"
+        stop_process(self.server, seconds=60)
+        self.server = None
+        return "SIGTERM to make serve"
 
     def drift(self) -> str:
         self.make("drift", env=self.make_env(CAPTURE_URI=str(self.capture)))
@@ -686,6 +727,7 @@ PLAN: list[tuple[str, str, Callable[[Demo], str]]] = [
     ("validate", "make validate: Great Expectations + Data Docs", Demo.validate),
     ("train", "make train: gates, ONNX export, parity", Demo.train),
     ("register", "make register: registry entry + model card", Demo.register),
+    ("tune", "make tune: an Optuna study, a params diff to review", Demo.tune),
     ("package", "make image image-test", Demo.package),
     ("deploy", "make image-push pin-staging promote: the first model goes live", Demo.deploy),
     ("serve", "run the image (or make serve)", Demo.serve),
@@ -696,6 +738,15 @@ PLAN: list[tuple[str, str, Callable[[Demo], str]]] = [
     ("ci", "make ci: act runs pr.yml on the retraining branch", Demo.ci),
     ("merge", "fast-forward the PR into main (origin + local)", Demo.merge),
     ("cd", "act runs cd.yml: push image, GitOps PR pinning the digest", Demo.cd),
+    ("shadow", "staging merged; its model in shadow beside the champion, live traffic", demo_release.shadow),
+    ("compare", "make compare: champion vs challenger on that traffic -> promote", demo_release.compare),
+    ("promote", "make promote: the production GitOps PR carries the comparison", demo_release.promote),
+    (
+        "bad candidate",
+        "shuffled labels: gates fail; in shadow make compare -> reject",
+        demo_release.bad_candidate,
+    ),
+    ("rollback", "forced into production: post-deploy check -> one rollback PR", demo_release.forced),
 ]
 
 

@@ -14,6 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
+class DemoError(RuntimeError):
+    """A step failed; the message says what was expected, what happened and where the log is."""
+
+
 @dataclass
 class Step:
     name: str
