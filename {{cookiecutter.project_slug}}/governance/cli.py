@@ -32,6 +32,14 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help text: readable in CI logs and narrow terminals alike
 )
 
+# Options the capture readers share (drift, compare, compact, post-deploy-check).
+CaptureUri = Annotated[
+    str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
+]
+Since = Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")]
+Until = Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")]
+Days = Annotated[float | None, typer.Option(min=0, help="Window: the last N days.")]
+
 
 class Live:
     """A spinner with elapsed time per step on an interactive terminal (rich)."""
@@ -438,12 +446,10 @@ def image_push(
 @app.command()
 def drift(
     ctx: typer.Context,
-    capture_uri: Annotated[
-        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")] = None,
-    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
-    days: Annotated[float | None, typer.Option(help="Window: the last N days.")] = None,
+    capture_uri: CaptureUri = None,
+    since: Since = None,
+    until: Until = None,
+    days: Days = None,
     last_n: Annotated[int | None, typer.Option(min=1, help="Window: the newest N predictions.")] = None,
     detector: Annotated[
         str | None, typer.Option(help="alibi or scipy (default: DETECTOR or monitoring.yaml).")
@@ -567,9 +573,7 @@ def score(
 @app.command()
 def compact(
     ctx: typer.Context,
-    capture_uri: Annotated[
-        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
-    ] = None,
+    capture_uri: CaptureUri = None,
     before: Annotated[
         str | None, typer.Option(help="Compact days before this date (YYYY-MM-DD; default: today, UTC).")
     ] = None,
@@ -638,12 +642,10 @@ HOLD_EXIT = 3  # `compare`: not enough evidence yet (neither a yes nor a no)
 @app.command()
 def compare(
     ctx: typer.Context,
-    capture_uri: Annotated[
-        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Window start, ISO 8601 (UTC if no offset).")] = None,
-    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
-    days: Annotated[float | None, typer.Option(min=0, help="Window: the last N days.")] = None,
+    capture_uri: CaptureUri = None,
+    since: Since = None,
+    until: Until = None,
+    days: Days = None,
     version: Annotated[
         str | None, typer.Option(help="The challenger's version (needed when the window holds several).")
     ] = None,
@@ -672,13 +674,11 @@ def compare(
 @app.command("post-deploy-check")
 def post_deploy_check(
     ctx: typer.Context,
-    capture_uri: Annotated[
-        str | None, typer.Option(envvar="CAPTURE_URI", help="Capture root (folder or fsspec URL).")
-    ] = None,
+    capture_uri: CaptureUri = None,
     since: Annotated[
         str | None, typer.Option(help="Live window start (default: the champion's promoted_at).")
     ] = None,
-    until: Annotated[str | None, typer.Option(help="Window end (exclusive), ISO 8601.")] = None,
+    until: Until = None,
 ) -> None:
     """The production model live vs its shadow phase: score shift and labelled metric against the policy.
 
