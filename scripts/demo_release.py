@@ -132,6 +132,8 @@ def promote(demo: Any) -> str:
     if summary.splitlines()[0] not in body:
         raise DemoError(f"the promotion PR #{pulls[0]['number']} does not carry the comparison")
     demo.evidence.inline[f"Promotion PR #{pulls[0]['number']} body"] = body
+    # make promote changed the registry and the overlay here too; on main they wait for the merge.
+    demo.git("checkout", "--quiet", "--", "governance", "deploy")
     number = pulls[0]["number"]
     return f"PR #{number} from gitops/production: {demo.challenger} to production, comparison attached"
 
@@ -162,11 +164,9 @@ def bad_candidate(demo: Any) -> str:
 
 def forced(demo: Any) -> str:
     """The bad model forced into production; the post-deploy check opens the rollback PR, once."""
-    demo.run(
-        ["make", "register"],
-        env=demo.make_env(REGISTER_ARGS=f'--version {demo.bad} --override "{FORCED_REASON}"'),
-    )
-    demo.run([demo.python, "-c", FORCE, demo.bad], env=demo.make_env())
+    mlops = str(demo.project / ".venv" / "bin" / "mlops")
+    demo.run([mlops, "register", "--version", demo.bad, "--override", FORCED_REASON])
+    demo.run([demo.python, "-c", FORCE, demo.bad])
     demo.git("add", "governance")
     demo.git("commit", "--quiet", "-m", f"Force {demo.bad} into production (bypassing review)")
     demo.git("push", "--quiet", "origin", "main")
@@ -199,7 +199,9 @@ def forced(demo: Any) -> str:
 
 # Run with the project's Python: its latest snapshot with the target column shuffled.
 SHUFFLE = """
-import sys, numpy as np, pandas as pd
+import sys
+from pathlib import Path
+import numpy as np, pandas as pd
 from governance.core.contract import load
 from governance.core.paths import Paths
 paths = Paths(Path.cwd())
