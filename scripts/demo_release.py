@@ -185,6 +185,8 @@ def forced(demo: Any) -> str:
             ["make", "rollback"],
             env=demo.make_env(ROLLBACK_ARGS="--check reports/post_deploy/check.json", **demo.github.env()),
         )
+        # Each scheduled run starts from a fresh checkout of main: the change lives in the PR.
+        demo.git("checkout", "--quiet", "--", "governance", "deploy")
     pulls = [pull for pull in demo.github.pulls("all") if pull["head"]["ref"] == "rollback/production"]
     if len(pulls) != 1:
         raise DemoError(f"expected one rollback PR from rollback/production, found {len(pulls)}")

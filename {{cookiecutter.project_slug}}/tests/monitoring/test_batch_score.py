@@ -55,9 +55,15 @@ def test_it_scores_every_row_as_serving_would(scoring, tmp_path):
     expected = model_scores(model_path(paths, champion(paths)[0]), frame, contract)
     assert predictions["row"].tolist() == list(range(1_000))
     assert (predictions["model_version"] == version).all()
-    assert predictions["prediction"].tolist() == contract.target.class_values(expected.label)
-    for position, key in enumerate(contract.target.class_keys):
-        assert np.allclose(predictions[f"probability_{key}"], expected.probabilities[:, position], atol=1e-6)
+    if contract.target.is_classification:
+        assert predictions["prediction"].tolist() == contract.target.class_values(expected.label)
+        for position, key in enumerate(contract.target.class_keys):
+            assert np.allclose(
+                predictions[f"probability_{key}"], expected.probabilities[:, position], atol=1e-6
+            )
+    else:  # regression answers a value, as serving does
+        assert "prediction" not in predictions
+        assert np.allclose(predictions["value"], expected.value, rtol=1e-5)
     assert (tmp_path / "out" / "summary.html").read_text().count("1000 of 1000 rows scored") == 2
 
 
