@@ -36,9 +36,8 @@ def act_env(extra: dict[str, str]) -> dict[str, str]:
     return project_env(ACT_MODE="self-hosted", **extra)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("act")
+def bake_installed(output: Path) -> Path:
+    """The defaults baked into `output` as a git repository, `make install` done; the project."""
     baked = Path(
         cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context={"git_init": "yes"})
     )
@@ -47,6 +46,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert installed.returncode == 0, installed.stderr
     return baked
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bake_installed(tmp_path_factory.mktemp("act"))
 
 
 def run_make(project: Path, target: str, env: dict[str, str], log: Path) -> tuple[int, str]:
@@ -313,13 +317,7 @@ def promoted(tmp_path_factory) -> tuple[Path, Path, Path]:
     """(project, capture, origin): v2 replaced v1 in production and answers live rows that shifted
     away from its shadow phase; committed and pushed to a bare `origin` (GitHub's git side)."""
     output = tmp_path_factory.mktemp("post-deploy")
-    project = Path(
-        cookiecutter(str(ROOT), no_input=True, output_dir=str(output), extra_context={"git_init": "yes"})
-    )
-    installed = subprocess.run(
-        ["make", "install"], cwd=project, env=act_env({}), capture_output=True, text=True
-    )
-    assert installed.returncode == 0, installed.stderr
+    project = bake_installed(output)
     capture = output / "capture"
     written = project_python(project, "-c", PROMOTED_SCRIPT, str(capture))
     assert written.returncode == 0, written.stderr
