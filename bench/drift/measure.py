@@ -9,6 +9,9 @@ Called by bench/drift/run.py. Steps, each timed on its own:
             when it says retrain, reports), per backend
   compacted the capture after `make compact` (each day one Parquet file): the read and the
             full scipy check again, which must find the same drifted features
+  scaled    with --scale K: the compacted window copied K times (ids made unique per copy), so
+            K x rows captured rows without K x the generation time; the full scipy check on it
+Every full check also reports its peak resident memory (the check's own process, from wait4).
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from data_pipelines import example
 from governance.core import policy as policy_file
 from governance.core.capture import feedback_line, prediction_line
@@ -115,10 +119,59 @@ def timed(results: dict[str, float], name: str, action):
     return value
 
 
+def scaled_copy(compacted: Path, target: Path, copies: int) -> None:
+    """The compacted window `copies` times over: copy k's prediction ids and request ids get the
+    prefix `k-`, so every copy's predictions are distinct and still meet their own feedback."""
+    for source in sorted(compacted.glob("date=*/*.parquet")):
+        table = pq.read_table(source)
+        for copy in range(copies):
+            prefixed = table
+            for name in ("prediction_id", "request_id"):
+                column = pc.binary_join_element_wise(pa.scalar(f"{copy}-"), table[name], "")
+                prefixed = prefixed.set_column(prefixed.schema.get_field_index(name), name, column)
+            folder = target / source.parent.name
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(prefixed, folder / f"{source.stem}-copy{copy:02d}.parquet")
+
+
+def full_check(results: dict[str, float], name: str, capture: Path, backend: str) -> dict:
+    """`mlops drift` in a fresh process, as `make drift` runs it (interpreter start and imports
+    included): wall and CPU seconds, peak RSS, and what it decided."""
+    command = [
+        sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(capture),
+        "--since", "1970-01-01T00:00:00+00:00", "--detector", backend, "--no-history",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(command)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    results[name] = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"bench/drift: {' '.join(command)} failed with exit code {process.returncode}")
+    # CPU seconds do not depend on what else the machine runs; wall seconds do.
+    results[f"{name} (CPU s)"] = usage.ru_utime + usage.ru_stime
+    results[f"{name} (peak RSS MB)"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    print(
+        f"  {name:<34} {results[name]:7.2f} s, CPU {results[f'{name} (CPU s)']:.2f} s, "
+        f"peak RSS {results[f'{name} (peak RSS MB)']:.0f} MB",
+        flush=True,
+    )
+    summary = json.loads((PATHS.drift_reports / "drift.json").read_text())
+    return {
+        "status": summary["decision"]["status"],
+        "rows": summary["window"]["rows"],
+        "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
+        "timings": summary["timings"],
+        "wall_s": results[name],
+        "peak_rss_mb": results[f"{name} (peak RSS MB)"],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scale", type=int, default=0, help="also check the compacted window copied K times")
     args = parser.parse_args()
     capture = args.out / "capture"
     results: dict[str, float] = {}
@@ -144,26 +197,10 @@ def main() -> int:
     timed(results, "feature drift, scipy backend", lambda: tests("scipy"))
     timed(results, "alibi-detect import", lambda: __import__("alibi_detect.cd"))
     timed(results, "feature drift, alibi backend", lambda: tests("alibi"))
-    outcome = {}
-    for backend in ("scipy", "alibi"):
-        # A fresh process, as `make drift` runs it: interpreter start and every import are included.
-        command = [
-            sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(capture),
-            "--since", "1970-01-01T00:00:00+00:00", "--detector", backend, "--no-history",
-        ]  # fmt: skip
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        timed(results, f"full check, {backend} backend", partial(subprocess.run, command, check=True))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        # CPU seconds do not depend on what else the machine runs; wall seconds do.
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        results[f"full check, {backend} backend (CPU s)"] = cpu
-        print(f"  {'  of which CPU time':<34} {cpu:7.2f} s", flush=True)
-        summary = json.loads((PATHS.drift_reports / "drift.json").read_text())
-        outcome[backend] = {
-            "status": summary["decision"]["status"],
-            "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
-            "timings": summary["timings"],
-        }
+    outcome = {
+        backend: full_check(results, f"full check, {backend} backend", capture, backend)
+        for backend in ("scipy", "alibi")
+    }
     # The same window after `make compact` (monitoring/compact.py): each finished day one Parquet file.
     compacted = args.out / "capture-compacted"
     if not compacted.exists():
@@ -172,23 +209,17 @@ def main() -> int:
             results, "compact (once per finished day)", lambda: compact.run(str(compacted), contract=contract)
         )
     timed(results, "read window, compacted", lambda: read_window(str(compacted), contract=contract))
-    command = [
-        sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(compacted),
-        "--since", "1970-01-01T00:00:00+00:00", "--detector", "scipy", "--no-history",
-    ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    timed(results, "full check, scipy backend, compacted", partial(subprocess.run, command, check=True))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    results["full check, scipy backend, compacted (CPU s)"] = cpu
-    summary = json.loads((PATHS.drift_reports / "drift.json").read_text())
-    outcome["scipy, compacted"] = {
-        "status": summary["decision"]["status"],
-        "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
-        "timings": summary["timings"],
-    }
+    name = "full check, scipy backend, compacted"
+    outcome["scipy, compacted"] = full_check(results, name, compacted, "scipy")
     if outcome["scipy, compacted"]["drifted"] != outcome["scipy"]["drifted"]:
         raise SystemExit("bench/drift: the compacted window gave another decision than the JSON lines")
+    if args.scale > 1:
+        scaled = args.out / f"capture-compacted-x{args.scale}"
+        if not scaled.exists():
+            print(f"copying the compacted window {args.scale} times (not timed) ...", flush=True)
+            scaled_copy(compacted, scaled, args.scale)
+        name = f"full check, scipy backend, compacted x{args.scale}"
+        outcome[f"scipy, compacted x{args.scale}"] = full_check(results, name, scaled, "scipy")
     print(json.dumps(outcome, indent=2), flush=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     (args.out / "result.json").write_text(

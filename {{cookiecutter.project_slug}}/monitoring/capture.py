@@ -241,6 +241,65 @@ def _read_url(url: str, explicit: pa.Schema, classes: int) -> tuple[pa.Table, in
     return _read_file(fs, path, parse, classes)
 
 
+FEEDBACK_COLUMNS = ("kind", "prediction_id", "request_id", "row", "label", "timestamp")
+
+
+@dataclass(frozen=True)
+class Lean:
+    """What the window needs of some capture files: flat prediction rows (duplicates still in,
+    read order kept) and the feedback lines' few columns. Reducing each file to this as soon as it
+    is read keeps the nested raw lines of only the files in flight in memory, not the window's."""
+
+    predictions: pa.Table
+    feedback: pa.Table
+    bad: int
+
+    @staticmethod
+    def of(table: pa.Table, contract: Contract, bad: int) -> Lean:
+        feedback = table.filter(pc.equal(table["kind"], "feedback")).select(list(FEEDBACK_COLUMNS))
+        return Lean(_flat_predictions(table, contract), feedback, bad)
+
+    @staticmethod
+    def concat(parts: list[Lean]) -> Lean:
+        # A file without predictions (feedback arrives in later days' files) types its empty
+        # feature columns as float64: it adds no row, so it is left out rather than reconciled.
+        predictions = [part.predictions for part in parts if len(part.predictions)] or [parts[0].predictions]
+        return Lean(
+            pa.concat_tables(predictions),
+            pa.concat_tables([part.feedback for part in parts]),
+            sum(part.bad for part in parts),
+        )
+
+
+def _lean_url(url: str, explicit: pa.Schema, contract: Contract) -> Lean:
+    """One file read and reduced on a Dask worker: only the lean tables travel back."""
+    table, bad = _read_url(url, explicit, len(contract.target.classes))
+    return Lean.of(table, contract, bad)
+
+
+def _read_lean(
+    fs: fsspec.AbstractFileSystem,
+    files: list[CaptureFile],
+    parse: pj.ParseOptions,
+    contract: Contract,
+    client: Any = None,
+) -> Lean:
+    """Every file read and reduced (Lean): on this machine's threads, or one task per file on Dask."""
+    if not files:
+        return Lean.of(parse.explicit_schema.empty_table(), contract, 0)
+    if client is not None:
+        urls = [fs.unstrip_protocol(item.path) for item in files]
+        futures = client.map(_lean_url, urls, explicit=parse.explicit_schema, contract=contract, pure=False)
+        return Lean.concat(client.gather(futures))
+    with ThreadPoolExecutor(max_workers=min(4, len(files))) as pool:
+        return Lean.concat(list(pool.map(lambda item: _lean_file(fs, item.path, parse, contract), files)))
+
+
+def _lean_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, contract: Contract) -> Lean:
+    table, bad = _read_file(fs, path, parse, len(contract.target.classes))
+    return Lean.of(table, contract, bad)
+
+
 def _read_tables(
     fs: fsspec.AbstractFileSystem,
     files: list[CaptureFile],
@@ -275,8 +334,9 @@ def _first_per_prediction(table: pa.Table) -> pa.Table:
     return table if len(first) == len(table) else table.take(pc.take(first, pc.sort_indices(first)))
 
 
-def _predictions(table: pa.Table, contract: Contract) -> pa.Table:
-    table = _first_per_prediction(table.filter(pc.equal(table["kind"], "prediction")))
+def _flat_predictions(table: pa.Table, contract: Contract) -> pa.Table:
+    """The prediction lines as flat columns (features, sensitive attribute, label, signal), in read order."""
+    table = table.filter(pc.equal(table["kind"], "prediction"))
     features = table["features"].combine_chunks()
     target = contract.target
     columns: dict[str, pa.Array | pa.ChunkedArray] = {
@@ -402,23 +462,28 @@ def read_window(
     if since is not None:
         files = [item for item in files if item.day >= since.date()]
     parse = pj.ParseOptions(explicit_schema=schema(contract), unexpected_field_behavior="ignore")
-    classes = len(contract.target.classes)
     if last_n is None:
-        table, bad = _read_tables(fs, files, parse, classes, client)
-        predictions = _in_window(_predictions(table, contract), since, until)
+        lean = _read_lean(fs, files, parse, contract, client)
     else:
-        table, predictions, bad = _newest(fs, files, parse, contract, since, until, last_n, classes, client)
-    lines = pc.sum(pc.equal(table["kind"], "prediction")).as_py() or 0
-    duplicates = lines - len(_first_per_prediction(table.filter(pc.equal(table["kind"], "prediction"))))
+        lean = _newest(fs, files, parse, contract, since, until, last_n, client)
+    bad, feedback, unique = lean.bad, lean.feedback, _first_per_prediction(lean.predictions)
+    duplicates = len(lean.predictions) - len(unique)
+    del lean  # each step below copies the window: only the newest copy is kept (peak memory)
+    predictions = _in_window(unique, since, until)
+    del unique
     if last_n is not None and len(predictions) > last_n:
         predictions = predictions.sort_by([("timestamp", "ascending")])
         predictions = predictions.slice(len(predictions) - last_n)
-    feedback = _feedback(table, contract.target.name, relabel)
-    joined = predictions.join(feedback, "prediction_id", join_type="left outer", use_threads=True)
+    joined = predictions.join(
+        _feedback(feedback, contract.target.name, relabel), "prediction_id", join_type="left outer"
+    )
+    del predictions, feedback
     position = joined.schema.get_field_index("relabelled")
     joined = joined.set_column(position, "relabelled", pc.fill_null(joined["relabelled"], False))
     joined = joined.sort_by([("timestamp", "ascending"), ("prediction_id", "ascending")])
     frame = _to_pandas(joined, contract).reset_index(drop=True)
+    del joined
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages unless asked
     frame.attrs[BAD_LINES], frame.attrs[DUPLICATES] = bad, duplicates
     return frame
 
@@ -431,22 +496,18 @@ def _newest(
     since: datetime | None,
     until: datetime | None,
     last_n: int,
-    classes: int,
     client: Any = None,
-) -> tuple[pa.Table, pa.Table, int]:
+) -> Lean:
     """Read partitions newest first until `last_n` predictions are in hand (their feedback is newer)."""
-    tables: list[pa.Table] = []
-    count = bad = 0
+    parts: list[Lean] = []
+    count = 0
     for day in sorted({item.day for item in files}, reverse=True):
         day_files = [item for item in files if item.day == day]
-        table, skipped = _read_tables(fs, day_files, parse, classes, client)
-        tables.append(table)
-        bad += skipped
-        count += len(_in_window(_predictions(table, contract), since, until))
+        parts.append(_read_lean(fs, day_files, parse, contract, client))
+        count += len(_in_window(_first_per_prediction(parts[-1].predictions), since, until))
         if count >= last_n:
             break
-    table = pa.concat_tables(tables) if tables else parse.explicit_schema.empty_table()
-    return table, _in_window(_predictions(table, contract), since, until), bad
+    return Lean.concat(parts) if parts else _read_lean(fs, [], parse, contract)
 
 
 # -- the challenger's answers (ShadowRecord lines, written beside the champion's with SHADOW_MODEL_PATH) --

@@ -154,8 +154,14 @@ class Target(Record):
     def class_indices(self, values: Any) -> np.ndarray:
         """Class values (any sequence) as int64 positions in `classes`; unknown values are refused.
 
-        Numbers read from a file as floats (`1.0`) count as the integer class they equal.
+        Numbers read from a file as floats (`1.0`) count as the integer class they equal. A numeric
+        or text array (a captured window's labels: a million rows) is mapped through its distinct
+        values, so the per-value rules below run once per distinct value, not once per row.
         """
+        array = np.asarray(values) if hasattr(values, "dtype") else None
+        if array is not None and array.ndim == 1 and array.dtype.kind in "biufU" and len(array) > 1:
+            distinct, positions = np.unique(array, return_inverse=True)
+            return self.class_indices(distinct.tolist())[positions.reshape(-1)]
         lookup = {value: index for index, value in enumerate(self.classes)}
         items = values.tolist() if hasattr(values, "tolist") else list(values)
         indices = np.empty(len(items), dtype=np.int64)
