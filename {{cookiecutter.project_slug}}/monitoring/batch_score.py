@@ -374,7 +374,7 @@ def _run_pieces(
 ) -> tuple[list[PieceResult], float]:
     """Every piece's result, and the seconds the engine took to be ready (a local cluster starts)."""
     started = time.perf_counter()
-    with engines.connect(engine) as client:
+    with engines.connect(engine, preload=(__name__,)) as client:  # local workers import this as they start
         ready = time.perf_counter() - started
         if client is None:  # one piece after another, each on every core
             results = []

@@ -26,7 +26,6 @@ from governance.core.errors import InputError
 EngineName = Literal["embedded", "dask-local", "dask"]
 ENGINES: tuple[EngineName, ...] = ("embedded", "dask-local", "dask")
 CONNECT_TIMEOUT_S = 30
-PRELOAD = "monitoring.batch_score"  # what a local worker imports as it starts
 
 
 class EngineError(InputError):
@@ -71,13 +70,13 @@ def choose(name: str | None = None, address: str | None = None) -> Engine:
 
 
 @contextmanager
-def connect(engine: Engine) -> Iterator[Any]:
+def connect(engine: Engine, preload: tuple[str, ...] = ()) -> Iterator[Any]:
     """A `distributed.Client` for a Dask engine (closed afterwards), None for the embedded one.
 
     A local cluster gets one single-threaded worker process per core: onnxruntime and pyarrow
     release the GIL, but one process per core keeps pieces from contending inside one worker.
-    Its workers import batch scoring's modules as they start (a few seconds on a busy machine),
-    so the cluster's start holds them and the scoring time holds scoring only, as embedded.
+    Its workers import the `preload` modules as they start (a few seconds on a busy machine),
+    so the cluster's start holds those imports and the run's time holds the work alone.
     """
     if not engine.distributed:
         yield None
@@ -92,7 +91,7 @@ def connect(engine: Engine) -> Iterator[Any]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                preload=[PRELOAD],
+                preload=list(preload),
             ) as cluster,
             Client(cluster) as client,
         ):
