@@ -45,7 +45,7 @@ def encode_column(feature: Feature, values: Any) -> np.ndarray:
         return array.astype(np.float32, copy=False).reshape(-1, 1)
     if isinstance(values, np.ndarray) and values.dtype == object and set(map(type, values)) == {str}:
         # Already the model's input (batch scoring's columns, a serving batch of text): one pass
-        # over the values to check them, no copy. Measured on a million rows: 0.26 s -> 0.05 s.
+        # over the values to check them, no copy (3 text columns of 1 M rows: 0.37 s -> 0.11 s).
         return values.reshape(-1, 1)
     items = values.tolist() if isinstance(values, np.ndarray) else values
     if set(map(type, items)) != {str}:
