@@ -4,6 +4,8 @@ prepare   writes the input: ROWS example applications in Parquet row groups of u
 baseline  pandas + scikit-learn, the usual way: the same estimator fitted on the project's
           snapshot, then for each row group: to_pandas, predict_proba, write the answers (timed
           from the first read to the last write; the fit is not timed)
+ceiling   onnxruntime's session.run alone on one row group encoded beforehand, batches on every
+          core: the model's own speed, which no batch scorer using this model can beat
 score     `mlops score` on the input, embedded or with ENGINE=dask-local
 
 Each mode runs as its own process under `tree`, which samples the resident memory of that
@@ -68,6 +70,39 @@ def baseline(path: Path, out: Path) -> dict:
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds}
 
 
+def ceiling(path: Path) -> dict:
+    """The model's own speed: onnxruntime's session.run alone on the first row group, encoded
+    beforehand (not timed), its batches on every core. No way of scoring through this model
+    (`make score` included) can beat it: it bounds what the goal asks of batch scoring."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+    from governance.core.contract import load
+    from governance.core.encoding import Scorer, feeds
+    from governance.core.paths import PATHS
+    from monitoring.batch_score import BATCH_ROWS, resolve_model
+
+    contract = load(PATHS.contract)
+    scorer = Scorer(resolve_model(PATHS, None)[0], threads=1)
+    table = pq.ParquetFile(path).read_row_group(0, columns=contract.feature_names)
+    columns = {
+        feature.name: table.column(feature.name).to_numpy()
+        if feature.is_numeric
+        else table.column(feature.name).fill_null("").to_numpy(zero_copy_only=False)
+        for feature in contract.features
+    }
+    batches = [
+        feeds({name: values[start : start + BATCH_ROWS] for name, values in columns.items()}, contract)
+        for start in range(0, len(table), BATCH_ROWS)
+    ]
+    scorer.score(batches[0])  # the session's first run allocates its buffers
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(scorer.score, batches))
+    seconds = time.perf_counter() - started
+    return {"rows": len(table), "seconds": seconds, "rows_per_second": len(table) / seconds}
+
+
 def tree(command: list[str], env: dict[str, str]) -> dict:
     """Run `command`; wall time and the peak of the summed RSS of it and its children."""
     import psutil
@@ -92,7 +127,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mode", choices=("all", "baseline"), default="all")
+    parser.add_argument("--mode", choices=("all", "baseline", "ceiling"), default="all")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / f"input-{args.rows}.parquet"
@@ -101,6 +136,9 @@ def main() -> int:
         folder.mkdir(exist_ok=True)
         (args.out / "baseline.json").write_text(json.dumps(baseline(data, folder)))
         return 0
+    if args.mode == "ceiling":
+        (args.out / "ceiling.json").write_text(json.dumps(ceiling(data)))
+        return 0
     prepare(args.rows, data)
     env = {key: value for key, value in os.environ.items() if key not in ("ENGINE", "DASK_SCHEDULER_ADDRESS")}
     result: dict = {"rows": args.rows, "cores": os.cpu_count()}
@@ -108,6 +146,10 @@ def main() -> int:
     measured = tree([sys.executable, __file__, "--rows", str(args.rows), "--out", str(args.out), "--mode",
                      "baseline"], env)  # fmt: skip
     result["baseline"] = {**json.loads((args.out / "baseline.json").read_text()), **measured}
+    print("==> ceiling: onnxruntime session.run alone on pre-encoded rows, on every core", flush=True)
+    measured = tree([sys.executable, __file__, "--rows", str(args.rows), "--out", str(args.out), "--mode",
+                     "ceiling"], env)  # fmt: skip
+    result["ceiling"] = {**json.loads((args.out / "ceiling.json").read_text()), **measured}
     mlops = str(Path(sys.executable).parent / "mlops")
     for name, engine in (("embedded", None), ("dask-local", "dask-local")):
         print(f"==> mlops score, engine {name}", flush=True)

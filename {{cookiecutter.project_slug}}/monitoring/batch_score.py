@@ -32,6 +32,7 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pandas  # noqa: F401  pyarrow imports it on its first array conversion: here, not in the timed run
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -137,6 +138,8 @@ def _batches(piece: Piece, job: Job) -> Iterator[pa.RecordBatch]:
     with fs.open(path, "rb") as handle:
         if piece.row_group is not None:
             parquet = pq.ParquetFile(handle)
+            text = _text_columns(parquet.schema_arrow, job.contract)
+            parquet = pq.ParquetFile(handle, metadata=parquet.metadata, read_dictionary=text)
             names = parquet.schema_arrow.names
             _require(names, job, piece.url)
             yield from parquet.iter_batches(
@@ -154,6 +157,16 @@ def _batches(piece: Piece, job: Job) -> Iterator[pa.RecordBatch]:
             yield batch.select(wanted)
 
 
+def _text_columns(schema: pa.Schema, contract: Contract) -> list[str]:
+    """The categorical features stored as text: read as Arrow dictionaries (see _text_values)."""
+    names = set(schema.names)
+    return [
+        feature.name
+        for feature in contract.categorical
+        if feature.name in names and pa.types.is_string(schema.field(feature.name).type)
+    ]
+
+
 def _require(names: list[str], job: Job, source: str) -> None:
     row_rules.require_columns(names, job.contract, source)
     if job.key and job.key not in names:
@@ -164,9 +177,7 @@ def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) 
     columns = {}
     for feature in contract.features:
         column = table.column(feature.name)
-        if not feature.is_numeric:  # a missing category as the encoder's own text: no per-value Python
-            column = pc.fill_null(column, MISSING_TEXT)
-        columns[feature.name] = column.to_numpy()
+        columns[feature.name] = column.to_numpy() if feature.is_numeric else _text_values(column)
     scores = scorer.score_columns(columns, contract)
     target = contract.target
     if scorer.is_regressor:
@@ -176,6 +187,21 @@ def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) 
     for position, key in enumerate(target.class_keys):
         answers[f"probability_{key}"] = pa.array(scores.probabilities[:, position], pa.float32())
     return answers
+
+
+def _text_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A text column as the numpy object array the encoder takes, a missing value as its own text.
+
+    Why through a dictionary: a category column holds a handful of distinct strings, so each
+    becomes one Python object shared by its rows (a numpy take) instead of one object per row.
+    Parquet columns arrive as dictionaries already (read_dictionary), CSV ones are encoded here.
+    """
+    array = column.combine_chunks()
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    words = pc.fill_null(array.dictionary, MISSING_TEXT).to_numpy(zero_copy_only=False)
+    words = np.append(words, MISSING_TEXT)  # the last word stands for a missing value
+    return words[pc.fill_null(array.indices, len(words) - 1).to_numpy()]
 
 
 def _constant(value: str, rows: int) -> pa.DictionaryArray:
@@ -207,8 +233,8 @@ def _batch_outputs(
     if len(accepted) < batch.num_rows:
         rejects = ids_table.append_column("field", verdict.field).append_column("rule", verdict.rule)
         rejects = rejects.append_column("reason", verdict.reason)
-        for name in table.column_names:
-            rejects = rejects.append_column(name, table.column(name))
+        for name in table.column_names:  # text as text, whether it was read as a dictionary or not
+            rejects = rejects.append_column(name, row_rules.plain(table.column(name)))
         rejects = rejects.filter(verdict.bad)
     return predictions, rejects
 
@@ -348,7 +374,7 @@ def _run_pieces(
 ) -> tuple[list[PieceResult], float]:
     """Every piece's result, and the seconds the engine took to be ready (a local cluster starts)."""
     started = time.perf_counter()
-    with engines.connect(engine) as client:
+    with engines.connect(engine, preload=(__name__,)) as client:  # local workers import this as they start
         ready = time.perf_counter() - started
         if client is None:  # one piece after another, each on every core
             results = []

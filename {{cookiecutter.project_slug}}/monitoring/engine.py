@@ -70,11 +70,13 @@ def choose(name: str | None = None, address: str | None = None) -> Engine:
 
 
 @contextmanager
-def connect(engine: Engine) -> Iterator[Any]:
+def connect(engine: Engine, preload: tuple[str, ...] = ()) -> Iterator[Any]:
     """A `distributed.Client` for a Dask engine (closed afterwards), None for the embedded one.
 
     A local cluster gets one single-threaded worker process per core: onnxruntime and pyarrow
     release the GIL, but one process per core keeps pieces from contending inside one worker.
+    Its workers import the `preload` modules as they start (a few seconds on a busy machine),
+    so the cluster's start holds those imports and the run's time holds the work alone.
     """
     if not engine.distributed:
         yield None
@@ -85,7 +87,11 @@ def connect(engine: Engine) -> Iterator[Any]:
         workers = engine.workers or os.cpu_count() or 1
         with (
             LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                preload=list(preload),
             ) as cluster,
             Client(cluster) as client,
         ):

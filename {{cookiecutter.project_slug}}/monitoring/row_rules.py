@@ -47,13 +47,14 @@ def require_columns(names: list[str], contract: Contract, source: str) -> None:
 
 
 def conform(batch: pa.RecordBatch | pa.Table, contract: Contract, source: str) -> pa.Table:
-    """The contract's feature columns, typed as the model reads them (numbers float64, text string)."""
+    """The contract's feature columns, typed as the model reads them (numbers float64, text string,
+    or a dictionary of strings as Parquet's text columns are read)."""
     require_columns(batch.schema.names, contract, source)
     columns = {}
     for feature in contract.features:
         column = batch.column(feature.name)
         wanted = arrow_type(feature)
-        if column.type != wanted:
+        if column.type != wanted and not _is_text_dictionary(column.type, feature):
             try:
                 column = pc.cast(column, wanted)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
@@ -63,6 +64,16 @@ def conform(batch: pa.RecordBatch | pa.Table, contract: Contract, source: str) -
                 ) from None
         columns[feature.name] = column
     return pa.table(columns)
+
+
+def _is_text_dictionary(kind: pa.DataType, feature: Feature) -> bool:
+    """A categorical column read as an Arrow dictionary of text: checked and scored as it is."""
+    return not feature.is_numeric and pa.types.is_dictionary(kind) and kind.value_type == pa.string()
+
+
+def plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column decoded to its values (what the rejects file stores), others as they are."""
+    return pc.cast(column, column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def _checks(feature: Feature, column: pa.Array) -> list[tuple[str, pa.Array, str]]:

@@ -81,6 +81,41 @@ def test_rows_that_break_the_contract_go_to_rejects_with_field_rule_and_value(sc
     assert sorted([*scored, *rejects["row"]]) == list(range(1_000))  # none dropped, none twice
 
 
+def test_parquet_and_csv_inputs_give_the_same_predictions_and_rejects(scoring, tmp_path):
+    """Parquet's text columns are read as dictionaries, CSV's as plain text: the files must not differ."""
+    paths, _, contract, frame = scoring
+    bad = broken(frame, contract)
+    bad.loc[11, contract.categorical[-1].name] = None  # a missing category (rejected or scored as "")
+    bad.to_csv(tmp_path / "input.csv", index=False)
+    bad.to_parquet(tmp_path / "input.parquet", index=False, row_group_size=400)
+    batch_score.run(paths, str(tmp_path / "input.csv"), str(tmp_path / "csv"), batch_rows=128)
+    batch_score.run(paths, str(tmp_path / "input.parquet"), str(tmp_path / "parquet"), batch_rows=128)
+    for kind in ("predictions", "rejects"):
+        from_csv, from_parquet = read(tmp_path / "csv", kind), read(tmp_path / "parquet", kind)
+        assert len(from_parquet) >= 4 if kind == "rejects" else len(from_parquet) > 900
+        pd.testing.assert_frame_equal(from_csv.drop(columns="source"), from_parquet.drop(columns="source"))
+    schema = pq.read_schema(next((tmp_path / "parquet" / "rejects").iterdir()))
+    assert schema.field(contract.categorical[0].name).type == pa.string()  # text, not the dictionary read
+
+
+def test_a_local_dask_cluster_writes_the_same_files_as_embedded_scoring(scoring, tmp_path):
+    paths, _, contract, frame = scoring
+    broken(frame, contract).to_parquet(tmp_path / "input.parquet", index=False, row_group_size=300)
+    engines = {"embedded": engine.Engine("embedded"), "dask": engine.Engine("dask-local", workers=2)}
+    runs = {
+        name: batch_score.run(paths, str(tmp_path / "input.parquet"), str(tmp_path / name), engine=chosen)
+        for name, chosen in engines.items()
+    }
+    assert runs["dask"].pieces == 4 and runs["dask"].rejected == 4
+    for kind in ("predictions", "rejects"):
+        parts = sorted(path.name for path in (tmp_path / "embedded" / kind).iterdir())
+        assert parts == sorted(path.name for path in (tmp_path / "dask" / kind).iterdir())
+        for part in parts:
+            assert pq.read_table(tmp_path / "embedded" / kind / part).equals(
+                pq.read_table(tmp_path / "dask" / kind / part), check_metadata=True
+            ), f"{kind}/{part} differs between the engines"
+
+
 def test_the_output_does_not_depend_on_how_the_input_is_cut(scoring, tmp_path):
     paths, _, _, frame = scoring
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "one.parquet")

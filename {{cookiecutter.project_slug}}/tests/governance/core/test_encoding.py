@@ -34,3 +34,19 @@ def test_a_feed_has_one_input_per_feature_in_contract_order(example_contract: Co
     feed = feeds(columns, example_contract)
     assert list(feed) == example_contract.feature_names
     assert all(array.shape == (1, 1) for array in feed.values())
+
+
+def test_a_numpy_column_of_text_is_fed_as_it_is_without_a_copy(example_contract: Contract):
+    region = example_contract.feature("region")
+    values = np.array(["north", "south", "north"], dtype=object)
+    encoded = encode_column(region, values)
+    assert encoded.shape == (3, 1) and encoded.dtype == object
+    assert np.shares_memory(encoded, values) and encoded.ravel().tolist() == ["north", "south", "north"]
+
+
+def test_a_numpy_column_with_missing_or_non_text_values_is_still_converted(example_contract: Contract):
+    region = example_contract.feature("region")
+    values = np.array(["north", None, float("nan"), 7], dtype=object)
+    encoded = encode_column(region, values)
+    assert encoded.ravel().tolist() == ["north", MISSING_TEXT, MISSING_TEXT, "7"]
+    assert not np.shares_memory(encoded, values) and values[1] is None  # the caller's array is untouched
