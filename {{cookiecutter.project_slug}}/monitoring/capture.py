@@ -292,7 +292,9 @@ def _read_lean(
         futures = client.map(_lean_url, urls, explicit=parse.explicit_schema, contract=contract, pure=False)
         return Lean.concat(client.gather(futures))
     with ThreadPoolExecutor(max_workers=min(4, len(files))) as pool:
-        return Lean.concat(list(pool.map(lambda item: _lean_file(fs, item.path, parse, contract), files)))
+        lean = Lean.concat(list(pool.map(lambda item: _lean_file(fs, item.path, parse, contract), files)))
+    pa.default_memory_pool().release_unused()  # the raw files' pages: Arrow's allocator keeps them otherwise
+    return lean
 
 
 def _lean_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, contract: Contract) -> Lean:
@@ -400,11 +402,16 @@ def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> 
 
 
 def _in_window(table: pa.Table, since: datetime | None, until: datetime | None) -> pa.Table:
+    """The rows with since <= timestamp < until; the table itself (no copy) when all of them are."""
+    keep = None
     if since is not None:
-        table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(since, TIMESTAMP)))
+        keep = pc.greater_equal(table["timestamp"], pa.scalar(since, TIMESTAMP))
     if until is not None:
-        table = table.filter(pc.less(table["timestamp"], pa.scalar(until, TIMESTAMP)))
-    return table
+        before = pc.less(table["timestamp"], pa.scalar(until, TIMESTAMP))
+        keep = before if keep is None else pc.and_(keep, before)
+    if keep is None or pc.all(pc.fill_null(keep, False)).as_py() in (True, None):
+        return table
+    return table.filter(keep)
 
 
 def _to_pandas(table: pa.Table, contract: Contract) -> pd.DataFrame:
