@@ -2,8 +2,11 @@
 
 Figures, each beside a baseline measured in the same run on the same project:
 - tracking overhead: `mlops train` with MLFLOW_TRACKING=on (an MLflow run in the embedded
-  SQLite store) against MLFLOW_TRACKING=off, alternated ROUNDS times, medians compared
-  (goal: under 10 %); their CPU seconds too, which a loaded machine moves much less than wall time;
+  SQLite store) against MLFLOW_TRACKING=off, alternated ROUNDS times, medians compared: the wall
+  time a user waits for `make train` (goal: under 10 %). The run is recorded by a detached logger
+  after train returns, so a second figure says when it is done: the time until run.json exists
+  (train + recording), against the same baseline. Their CPU seconds too (the logger's included:
+  this process adopts it as a subreaper), which a loaded machine moves much less than wall time;
 - tuning throughput: trials per minute of `mlops tune --trials TRIALS` (Optuna, 3-fold
   cross-validation per trial, nested MLflow runs) against plain `mlops train` runs per minute
   (tracking off): how many trials one training run's time buys.
@@ -17,6 +20,7 @@ Usage: python bench/track/run.py --project <baked project> [--rounds 3] [--trial
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -34,6 +38,38 @@ OUT = ROOT / "build" / "bench" / "track"
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans() -> bool:
+    """Become the parent of orphaned descendants (Linux), so the detached logger's CPU is counted."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans() -> None:
+    """Wait for every adopted descendant (the logger, once it has written the run)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def until_recorded(project: Path, started: float, timeout_s: float = 600) -> float:
+    """Seconds from train's start until the latest model's run.json exists (its recording done)."""
+    models = project / "artifacts" / "models"
+    folder = models / (models / "latest").read_text().strip()
+    deadline = time.perf_counter() + timeout_s
+    while not (folder / "run.json").is_file() or (folder / "recording.json").is_file():
+        if time.perf_counter() > deadline:
+            sys.exit(f"bench/track: no run.json in {folder} {timeout_s:.0f}s after train (see tracking.log)")
+        time.sleep(0.05)
+    return time.perf_counter() - started
 
 
 def timed(command: list[str], project: Path, env: dict[str, str]) -> tuple[float, str, float]:
@@ -91,15 +127,26 @@ def main() -> int:
     dropped = ("MLFLOW_TRACKING_URI", "TRIALS", "TIMEOUT", "JOBS")
     base = {k: v for k, v in os.environ.items() if k not in dropped}
     seconds: dict[str, list[float]] = {"off": [], "on": []}
+    recorded: list[float] = []
     cpu: dict[str, list[float]] = {"off": [], "on": []}
+    adopted = adopt_orphans()
+    if not adopted:
+        print("==> note: cannot adopt the detached logger here: CPU figures leave it out", flush=True)
     for round_number in range(1, args.rounds + 1):
         for switch in ("off", "on"):
-            took, _, used = timed([mlops, "train"], project, {**base, "MLFLOW_TRACKING": switch})
+            cpu_before, started = children_cpu(), time.perf_counter()
+            took, _, _ = timed([mlops, "train"], project, {**base, "MLFLOW_TRACKING": switch})
+            line = f"train, tracking {switch}: {took:.1f} s"
+            if switch == "on":
+                recorded.append(until_recorded(project, started))
+                line += f", run.json after {recorded[-1]:.1f} s"
+            reap_orphans()
+            used = children_cpu() - cpu_before
             seconds[switch].append(took)
             cpu[switch].append(used)
-            line = f"train, tracking {switch}: {took:.1f} s ({used:.1f} s CPU)"
-            print(f"==> round {round_number}/{args.rounds}: {line}")
+            print(f"==> round {round_number}/{args.rounds}: {line} ({used:.1f} s CPU)")
     off, on = statistics.median(seconds["off"]), statistics.median(seconds["on"])
+    until_run = statistics.median(recorded)
     cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
 
     params = project / "ml" / "params.yaml"
@@ -125,6 +172,10 @@ def main() -> int:
         "train_off_median_s": off,
         "train_on_median_s": on,
         "tracking_overhead_pct": 100 * (on - off) / off,
+        "until_run_json_seconds": recorded,
+        "until_run_json_median_s": until_run,
+        "until_run_json_overhead_pct": 100 * (until_run - off) / off,
+        "cpu_includes_logger": adopted,
         "train_cpu_seconds": cpu,
         "train_cpu_off_median_s": cpu_off,
         "train_cpu_on_median_s": cpu_on,
@@ -142,13 +193,19 @@ def main() -> int:
     (OUT / "result.json").write_text(json.dumps(result, indent=2))
     print("| figure | value | baseline | ratio |")
     print("|---|---:|---:|---:|")
-    print(f"| train with tracking on (median of {args.rounds}) | {on:.1f} s | {off:.1f} s off | "
-          f"{result['tracking_overhead_pct']:+.1f} % |")  # fmt: skip
-    print(f"| train CPU with tracking on (median of {args.rounds}) | {cpu_on:.1f} s | {cpu_off:.1f} s off | "
-          f"{result['tracking_cpu_overhead_pct']:+.1f} % |")  # fmt: skip
+    print(f"| train with tracking on, what the user waits for (median of {args.rounds}) | {on:.1f} s | "
+          f"{off:.1f} s off | {result['tracking_overhead_pct']:+.1f} % |")  # fmt: skip
+    print(f"| train with tracking on, until run.json exists (train + recording) | {until_run:.1f} s | "
+          f"{off:.1f} s off | {result['until_run_json_overhead_pct']:+.1f} % |")  # fmt: skip
+    logger = "logger included" if adopted else "logger NOT included"
+    print(f"| train CPU with tracking on ({logger}, median of {args.rounds}) | {cpu_on:.1f} s | "
+          f"{cpu_off:.1f} s off | {result['tracking_cpu_overhead_pct']:+.1f} % |")  # fmt: skip
     ratio = result["trials_per_minute"] / result["trains_per_minute"]
     print(f"| tune: trials per minute ({args.jobs} job(s)) | {result['trials_per_minute']:.2f} | "
           f"{result['trains_per_minute']:.2f} trains/min | {ratio:.2f}x |")  # fmt: skip
+    met = "met" if result["tracking_overhead_pct"] < 10 else "NOT met"
+    print(f"goal, tracking overhead on what `make train` makes a user wait under 10 %: {met} "
+          f"({result['tracking_overhead_pct']:+.1f} %)")  # fmt: skip
     return 0
 
 

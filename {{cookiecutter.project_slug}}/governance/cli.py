@@ -326,6 +326,15 @@ def track_sync(ctx: typer.Context) -> None:
     typer.echo(f"{len(synced)} run(s) synced" if synced else "no run is waiting for this server")
 
 
+@app.command("track-wait")
+def track_wait(ctx: typer.Context) -> None:
+    """Wait for MLflow runs still being recorded in the background (before copying artifacts away)."""
+    from ml.tracking import wait_all
+
+    recorded = wait_all(paths_of(ctx))
+    typer.echo(f"MLflow runs recorded for {', '.join(recorded)}" if recorded else "no recording was pending")
+
+
 @app.command()
 def ui(
     ctx: typer.Context,

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from requests.exceptions import RequestException
 
 from governance import github_client, registry
+from governance.core import recording
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import (
@@ -62,6 +63,12 @@ def optional(model: type[BaseModel], path: Path) -> Any:
         return read_json(model, path)
     except RecordError:
         return None
+
+
+def recorded_run(model_dir: Path) -> TrackedRun | None:
+    """The model's MLflow run, once a recording still pending in the background is done."""
+    recording.wait(model_dir)
+    return optional(TrackedRun, model_dir / recording.RECORD)
 
 
 def latest_model_dir(models: Path) -> Path | None:
@@ -182,7 +189,7 @@ def build_report(root: Path, job_results: Mapping[str, Any], head_ref: str = "")
         gates=gates,
         parity=optional(Parity, model_dir / "parity.json") if model_dir else None,
         explanations=optional(Explanations, model_dir / "explanations.json") if model_dir else None,
-        run_link=run_link(optional(TrackedRun, model_dir / "run.json")) if model_dir else None,
+        run_link=run_link(recorded_run(model_dir)) if model_dir else None,
     )
     return text.rstrip() + "\n"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from governance.core import recording
 from governance.core.errors import CheckFailed, InputError
 from governance.core.paths import Paths
 from governance.core.records import (
@@ -235,8 +236,12 @@ def candidate_entry(paths: Paths, version: str, override: str | None = None) -> 
 
 
 def tracked_run(model_folder: Path) -> TrackedRun | None:
-    """The MLflow run `make train` recorded for this model (run.json), None with tracking off."""
-    path = model_folder / "run.json"
+    """The MLflow run `make train` recorded for this model (run.json), None with tracking off.
+
+    The run is recorded in the background after training: a pending recording is waited for.
+    """
+    recording.wait(model_folder)
+    path = model_folder / recording.RECORD
     return read_json(TrackedRun, path) if path.is_file() else None
 
 

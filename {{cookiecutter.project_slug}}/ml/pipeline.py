@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from data_pipelines import snapshot
 from governance import registry
 from governance.core import policy as policy_file
-from governance.core import progress
+from governance.core import progress, recording
 from governance.core.contract import Contract
 from governance.core.contract import load as load_contract
 from governance.core.encoding import Scorer
@@ -44,7 +44,6 @@ from governance.core.records import (
     Quality,
     ReferenceScore,
     RegistryEntry,
-    TrackedRun,
     TrainingRecord,
     write_json,
 )
@@ -325,18 +324,17 @@ def tracking_job(paths: Paths, inputs: Inputs, candidate: Candidate, out: Path) 
 
 def track_run(
     paths: Paths, inputs: Inputs, candidate: Candidate, out: Path, logger: tracking.Logger | None
-) -> TrackedRun | None:
-    """Hand the finished run to the logger and keep its record (run.json) beside the model."""
-    record = out / "run.json"
-    record.unlink(missing_ok=True)
+) -> None:
+    """Hand the finished run to the logger, which writes run.json beside the model in the background."""
+    recording.clear(out)
     if logger is None:
-        return None
-    with progress.step("recording the MLflow run"):
-        run = logger.log(tracking_job(paths, inputs, candidate, out))
-    if run is not None:
-        write_json(run, record)
-        progress.note(f"MLflow run {run.run_id} in {run.tracking_uri} (experiment {run.experiment})")
-    return run
+        return
+    logger.hand_over(tracking_job(paths, inputs, candidate, out), out)
+    if (out / recording.MARKER).is_file():
+        progress.note(
+            f"MLflow run being recorded in the background ({paths.relative(out / recording.LOG)}); "
+            "`make register` waits for it"
+        )
 
 
 def train(paths: Paths, snapshot_ref: str | None = None, logger: tracking.Logger | None = None) -> GateReport:

@@ -9,19 +9,27 @@ Two promises shape this module:
   is written to the local store instead (run.json says which server it was meant for; `sync`,
   i.e. `make track-sync`, copies it there later). MLflow's HTTP retries are capped (see
   `quiet_environment`) so that takes seconds.
-- Tracking stays cheap. Importing MLflow takes seconds, so `make train` starts a logger process
-  (`python -m ml.tracking`) when training begins: it imports MLflow on the other core while the
-  model fits, then receives the finished run as one JSON job on stdin and answers with run.json's
-  content on stdout. MLflow is never imported by the training process itself, nor by app/.
+- Tracking costs `make train` next to nothing. Importing MLflow takes seconds, so `make train`
+  starts a logger process (`python -m ml.tracking`, at a lower CPU priority so the fit wins a busy
+  machine) when training begins: it imports MLflow and opens the stores while the model fits.
+  Training then hands it the finished run as one JSON job on stdin and returns without waiting:
+  the logger is detached (its own session, output in `tracking.log` beside the model), outlives
+  `make train`, and writes run.json when the run is stored. Until then `recording.json` beside the
+  model says a recording is pending; every reader of run.json waits for it first (see
+  governance/core/recording.py), and the warnings above reach the user there, e.g. at
+  `make register` (`make track-wait` waits on its own, as CI does before uploading artifacts).
+  MLflow is never imported by the training process itself, nor by app/.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,10 +40,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from governance import registry
-from governance.core import progress
+from governance.core import progress, recording
 from governance.core.errors import InputError
 from governance.core.paths import Paths
-from governance.core.records import TrackedRun
+from governance.core.records import TrackedRun, write_atomically
 
 SWITCH = "MLFLOW_TRACKING"  # on (default) | off
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -47,7 +55,7 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet"}
-LOGGER_TIMEOUT_S = 600
+LOGGER_NICENESS = 10  # the logger yields the CPU to the fit it overlaps
 
 
 def enabled() -> bool:
@@ -89,9 +97,7 @@ def public(uri: str, local: str = "") -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def warn(message: str) -> None:
-    """Tracking trouble is a warning on stderr, shown even with --quiet: training goes on."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+warn = recording.warn  # tracking trouble: a warning on stderr, shown even with --quiet
 
 
 def git_tags(root: Path) -> dict[str, str]:
@@ -136,53 +142,62 @@ class Job:
     metrics: dict[str, float]
     tags: dict[str, str]
     artifacts: list[str]
+    folder: str = ""  # the model's folder, where the logger writes run.json (empty: stdout only)
+
+
+_handed_over: list[subprocess.Popen[str]] = []  # detached loggers, referenced until this process ends
 
 
 class Logger:
-    """The logger process, started before training so MLflow's import overlaps the fit."""
+    """The logger process, started before training so MLflow's import overlaps the fit.
 
-    def __init__(self, stores: list[str]) -> None:
+    It runs in its own session with its output in a log file (first in the tracking folder, moved
+    beside the model at the hand-over), so it outlives `make train` and holds none of its pipes.
+    """
+
+    def __init__(self, stores: list[str], log_folder: Path) -> None:
         env = {**os.environ, **QUIET}
         for name, value in HTTP_LIMITS.items():
             env.setdefault(name, value)
-        self.process: subprocess.Popen[str] | None = subprocess.Popen(  # noqa: S603 - this interpreter
-            [sys.executable, "-m", "ml.tracking", *stores],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        handle, name = tempfile.mkstemp(prefix="logger-", suffix=".log", dir=log_folder)
+        self.log = Path(name)
+        with os.fdopen(handle, "w") as log:
+            self.process: subprocess.Popen[str] | None = subprocess.Popen(  # noqa: S603 - this interpreter
+                [sys.executable, "-m", "ml.tracking", *stores],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                text=True,
+                env=env,
+                start_new_session=True,  # Ctrl-C on `make train` after the hand-over spares the recording
+            )
 
-    def log(self, job: Job) -> TrackedRun | None:
-        """Send the run; its record, or None (with one warning) when even the local store failed."""
+    def hand_over(self, job: Job, folder: Path) -> None:
+        """Give the logger the run to record beside the model in `folder`, and return at once."""
         if self.process is None:
-            return None
+            return
         process, self.process = self.process, None
+        with contextlib.suppress(OSError):  # on another file system the log stays where it is
+            os.replace(self.log, folder / recording.LOG)
+        recording.mark_pending(folder, process.pid)
         try:
-            out, err = process.communicate(json.dumps(job.__dict__), timeout=LOGGER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            warn(f"MLflow tracking gave no answer in {LOGGER_TIMEOUT_S}s; the model is trained, not tracked")
-            return None
-        if process.returncode != 0:
-            last = (err.strip().splitlines() or ["no message"])[-1]
-            warn(f"MLflow tracking failed ({last}); the model is trained, not tracked")
-            return None
-        try:
-            answer = json.loads(out.strip().splitlines()[-1])
-            if answer.get("warning"):
-                warn(answer.pop("warning"))
-            return TrackedRun.model_validate(answer)
-        except (IndexError, ValueError) as error:  # ValueError covers JSON and validation errors
-            warn(f"MLflow tracking gave an unreadable answer ({error}); the model is trained, not tracked")
-            return None
+            assert process.stdin is not None
+            process.stdin.write(json.dumps({**job.__dict__, "folder": str(folder)}))
+            process.stdin.close()
+        except OSError as error:  # it died before the job came (e.g. MLflow fails to import)
+            process.wait()
+            recording.clear(folder)
+            log = folder / recording.LOG
+            warn(f"MLflow tracking failed ({error}; see {log}); the model is trained, not tracked")
+            return
+        _handed_over.append(process)
 
     def cancel(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
             self.process = None
+            self.log.unlink(missing_ok=True)
 
 
 def start_logger(paths: Paths) -> Logger | None:
@@ -190,7 +205,13 @@ def start_logger(paths: Paths) -> Logger | None:
     if not enabled():
         return None
     paths.tracking.mkdir(parents=True, exist_ok=True)
-    return Logger([target_uri(paths), local_uri(paths)])
+    return Logger([target_uri(paths), local_uri(paths)], paths.tracking)
+
+
+def wait_all(paths: Paths, timeout_s: float = recording.WAIT_S) -> list[str]:
+    """Wait for every model whose run is still being recorded; the versions that have run.json."""
+    folders = sorted(marker.parent for marker in paths.models.glob(f"*/{recording.MARKER}"))
+    return [folder.name for folder in folders if recording.wait(folder, timeout_s)]
 
 
 # --- the logger's side: MLflow itself --------------------------------------------------------
@@ -269,15 +290,14 @@ def sync(paths: Paths, say: Any = print) -> list[TrackedRun]:
     Each copy carries the run's parameters, metrics, tags and files; run.json then names the
     server's run, tagged with the local run it came from. Runs already on a server stay as they are.
     """
-    import tempfile
-
     target = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not target:
         raise InputError("environment variable MLFLOW_TRACKING_URI must name the server to sync to (got '')")
     quiet_environment()
     local = client(local_uri(paths))
     synced = []
-    for record in sorted(paths.models.glob("*/run.json")):
+    wait_all(paths)
+    for record in sorted(paths.models.glob(f"*/{recording.RECORD}")):
         run = TrackedRun.model_validate_json(record.read_text())
         if run.fallback_from is None or run.fallback_from != public(target):
             continue
@@ -299,7 +319,7 @@ def sync(paths: Paths, say: Any = print) -> list[TrackedRun]:
         moved = TrackedRun(
             run_id=run_id, experiment=run.experiment, experiment_id=exp, tracking_uri=public(target)
         )
-        record.write_text(moved.model_dump_json(indent=2) + "\n")
+        write_atomically(record, moved.model_dump_json(indent=2) + "\n")
         entry = registry.load(paths.registry).get(record.parent.name)
         if entry is not None and entry.run is not None and entry.run.run_id == run.run_id:
             registry.update(entry.version, {"run": moved.model_dump(mode="json")}, paths.registry)
@@ -378,8 +398,24 @@ def serve_ui(paths: Paths, port: int, say: Any = print) -> int:
         return 0
 
 
+def lower_priority() -> None:
+    """Let the fit win the CPU while MLflow loads: nice this process, and its session as well.
+
+    The logger has a session of its own, and where Linux schedules sessions as groups (autogroup)
+    a process's nice value only counts inside its session: the session's own nice must drop too.
+    """
+    os.nice(LOGGER_NICENESS)
+    with contextlib.suppress(OSError):  # no autogroup here (another OS, or switched off)
+        Path("/proc/self/autogroup").write_text(str(LOGGER_NICENESS))
+
+
 def main(stores: list[str]) -> int:
-    """The logger process: load MLflow and open the stores now (while training runs), then log the job."""
+    """The logger process: load MLflow and open the stores now (while training runs), then record the job.
+
+    With the job's model folder it writes run.json there (or leaves the failure for the reader);
+    its answer also goes to stdout, i.e. to its log.
+    """
+    lower_priority()
     quiet_environment()
     for uri in stores:
         try:  # a client opens its store lazily: ask it once, so the database layer loads now too
@@ -387,7 +423,22 @@ def main(stores: list[str]) -> int:
         except Exception:  # noqa: S112 - opened again (and its failure handled) when the job comes
             continue
     job = Job(**json.loads(sys.stdin.read()))
-    print(json.dumps(record_run(job)), flush=True)
+    folder = Path(job.folder) if job.folder else None
+    try:
+        answer = record_run(job)
+    except Exception as error:
+        if folder is not None:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            untracked = f"model {folder.name} is trained, not tracked"
+            recording.fail(folder, os.getpid(), f"MLflow tracking failed ({reason}); {untracked}")
+        raise
+    warning = answer.pop("warning", None)
+    if warning:
+        warn(warning)
+    print(json.dumps(answer), flush=True)
+    run = TrackedRun.model_validate(answer)
+    if folder is not None and not recording.finish(folder, os.getpid(), run, warning):
+        print(f"model {folder.name} was trained again meanwhile: its newer run is the one kept", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Experiment tracking: `make train` leaves one MLflow run, read back here with MLflow's own client.
 
 Tracking is off for the rest of the suite (tests/conftest.py); these tests turn it on for their
-own workspaces, train once per module, and read what the run holds.
+own workspaces, train once per module, and read what the run holds. Training returns while its
+run is still being recorded in the background: readers wait for it (`recording.wait`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from governance.cli import main
 from governance.core import policy as policy_file
+from governance.core import recording
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import TrackedRun, read_json
@@ -47,6 +49,7 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Paths, str, Track
     with pytest.MonkeyPatch.context() as env:
         env.setenv(tracking.SWITCH, "on")
         report = train(paths)
+    assert recording.wait(paths.models / report.version), "the background recording wrote no run.json"
     return paths, report.version, read_json(TrackedRun, paths.models / report.version / "run.json")
 
 
@@ -111,6 +114,24 @@ def test_the_registry_entry_and_model_card_name_the_run(tracked, monkeypatch, ca
 
 
 @pytest.mark.slow
+def test_register_right_after_train_waits_for_the_run_and_names_it(tmp_path, monkeypatch, capsys):
+    paths = Paths(make_workspace(tmp_path / "project"))
+    monkeypatch.setenv(tracking.SWITCH, "on")
+    report = train(paths)
+    folder = paths.models / report.version
+    assert (folder / recording.MARKER).is_file(), "train returned only after the run was recorded"
+    assert main(["--root", str(paths.root), "register"]) == 0
+    out, err = capsys.readouterr()
+    assert f"waiting for the MLflow run of model {report.version}" in err
+    run = read_json(TrackedRun, folder / "run.json")
+    assert f"run_id: {run.run_id}" in paths.registry.read_text()
+    assert f"model card added to MLflow run {run.run_id}" in out
+    assert mlflow_client(paths).get_run(run.run_id).info.status == "FINISHED"
+    assert not (folder / recording.MARKER).exists()
+    assert "mlflow" in (folder / recording.LOG).read_text().lower(), "the logger's output is kept"
+
+
+@pytest.mark.slow
 def test_an_unreachable_server_costs_one_warning_and_the_run_is_kept_locally(tmp_path, monkeypatch, capsys):
     paths = Paths(make_workspace(tmp_path / "project"))
     server = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -119,13 +140,18 @@ def test_an_unreachable_server_costs_one_warning_and_the_run_is_kept_locally(tmp
     started = time.monotonic()
     report = train(paths)
     assert report.passed
+    trained = capsys.readouterr().err
+    assert main(["--root", str(paths.root), "--quiet", "register"]) == 0  # waits for the recording
     assert time.monotonic() - started < 300
-    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    registered = capsys.readouterr().err
+    assert not [line for line in trained.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in registered.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
     assert server in warnings[0] and "local store" in warnings[0]
     run = read_json(TrackedRun, paths.models / report.version / "run.json")
     assert run.fallback_from == server and run.tracking_uri == tracking.LOCAL_STORE
     assert mlflow_client(paths).get_run(run.run_id).info.status == "FINISHED"
+    assert f"run_id: {run.run_id}" in paths.registry.read_text()
 
 
 @pytest.mark.slow
@@ -138,9 +164,9 @@ def test_a_run_kept_locally_is_synced_to_the_server_later(tmp_path, monkeypatch,
     monkeypatch.setenv(tracking.SWITCH, "on")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     report = train(paths)
+    assert main(["--root", str(paths.root), "--quiet", "register"]) == 0  # waits for the recording
     kept = read_json(TrackedRun, paths.models / report.version / "run.json")
     assert kept.fallback_from == server
-    assert main(["--root", str(paths.root), "--quiet", "register"]) == 0
 
     blocker.unlink()
     blocker.mkdir()  # the server is back
@@ -166,6 +192,7 @@ def test_tracking_off_writes_no_run(tmp_path, monkeypatch):
     monkeypatch.setenv(tracking.SWITCH, "off")
     report = train(paths)
     assert not (paths.models / report.version / "run.json").exists()
+    assert not (paths.models / report.version / recording.MARKER).exists()
     assert not paths.tracking.exists()
 
 
