@@ -414,19 +414,40 @@ def _in_window(table: pa.Table, since: datetime | None, until: datetime | None) 
     return table.filter(keep)
 
 
-def _to_pandas(table: pa.Table, contract: Contract) -> pd.DataFrame:
-    """Few-valued strings become pandas categoricals and ids stay Arrow strings: no million Python objects."""
-    columns = {}
+def _with_labels(predictions: pa.Table, feedback: pa.Table) -> pa.Table:
+    """Each prediction with its label columns (null without feedback): a left join by prediction_id,
+    done by position so the prediction columns are kept as they are, not copied into a join result."""
+    found = pc.index_in(predictions["prediction_id"], value_set=feedback["prediction_id"])
+    for name in feedback.column_names[1:]:
+        predictions = predictions.append_column(name, pc.take(feedback[name], found))
+    return predictions.set_column(
+        predictions.schema.get_field_index("relabelled"),
+        "relabelled",
+        pc.fill_null(predictions["relabelled"], False),
+    )
+
+
+def _to_pandas(handed: list[pa.Table], contract: Contract) -> pd.DataFrame:
+    """The window oldest first as a frame, converted a column at a time.
+
+    `handed` holds the only reference to the table and is emptied: each column is sorted and
+    converted, then dropped, so the window exists about once in memory instead of three times
+    (table, sorted copy, frame). Few-valued strings become pandas categoricals and ids stay Arrow
+    strings: no million Python objects.
+    """
+    table = handed.pop()
+    order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), ("prediction_id", "ascending")])
+    columns: dict[str, pd.Series] = {}
     for name in table.column_names:
-        column = table[name]
+        column = pc.take(table[name], order)
+        table = table.drop_columns([name])
         if name in ("model_name", "model_version") or (
             pa.types.is_string(column.type) and name not in ("prediction_id", "request_id")
         ):
             column = pc.dictionary_encode(column)
-        columns[name] = column
-    frame = pa.table(columns).to_pandas(
-        types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get, self_destruct=True
-    )
+        columns[name] = column.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
+        del column
+    frame = pd.DataFrame(columns, copy=False)
     for feature in contract.categorical:
         frame[feature.name] = frame[feature.name].astype("category")
     target = contract.target
@@ -481,15 +502,9 @@ def read_window(
     if last_n is not None and len(predictions) > last_n:
         predictions = predictions.sort_by([("timestamp", "ascending")])
         predictions = predictions.slice(len(predictions) - last_n)
-    joined = predictions.join(
-        _feedback(feedback, contract.target.name, relabel), "prediction_id", join_type="left outer"
-    )
+    handed = [_with_labels(predictions, _feedback(feedback, contract.target.name, relabel))]
     del predictions, feedback
-    position = joined.schema.get_field_index("relabelled")
-    joined = joined.set_column(position, "relabelled", pc.fill_null(joined["relabelled"], False))
-    joined = joined.sort_by([("timestamp", "ascending"), ("prediction_id", "ascending")])
-    frame = _to_pandas(joined, contract).reset_index(drop=True)
-    del joined
+    frame = _to_pandas(handed, contract)
     pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages unless asked
     frame.attrs[BAD_LINES], frame.attrs[DUPLICATES] = bad, duplicates
     return frame
