@@ -92,8 +92,9 @@ def answered(window: pd.DataFrame, target: Target, notes: list[str]) -> pd.DataF
         keep = window["predicted_label"].notna()
     else:
         keep = window["predicted_label"].isin(target.classes)
-    if not keep.all():
-        notes.append(f"{int((~keep).sum())} captured answer(s) are not classes of the contract: left out")
+    if keep.all():
+        return window  # no copy of a window that may hold millions of rows
+    notes.append(f"{int((~keep).sum())} captured answer(s) are not classes of the contract: left out")
     return window[keep]
 
 
@@ -104,12 +105,13 @@ def known_labels(labelled: pd.DataFrame, target: Target, notes: list[str]) -> pd
         keep = column.isin(target.classes)
     else:
         keep = pd.Series(np.isfinite(pd.to_numeric(column).to_numpy(dtype=np.float64)), index=labelled.index)
-    if not keep.all():
-        shown = sorted({repr(value) for value in column[~keep].tolist()})[:5]
-        notes.append(
-            f"{int((~keep).sum())} feedback label(s) outside target '{target.name}' "
-            f"({', '.join(shown)}): left out"
-        )
+    if keep.all():
+        return labelled
+    shown = sorted({repr(value) for value in column[~keep].tolist()})[:5]
+    notes.append(
+        f"{int((~keep).sum())} feedback label(s) outside target '{target.name}' "
+        f"({', '.join(shown)}): left out"
+    )
     return labelled[keep]
 
 
