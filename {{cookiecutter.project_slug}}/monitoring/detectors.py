@@ -51,6 +51,12 @@ def encode(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
 
 def category_codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Codes 0..k-1 in contract order; k for a value outside the contract, k+1 for missing."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # A captured window's column (millions of rows): map its few categories, then index by
+        # the row codes; a missing value's code -1 picks the table's last entry, k+1.
+        known = {str(value): index for index, value in enumerate(categories)}
+        table = [known.get(str(value), len(categories)) for value in column.cat.categories]
+        return np.array([*table, len(categories) + 1], dtype=np.int64)[column.cat.codes.to_numpy()]
     as_strings = column.astype("string")
     codes = pd.Categorical(as_strings, categories=list(categories)).codes.astype(np.int64)
     unseen = (codes == -1) & as_strings.notna().to_numpy()

@@ -113,6 +113,14 @@ def test_category_codes_keep_unseen_and_missing_apart():
     assert codes.tolist() == [1, 3, 2, 0]
 
 
+def test_a_categorical_column_as_the_capture_reader_gives_it_codes_like_text():
+    values = pd.Series(["b", None, "zzz", "a", "b", None])
+    window_column = values.astype("category")  # the reader's dtype for a window's text features
+    assert category_codes(window_column, ("a", "b")).tolist() == category_codes(values, ("a", "b")).tolist()
+    numbers = pd.Series([1, None, 3], dtype="Int64").astype("category")  # numbers compare as their text
+    assert category_codes(numbers, ("1", "2")).tolist() == [0, 3, 2]
+
+
 def test_bonferroni_and_benjamini_hochberg_thresholds():
     p_values = np.array([0.001, 0.008, 0.039, 0.041, 0.9])
     threshold, flags = correct(p_values, 0.05, "bonferroni")
