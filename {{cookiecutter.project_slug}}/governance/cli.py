@@ -216,7 +216,7 @@ def train(
     from ml import tracking
 
     paths = paths_of(ctx)
-    logger = tracking.start_logger(paths)  # first: MLflow loads while the training stack does
+    logger = tracking.start_logger(paths)  # idle until the run is handed over: it loads MLflow then
     from ml.pipeline import train as run_training
 
     report = run_training(paths, snapshot, logger)

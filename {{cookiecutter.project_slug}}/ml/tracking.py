@@ -9,10 +9,12 @@ Two promises shape this module:
   is written to the local store instead (run.json says which server it was meant for; `sync`,
   i.e. `make track-sync`, copies it there later). MLflow's HTTP retries are capped (see
   `quiet_environment`) so that takes seconds.
-- Tracking costs `make train` next to nothing. Importing MLflow takes seconds, so `make train`
-  starts a logger process (`python -m ml.tracking`, at a lower CPU priority so the fit wins a busy
-  machine) when training begins: it imports MLflow and opens the stores while the model fits.
-  Training then hands it the finished run as one JSON job on stdin and returns without waiting:
+- Tracking costs `make train` next to nothing. Importing MLflow and opening a store take seconds
+  of CPU, so `make train` starts a logger process (`python -m ml.tracking`) that waits, idle, for
+  the finished run and only then imports MLflow: it never competes with the fit for the cores
+  (a niced logger importing during the fit was measured too: on a busy machine it starved, and
+  whoever waited for its run waited minutes). Training hands it the run as one JSON job on stdin
+  and returns without waiting:
   the logger is detached (its own session, output in `tracking.log` beside the model), outlives
   `make train`, and writes run.json when the run is stored. Until then `recording.json` beside the
   model says a recording is pending; every reader of run.json waits for it first (see
@@ -55,7 +57,6 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "GIT_PYTHON_REFRESH": "quiet"}
-LOGGER_NICENESS = 10  # the logger yields the CPU to the fit it overlaps
 
 
 def enabled() -> bool:
@@ -149,21 +150,21 @@ _handed_over: list[subprocess.Popen[str]] = []  # detached loggers, referenced u
 
 
 class Logger:
-    """The logger process, started before training so MLflow's import overlaps the fit.
+    """The logger process, started before training, idle until the run is handed over.
 
     It runs in its own session with its output in a log file (first in the tracking folder, moved
     beside the model at the hand-over), so it outlives `make train` and holds none of its pipes.
     """
 
-    def __init__(self, stores: list[str], log_folder: Path) -> None:
+    def __init__(self, log_folder: Path) -> None:
         env = {**os.environ, **QUIET}
         for name, value in HTTP_LIMITS.items():
             env.setdefault(name, value)
         handle, name = tempfile.mkstemp(prefix="logger-", suffix=".log", dir=log_folder)
         self.log = Path(name)
         with os.fdopen(handle, "w") as log:
-            self.process: subprocess.Popen[str] | None = subprocess.Popen(  # noqa: S603 - this interpreter
-                [sys.executable, "-m", "ml.tracking", *stores],
+            self.process: subprocess.Popen[str] | None = subprocess.Popen(
+                [sys.executable, "-m", "ml.tracking"],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,
@@ -205,7 +206,7 @@ def start_logger(paths: Paths) -> Logger | None:
     if not enabled():
         return None
     paths.tracking.mkdir(parents=True, exist_ok=True)
-    return Logger([target_uri(paths), local_uri(paths)], paths.tracking)
+    return Logger(paths.tracking)
 
 
 def wait_all(paths: Paths, timeout_s: float = recording.WAIT_S) -> list[str]:
@@ -398,31 +399,14 @@ def serve_ui(paths: Paths, port: int, say: Any = print) -> int:
         return 0
 
 
-def lower_priority() -> None:
-    """Let the fit win the CPU while MLflow loads: nice this process, and its session as well.
-
-    The logger has a session of its own, and where Linux schedules sessions as groups (autogroup)
-    a process's nice value only counts inside its session: the session's own nice must drop too.
-    """
-    os.nice(LOGGER_NICENESS)
-    with contextlib.suppress(OSError):  # no autogroup here (another OS, or switched off)
-        Path("/proc/self/autogroup").write_text(str(LOGGER_NICENESS))
-
-
-def main(stores: list[str]) -> int:
-    """The logger process: load MLflow and open the stores now (while training runs), then record the job.
+def main() -> int:
+    """The logger process: wait for the job (training runs meanwhile), then load MLflow and record it.
 
     With the job's model folder it writes run.json there (or leaves the failure for the reader);
     its answer also goes to stdout, i.e. to its log.
     """
-    lower_priority()
+    job = Job(**json.loads(sys.stdin.read()))  # blocks, using no CPU, until training hands over
     quiet_environment()
-    for uri in stores:
-        try:  # a client opens its store lazily: ask it once, so the database layer loads now too
-            client(uri).search_experiments(max_results=1)
-        except Exception:  # noqa: S112 - opened again (and its failure handled) when the job comes
-            continue
-    job = Job(**json.loads(sys.stdin.read()))
     folder = Path(job.folder) if job.folder else None
     try:
         answer = record_run(job)
@@ -443,4 +427,4 @@ def main(stores: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
