@@ -12,10 +12,10 @@ Two promises shape this module:
 - Tracking costs `make train` next to nothing. Importing MLflow and opening a store take seconds
   of CPU, so `make train` starts a logger process (`python -m ml.tracking`) that waits, idle, for
   the finished run and only then imports MLflow: it never competes with the fit for the cores
-  (a niced logger importing during the fit was measured too: on a busy machine it starved, and
-  whoever waited for its run waited minutes). Training hands it the run as one JSON job on stdin
-  and returns without waiting:
-  the logger is detached (its own session, output in `tracking.log` beside the model), outlives
+  (importing during the fit at a lower priority was tried: a niced process on a busy machine gets
+  only what the others leave, so whoever waits for its run waits the longer). Training hands it
+  the run as one JSON job on stdin and returns without waiting: the logger is detached (its own
+  session, output in `tracking.log` beside the model), outlives
   `make train`, and writes run.json when the run is stored. Until then `recording.json` beside the
   model says a recording is pending; every reader of run.json waits for it first (see
   governance/core/recording.py), and the warnings above reach the user there, e.g. at
