@@ -51,8 +51,14 @@ if [ -S "$socket" ] && command -v docker >/dev/null 2>&1 && engine_answers "unix
   # podman reads containers.conf again for each container: a service whose file was deleted
   # (it lived in a removed checkout) answers `docker info` but cannot start containers here.
   stale=()
+  # So does a service whose working folder was deleted (started from a since-removed checkout):
+  # the runtime it starts inherits that folder and fails ("write child: broken pipe").
   while read -r pid used; do
-    if [ -n "$used" ] && [ ! -f "$used" ]; then stale+=("$pid"); else conf=${used:-$conf}; fi
+    if { [ -n "$used" ] && [ ! -f "$used" ]; } || [[ "$(readlink "/proc/$pid/cwd")" == *" (deleted)" ]]; then
+      stale+=("$pid")
+    else
+      conf=${used:-$conf}
+    fi
   done < <(service_conf)
   if [ ${#stale[@]} -eq 0 ]; then
     took "podman service already answers on $socket"
@@ -113,7 +119,8 @@ export CONTAINERS_CONF=$conf
 mkdir -p "$(dirname "$socket")"
 rm -f "$socket"
 say "starting podman system service on unix://$socket (log: $log_dir/podman-service.log)"
-setsid nohup podman system service --time=0 "unix://$socket" >"$log_dir/podman-service.log" 2>&1 </dev/null &
+# Started from / so that it never depends on this checkout's folders staying where they are.
+(cd / && exec setsid nohup podman system service --time=0 "unix://$socket" >"$log_dir/podman-service.log" 2>&1 </dev/null) &
 echo $! >"$log_dir/podman-service.pid"
 
 for _ in $(seq 1 $((wait_s * 2))); do
