@@ -462,7 +462,7 @@ class Demo:
             for name, folder in chosen.items():  # each model folder mounted read-only, its setting set
                 mount = f"/models/{name.lower()}"
                 extra += ["--volume", f"{folder}:{mount}:ro", "--env", f"{name}={mount}"]
-            run = (
+            self.docker(
                 "run", "--detach", "--name", self.container, "--read-only", "--tmpfs", "/tmp",
                 "--user", CONTAINER_UID, "--publish", f"127.0.0.1:{self.port}:8080",
                 "--volume", f"{capture}:/capture", "--env", "CAPTURE_URI=/capture",
@@ -470,17 +470,6 @@ class Demo:
                 "--env", "FEEDBACK_KEY_FILE=/var/run/secrets/feedback/key",
                 *extra, "--stop-timeout", "30", self.image,
             )  # fmt: skip
-            started = self.docker(*run, check=False)
-            if started.returncode != 0 and "Error response from daemon" in started.stderr:
-                # The engine itself failed to start the container (seen once with podman under
-                # load: "write child: broken pipe"): said in the log, the half-made one removed,
-                # tried once more. A mistake in our own arguments fails the same way again.
-                self.log_text(f"docker run failed, retried once: {started.stderr.strip()}")
-                self.docker("rm", "--force", self.container, check=False)
-                started = self.docker(*run, check=False)
-            if started.returncode != 0:
-                reason = started.stderr.strip() or started.stdout.strip()
-                raise DemoError(f"docker run --detach failed: {reason}")
             try:
                 self.wait_ready()
             except DemoError:

@@ -255,7 +255,9 @@ class Lean:
     bad: int
 
     @staticmethod
-    def of(table: pa.Table, contract: Contract, bad: int) -> Lean:
+    def of(read: tuple[pa.Table, int], contract: Contract) -> Lean:
+        """One file as `_read_file` returns it (its table, its skipped lines), reduced."""
+        table, bad = read
         feedback = table.filter(pc.equal(table["kind"], "feedback")).select(list(FEEDBACK_COLUMNS))
         return Lean(_flat_predictions(table, contract), feedback, bad)
 
@@ -273,8 +275,7 @@ class Lean:
 
 def _lean_url(url: str, explicit: pa.Schema, contract: Contract) -> Lean:
     """One file read and reduced on a Dask worker: only the lean tables travel back."""
-    table, bad = _read_url(url, explicit, len(contract.target.classes))
-    return Lean.of(table, contract, bad)
+    return Lean.of(_read_url(url, explicit, len(contract.target.classes)), contract)
 
 
 def _read_lean(
@@ -286,20 +287,18 @@ def _read_lean(
 ) -> Lean:
     """Every file read and reduced (Lean): on this machine's threads, or one task per file on Dask."""
     if not files:
-        return Lean.of(parse.explicit_schema.empty_table(), contract, 0)
+        return Lean.of((parse.explicit_schema.empty_table(), 0), contract)
     if client is not None:
         urls = [fs.unstrip_protocol(item.path) for item in files]
         futures = client.map(_lean_url, urls, explicit=parse.explicit_schema, contract=contract, pure=False)
         return Lean.concat(client.gather(futures))
+    classes = len(contract.target.classes)
     with ThreadPoolExecutor(max_workers=min(4, len(files))) as pool:
-        lean = Lean.concat(list(pool.map(lambda item: _lean_file(fs, item.path, parse, contract), files)))
+        lean = Lean.concat(
+            list(pool.map(lambda item: Lean.of(_read_file(fs, item.path, parse, classes), contract), files))
+        )
     pa.default_memory_pool().release_unused()  # the raw files' pages: Arrow's allocator keeps them otherwise
     return lean
-
-
-def _lean_file(fs: fsspec.AbstractFileSystem, path: str, parse: pj.ParseOptions, contract: Contract) -> Lean:
-    table, bad = _read_file(fs, path, parse, len(contract.target.classes))
-    return Lean.of(table, contract, bad)
 
 
 def _read_tables(
