@@ -269,7 +269,7 @@ def drift_rows(rows: int) -> list[dict]:
                 "figure": f"drift check on {outcome['rows']:,} captured rows ({name}), peak RSS "
                 f"{outcome['peak_rss_mb']:.0f} MB (wall)",
                 "value": outcome["wall_s"],
-                "baseline": "of it: the retraining snapshot built and validated with GX",
+                "baseline": "of it: waiting for the retraining snapshot (built by a worker during the plots)",
                 "baseline_value": outcome["timings"].get("dataset_s", 0.0),
                 "ratio": outcome["timings"].get("dataset_s", 0.0) / outcome["wall_s"],
                 "meaning": "share of the wall time",

@@ -162,6 +162,7 @@ def full_check(results: dict[str, float], name: str, capture: Path, backend: str
         "rows": summary["window"]["rows"],
         "drifted": summary["drift"]["drifted_features"] if summary.get("drift") else None,
         "timings": summary["timings"],
+        "snapshot_rows": summary["dataset"]["rows"] if summary.get("dataset") else None,
         "wall_s": results[name],
         "peak_rss_mb": results[f"{name} (peak RSS MB)"],
     }

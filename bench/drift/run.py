@@ -76,12 +76,16 @@ def report(result: dict) -> None:
         if not name.endswith(("(CPU s)", "(peak RSS MB)")):
             cpu = seconds[f"{name} (CPU s)"]
             print(f"  {name:<48} {value:8.2f} {value / baseline:8.2f} {cpu:8.2f} {cpu / cpu_baseline:8.2f}")
-    print("  full checks, inside the process (s): read / tests+performance / new snapshot+GX / reports")
+    print(
+        "  full checks, inside the process (s): read / tests+performance / plots (the worker builds the"
+        " snapshot meanwhile) / waiting for the snapshot / reports"
+    )
     for name, outcome in result["outcome"].items():
         timings, rows = outcome["timings"], outcome["rows"]
         wall, rss = outcome["wall_s"], outcome["peak_rss_mb"]
         parts = " / ".join(
-            f"{timings.get(key, 0.0):.1f}" for key in ("read_window_s", "checks_s", "dataset_s", "report_s")
+            f"{timings.get(key, 0.0):.1f}"
+            for key in ("read_window_s", "checks_s", "plots_s", "dataset_s", "report_s")
         )
         goal, memory = GOALS.get(rows, (None, None))
         verdict = ""
@@ -90,6 +94,9 @@ def report(result: dict) -> None:
             bound = f"< {goal:.0f} s" + (f", < {memory / 1024:.0f} GB" if memory else "")
             verdict = f"  goal {bound}: {'met' if met else 'NOT met'}"
         print(f"  {name:<24} {rows:>11,} rows {wall:7.1f} s wall, peak RSS {rss:6.0f} MB ({parts}){verdict}")
+        if outcome.get("snapshot_rows") is not None:
+            snapshot = f"{outcome['snapshot_rows']:,} rows (its window part bounded by the policy)"
+            print(f"  {'':<24} retraining snapshot: {snapshot}")
     print(f"  (load average when done: {', '.join(f'{value:.1f}' for value in os.getloadavg())})")
 
 

@@ -382,23 +382,30 @@ def content_hash(frame: pd.DataFrame) -> str:
 
 
 def _logical(column: pd.Series) -> tuple[str, list[Any]]:
+    """The column's kind and its values as Python objects, missing ones None.
+
+    Vectorised (a snapshot of 10^5-10^6 rows is hashed on every drift run that retrains), yet
+    value for value what `bool`, `int`, `float` and `str` give, so snapshot ids never change.
+    """
     missing = column.isna().to_numpy()
     dtype = column.dtype
+    values: list[Any]
     if pd.api.types.is_bool_dtype(dtype):
-        kind, values = "boolean", [bool(value) for value in column.fillna(False)]
+        kind, values = "boolean", column.fillna(False).to_numpy(dtype=bool).tolist()
     elif pd.api.types.is_integer_dtype(dtype):
-        kind, values = "integer", [int(value) for value in column.fillna(0)]
+        kind, values = "integer", column.fillna(0).to_numpy().tolist()
     elif pd.api.types.is_float_dtype(dtype):
-        kind, values = "float", [float(value) for value in column.fillna(0.0)]
+        kind, values = "float", column.fillna(0.0).to_numpy(dtype=np.float64).tolist()
     elif pd.api.types.is_datetime64_any_dtype(dtype):
-        times = column.dt.tz_convert("UTC") if column.dt.tz is not None else column
-        kind, values = (
-            "datetime",
-            [str(value) for value in times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").fillna("")],
-        )
+        times = column.dt.tz_convert("UTC").dt.tz_localize(None) if column.dt.tz is not None else column
+        # the text strftime("%Y-%m-%dT%H:%M:%S.%f") gives, at numpy's speed
+        micros = times.to_numpy(dtype="datetime64[us]")
+        kind, values = "datetime", np.datetime_as_string(micros, unit="us").tolist()
     else:
-        kind, values = "string", [str(value) for value in column.astype(object).fillna("")]
-    return kind, [None if gap else value for value, gap in zip(values, missing, strict=True)]
+        kind, values = "string", list(map(str, column.astype(object).fillna("")))
+    for index in np.flatnonzero(missing).tolist():
+        values[index] = None
+    return kind, values
 
 
 # --- snapshots ------------------------------------------------------------------------------------

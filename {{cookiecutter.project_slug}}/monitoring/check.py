@@ -29,13 +29,11 @@ from governance.core.records import (
     DriftSummary,
     FeatureDrift,
     MonitoringSettings,
-    NewDataset,
     Performance,
     RegistryEntry,
     Window,
     write_json,
 )
-from ml.train import load_params
 from monitoring import dataset, reference, report
 from monitoring import engine as engines
 from monitoring.capture import BAD_LINES, DUPLICATES, capture_uri, read_window
@@ -44,6 +42,7 @@ from monitoring.decision import append_history, decide
 from monitoring.detectors import make_detector, prediction_drift
 from monitoring.performance import evaluate
 from monitoring.predictions import describe, from_window, signal_columns
+from monitoring.snapshot_worker import SnapshotWorker
 
 
 @dataclass(frozen=True)
@@ -151,44 +150,48 @@ def examine_window(
     return findings
 
 
-def new_dataset(
+def hand_over_dataset(
+    worker: SnapshotWorker,
     paths: Paths,
     window: pd.DataFrame,
     described: Window,
     contract: Contract,
     policy: Policy,
     ref: reference.Reference,
-) -> NewDataset:
-    """The retraining snapshot: the labelled window, validated by the data pipeline's own suite, with
-    what the policy's `retrain.data` adds to it (monitoring/dataset.py)."""
-    with progress.step("building the new dataset snapshot from the labelled window and validating it"):
-        source = {
-            "kind": "capture",
-            "uri": described.uri,
-            "start": described.start,
-            "end": described.end,
-            "model_versions": list(described.model_versions),
-        }
-        return dataset.build(
-            window,
-            contract,
-            source,
-            reports=paths.reports,
-            snapshots=paths.snapshots,
-            min_rows=policy.drift.min_labelled_rows,
-            sources=dataset.Sources(
-                choice=policy.retrain.data,
-                reference=ref.frame,
-                reference_id=ref.snapshot_id,
-                params=load_params(paths.params),
-                sliding_snapshots=policy.retrain.sliding_snapshots,
-                manifest=ref.manifest,
-            ),
-        )
+) -> None:
+    """The retraining snapshot's rows to the worker (monitoring/snapshot_worker.py): the window's
+    labelled rows (the newest `retrain.max_window_rows`), validated there by the data pipeline's own
+    suite, with what the policy's `retrain.data` adds to them (monitoring/dataset.py)."""
+    rows = dataset.candidate(window, contract, policy.retrain.max_window_rows)
+    source = {
+        "kind": "capture",
+        "uri": described.uri,
+        "start": described.start,
+        "end": described.end,
+        "model_versions": list(described.model_versions),
+    }
+    job = {
+        "root": str(paths.root),
+        "labelled": rows.labelled,
+        "notes": list(rows.notes),
+        "source": source,
+        "min_rows": policy.drift.min_labelled_rows,
+        "choice": policy.retrain.data,
+        "reference_id": ref.snapshot_id,
+        "sliding_snapshots": policy.retrain.sliding_snapshots,
+        "manifest": ref.manifest,
+    }
+    worker.submit(rows.batch, ref.frame, job)
 
 
 def run(paths: Paths, options: Options) -> DriftSummary:
     """Run the check, write its reports and its history line; returns the summary (drift.json)."""
+    with SnapshotWorker() as worker:  # first: it imports what a snapshot needs while the window is read
+        return check(paths, options, worker)
+
+
+def check(paths: Paths, options: Options, worker: SnapshotWorker) -> DriftSummary:
+    """The steps in order; a retraining snapshot is built by `worker` while the plots are drawn."""
     timer = Timer()
     settings = load_settings(paths)
     backend = options.detector or settings.backend
@@ -241,12 +244,10 @@ def run(paths: Paths, options: Options) -> DriftSummary:
         findings.performance,
         describe(contract.target),
     ).noted(notes)
-    built = None
     if decision.retrain:
-        built = new_dataset(paths, window, described, contract, policy, ref)
-        if not built.valid:
-            decision = decision.blocked(f"the new data is not trained on: {'; '.join(built.errors[:5])}")
-        step = timer.lap("dataset_s", step)
+        hand_over_dataset(worker, paths, window, described, contract, policy, ref)
+    else:
+        worker.close()  # nothing to build: its core goes to the reports
     summary = DriftSummary(
         run_at=datetime.now(UTC).isoformat(timespec="seconds"),
         detector=backend,
@@ -257,18 +258,22 @@ def run(paths: Paths, options: Options) -> DriftSummary:
         score_drift=findings.score,
         prediction_drift=findings.per_class,
         performance=findings.performance,
-        dataset=built,
         decision=decision,
     )
-    with progress.step("writing the reports"):
-        report.write(
-            summary,
-            paths.drift_reports,
-            ref.frame,
-            window if described.rows else None,
-            contract,
-            findings.reference_scores,
+    with progress.step("drawing the report's plots"):  # while the worker builds the snapshot
+        images = report.plots(
+            summary, ref.frame, window if described.rows else None, contract, findings.reference_scores
         )
+    step = timer.lap("plots_s", step)
+    if decision.retrain:
+        with progress.step("building the new dataset snapshot from the labelled window and validating it"):
+            built = worker.result()
+        if not built.valid:
+            decision = decision.blocked(f"the new data is not trained on: {'; '.join(built.errors[:5])}")
+        summary = summary.model_copy(update={"dataset": built, "decision": decision})
+        step = timer.lap("dataset_s", step)
+    with progress.step("writing the reports"):
+        report.write(summary, paths.drift_reports, images=images)
     timer.lap("report_s", step)
     timer.lap("total_s", timer.started)
     summary = summary.model_copy(update={"timings": timer.timings})

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -39,8 +39,9 @@ from data_pipelines import snapshot, validation
 from governance.core.contract import Contract
 from governance.core.errors import InputError
 from governance.core.records import REFERENCE_HOLDOUT, WINDOW_SEGMENT, DataSegment, NewDataset
-from ml.pipeline import split_snapshot
-from ml.train import Params
+
+if TYPE_CHECKING:  # scikit-learn comes with ml/: the drift check's own process never needs it
+    from ml.train import Params
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def reference_parts(sources: Sources, contract: Contract) -> tuple[pd.DataFrame,
     For a snapshot that was itself a retraining set, the hold-out is its own reference hold-out
     plus its window's test split: every row the champion was scored on and not fitted on.
     """
+    from ml.pipeline import split_snapshot
+
     reference = sources.reference.reset_index(drop=True)
     try:
         parts = split_snapshot(reference, sources.manifest, contract, sources.params)
@@ -147,6 +150,35 @@ def target_values(column: pd.Series, contract: Contract) -> pd.Series:
     return column.astype(object)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """The window's labelled rows the snapshot takes, and how many the window had."""
+
+    batch: pd.DataFrame
+    labelled: int
+    notes: tuple[str, ...] = ()
+
+
+def candidate(window: pd.DataFrame, contract: Contract, max_rows: int | None = None) -> Candidate:
+    """The labelled rows in the contract's shape; of more than `max_rows`, the newest `max_rows`.
+
+    Why a bound (policy `retrain.max_window_rows`): the retraining pull request trains on the
+    snapshot in CI, and a window of millions of labelled rows would both swamp the reference rows
+    and outlast the runner. The newest rows are the ones that show what changed.
+    """
+    batch = labelled_rows(window, contract)
+    labelled = len(batch)
+    if max_rows is None or labelled <= max_rows:
+        return Candidate(batch, labelled)
+    order = batch[snapshot.EVENT_TIME].argsort(kind="stable").to_numpy()
+    kept = batch.iloc[order[labelled - max_rows :]].reset_index(drop=True)
+    note = (
+        f"the window has {labelled} labelled rows; the snapshot takes the newest {max_rows} "
+        f"(policy retrain.max_window_rows), {labelled - max_rows} older ones stay in the capture only"
+    )
+    return Candidate(kept, labelled, (note,))
+
+
 def build(
     window: pd.DataFrame,
     contract: Contract,
@@ -155,17 +187,31 @@ def build(
     snapshots: Path,
     min_rows: int = 1,
     sources: Sources | None = None,
+    max_rows: int | None = None,
 ) -> NewDataset:
-    """Validate the labelled window, then snapshot it with what `sources` adds; returns what happened.
+    """Validate the labelled window (at most `max_rows` of it), then snapshot it with what `sources`
+    adds; returns what happened. Without `sources` the snapshot is the window alone and its manifest
+    records no segments."""
+    rows = candidate(window, contract, max_rows)
+    return build_candidate(rows, contract, source, reports, snapshots, min_rows, sources)
 
-    Without `sources` the snapshot is the window alone and its manifest records no segments.
-    """
-    batch = labelled_rows(window, contract)
-    if len(batch) < min_rows:
+
+def build_candidate(
+    rows: Candidate,
+    contract: Contract,
+    source: dict[str, Any],
+    reports: Path,
+    snapshots: Path,
+    min_rows: int = 1,
+    sources: Sources | None = None,
+) -> NewDataset:
+    """`build` from the candidate rows (monitoring/snapshot_worker.py hands them over as a file)."""
+    batch = rows.batch
+    if rows.labelled < min_rows:
         return NewDataset(
             valid=False,
-            rows=len(batch),
-            errors=(f"{len(batch)} labelled rows, fewer than the {min_rows} needed to train on",),
+            rows=rows.labelled,
+            errors=(f"{rows.labelled} labelled rows, fewer than the {min_rows} needed to train on",),
         )
     start = batch[snapshot.EVENT_TIME].min()
     name = f"capture-{start:%Y%m%dT%H%M%S}-{len(batch)}" if pd.notna(start) else f"capture-{len(batch)}"
@@ -175,20 +221,22 @@ def build(
     checked = {
         "validation": str(outcome.result_path) if outcome.result_path else None,
         "data_docs": str(outcome.data_docs) if outcome.data_docs else None,
+        "notes": rows.notes,
     }
     if not outcome.success:
         errors = tuple(failure.line().strip() for failure in outcome.failures) or (outcome.summary(),)
         return NewDataset(valid=False, rows=len(batch), errors=errors, **checked)
-    rows, origin = batch, dict(source)
+    labelled = {"labelled_rows": rows.labelled, "rows_taken": len(batch)} if rows.notes else {}
+    rows_out, origin = batch, {**source, **labelled}
     if sources is not None:
-        rows, segments, notes = training_rows(batch, contract, sources, snapshots)
+        rows_out, segments, notes = training_rows(batch, contract, sources, snapshots)
         origin = {
             "kind": "retraining",
             "data": sources.choice,
-            "capture": source,
+            "capture": {**source, **labelled},
             "segments": [segment.model_dump(mode="json") for segment in segments],
             **({"notes": notes} if notes else {}),
         }
-    folder = snapshot.create(rows, origin, contract=contract, root=snapshots)
+    folder = snapshot.create(rows_out, origin, contract=contract, root=snapshots)
     manifest = json.loads((folder / "manifest.json").read_text())
-    return NewDataset(valid=True, rows=len(rows), manifest=manifest, path=str(folder), **checked)
+    return NewDataset(valid=True, rows=len(rows_out), manifest=manifest, path=str(folder), **checked)

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2_contingency, ks_2samp
+from scipy.stats import chi2_contingency, ks_2samp, kstwo
 
-from governance.core.contract import Contract
+from governance.core.contract import Contract, Feature
 from governance.core.errors import InputError
 from governance.core.policy import CORRECTIONS
 from governance.core.records import DriftResult, FeatureDrift
@@ -40,13 +40,16 @@ def encode(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
         raise DriftError(f"data lacks the contract features {missing}")
     matrix = np.empty((len(frame), len(contract.features)), dtype=np.float64)
     for index, feature in enumerate(contract.features):
-        column = frame[feature.name]
-        if feature.is_numeric:
-            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            matrix[:, index] = np.where(np.isnan(values), -np.inf, values)
-        else:
-            matrix[:, index] = category_codes(column, feature.categories)
+        matrix[:, index] = encode_feature(frame[feature.name], feature)
     return matrix
+
+
+def encode_feature(column: pd.Series, feature: Feature) -> np.ndarray:
+    """One column of `encode`: numbers with missing as -inf, or category codes."""
+    if feature.is_numeric:
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.where(np.isnan(values), -np.inf, values)
+    return category_codes(column, feature.categories).astype(np.float64)
 
 
 def category_codes(column: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
@@ -86,9 +89,46 @@ def correct(p_values: np.ndarray, level: float, method: str) -> tuple[float, np.
 
 
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """Two-sided two-sample KS with the asymptotic p-value (what alibi-detect uses; exact is slow)."""
-    result = ks_2samp(reference, current, alternative="two-sided", method="asymp")
-    return float(result.statistic), float(result.pvalue)
+    """Two-sided two-sample KS with the asymptotic p-value (what alibi-detect uses; exact is slow).
+
+    A window larger than the reference is not sorted (scipy sorts both samples and looks every
+    value up in both): `ks_counts` gives scipy's statistic from counts per reference value.
+    """
+    if len(current) <= len(reference) or not len(reference):
+        result = ks_2samp(reference, current, alternative="two-sided", method="asymp")
+        return float(result.statistic), float(result.pvalue)
+    statistic = ks_counts(reference, current)
+    m, n = sorted([float(len(reference)), float(len(current))], reverse=True)
+    return statistic, float(kstwo.sf(statistic, np.round(m * n / (m + n))))
+
+
+def ks_counts(reference: np.ndarray, current: np.ndarray) -> float:
+    """The two-sample KS statistic, sup |F_ref - F_cur|, from where each current value falls among
+    the reference's distinct values: O(n log k) for n current values and k distinct reference ones.
+
+    Both ECDFs are steps; between two reference values F_ref is flat and F_cur only rises, so the
+    supremum is reached at a reference value, or (F_cur above F_ref) at the largest current value
+    before the next one. Counting the current values per gap and those equal to each reference
+    value gives both, the same arithmetic scipy's `ks_2samp` does on the sorted samples.
+    """
+    values = np.unique(reference)  # sorted distinct
+    below_ref = np.searchsorted(np.sort(reference), values, side="right")  # count(reference <= value)
+    slot = np.searchsorted(values, current, side="left")  # values < current
+    equal = slot < len(values)
+    equal[equal] = values[slot[equal]] == current[equal]
+    gap = slot + equal  # reference values <= current: current lies in gap `gap`
+    in_gap = np.bincount(gap, minlength=len(values) + 1)
+    at_value = np.bincount(slot[equal], minlength=len(values))
+    upto_gap = np.cumsum(in_gap)  # count(current in this gap or an earlier one)
+    # At reference value j: count(current <= value) = count(gap <= j) + the ones equal to it.
+    f_ref = below_ref / len(reference)
+    f_cur = (upto_gap[:-1] + at_value) / len(current)
+    above = f_ref - f_cur
+    # The largest current value of each non-empty gap: F_cur = upto_gap, F_ref = the gap's floor.
+    floors = np.concatenate([[0.0], f_ref])
+    filled = in_gap > 0
+    below = upto_gap[filled] / len(current) - floors[filled]
+    return float(max(above.max(initial=0.0), -above.min(initial=0.0), below.max(initial=0.0), 0.0))
 
 
 def chi2(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
@@ -128,8 +168,10 @@ class Detector(ABC):
             raise DriftError("call fit(reference) before check(current)")
         if len(current) == 0:
             raise DriftError("the current window is empty")
-        matrix = encode(current, self.contract)
-        statistics, p_values, threshold, flags = self._check(matrix)
+        missing = [name for name in self.contract.feature_names if name not in current.columns]
+        if missing:
+            raise DriftError(f"data lacks the contract features {missing}")
+        statistics, p_values, threshold, flags = self._check(current)
         features = tuple(
             FeatureDrift(
                 name=feature.name,
@@ -155,7 +197,7 @@ class Detector(ABC):
         """Backends that precompute something from the reference do it here."""
 
     @abstractmethod
-    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _check(self, current: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         """Return statistics, p-values, the corrected threshold and per-feature drift flags."""
 
 
@@ -164,13 +206,16 @@ class ScipyDetector(Detector):
 
     name = "scipy"
 
-    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _check(self, current: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """One feature at a time, each encoded just before its test: a window of millions of rows
+        never holds the whole float matrix (10 M rows x 9 features: 720 MB)."""
         assert self.reference is not None
-        statistics = np.zeros(current.shape[1])
-        p_values = np.ones(current.shape[1])
+        statistics = np.zeros(len(self.contract.features))
+        p_values = np.ones(len(self.contract.features))
         for index, feature in enumerate(self.contract.features):
             test = ks if feature.is_numeric else chi2
-            statistics[index], p_values[index] = test(self.reference[:, index], current[:, index])
+            column = encode_feature(current[feature.name], feature)
+            statistics[index], p_values[index] = test(self.reference[:, index], column)
         threshold, flags = correct(p_values, self.level, self.correction)
         return statistics, p_values, threshold, flags
 
@@ -201,9 +246,9 @@ class AlibiDetector(Detector):
             correction=self.correction,
         )
 
-    def _check(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    def _check(self, current: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         prediction = self._detector.predict(
-            current, drift_type="batch", return_p_val=True, return_distance=True
+            encode(current, self.contract), drift_type="batch", return_p_val=True, return_distance=True
         )
         data = prediction["data"]
         p_values = np.asarray(data["p_val"], dtype=np.float64)

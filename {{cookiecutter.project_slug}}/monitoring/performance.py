@@ -26,7 +26,7 @@ from governance.core.contract import Contract, Target
 from governance.core.policy import Policy
 from governance.core.records import Performance, RegistryEntry
 from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
-from ml.evaluate import GROUP_FUNCTIONS, groups, task_metrics
+from ml.evaluate import GROUP_FUNCTIONS, MISSING_GROUP, groups, task_metrics
 from monitoring.predictions import from_window
 
 
@@ -182,8 +182,7 @@ def _bias(
     else:
         notes.append(f"{metric} by group needs labels: too few labelled rows, no bias gap")
         return 0, {}, None
-    sensitive = groups(rows, contract)
-    assert sensitive is not None
+    sensitive = window_groups(rows, contract)
     if target.task == BINARY:
         positive = target.positive_index
         rates = by_group(
@@ -227,6 +226,21 @@ def class_selection_gaps(
     return rates, max(gaps)
 
 
+def window_groups(rows: pd.DataFrame, contract: Contract) -> pd.Series:
+    """Training's groups (`ml.evaluate.groups`: the values as text, missing as a group of its own),
+    kept categorical when the window's column is: millions of rows, a few groups."""
+    assert contract.sensitive is not None
+    column = rows[contract.sensitive.name]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        found = groups(rows, contract)
+        assert found is not None
+        return found
+    named = column.cat.rename_categories([str(value) for value in column.cat.categories])
+    if MISSING_GROUP not in named.cat.categories:
+        named = named.cat.add_categories([MISSING_GROUP])
+    return named.fillna(MISSING_GROUP)
+
+
 def by_group(
     truth: np.ndarray, predicted: np.ndarray, sensitive: pd.Series, metric: str, task: str = BINARY
 ) -> dict[str, float]:
@@ -237,10 +251,10 @@ def by_group(
     minutes on a million-row window, and monitoring needs one metric.
     """
     function = group_function(metric, task)
-    labels = sensitive.to_numpy()
+    codes, found = pd.factorize(sensitive)  # a categorical's own codes: no comparison of strings per row
     rates: dict[str, float] = {}
-    for group in sorted(set(labels.tolist())):
-        members = labels == group
+    for code, group in sorted(enumerate(found.tolist()), key=lambda item: item[1]):
+        members = codes == code
         value = float(function(truth[members], predicted[members]))
         if not math.isnan(value):
             rates[str(group)] = value

@@ -133,7 +133,8 @@ class RetrainPolicy(Record):
     `data`: `reference_and_window` (the champion's validated training rows plus the window's
     labelled rows: earlier data is kept, so a poisoned or skewed window cannot replace it),
     `window` (the window alone), or `sliding` (the windows of the last `sliding_snapshots`
-    retraining snapshots plus this one).
+    retraining snapshots plus this one). `max_window_rows`: the window's labelled rows the snapshot
+    takes at most, the newest (null: all of them); the retraining pull request trains on it in CI.
     """
 
     max_drifted_feature_share: float = Field(ge=0, le=1)
@@ -142,6 +143,7 @@ class RetrainPolicy(Record):
     max_bias_gap: float = Field(ge=0)
     data: Literal[RETRAIN_DATA] = "reference_and_window"  # type: ignore[valid-type]
     sliding_snapshots: int = Field(default=3, ge=1, strict=True)
+    max_window_rows: int | None = Field(default=50_000, ge=1, strict=True)
 
 
 class ModelCardPolicy(Record):

@@ -732,6 +732,7 @@ class NewDataset(Record):
     validation: str | None = None
     data_docs: str | None = None
     path: str | None = None
+    notes: tuple[str, ...] = ()  # e.g. the window's older labelled rows left out (retrain.max_window_rows)
 
 
 class HistoryRecord(Record):

@@ -7,9 +7,10 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import ks_2samp
 
 from data_pipelines.example import example_contract
-from monitoring.detectors import DriftError, category_codes, correct, make_detector, score_drift
+from monitoring.detectors import DriftError, category_codes, correct, ks, make_detector, score_drift
 from tests.support.drift import INJECTED, example, inject
 
 CONTRACT = example_contract()
@@ -119,6 +120,23 @@ def test_a_categorical_column_as_the_capture_reader_gives_it_codes_like_text():
     assert category_codes(window_column, ("a", "b")).tolist() == category_codes(values, ("a", "b")).tolist()
     numbers = pd.Series([1, None, 3], dtype="Int64").astype("category")  # numbers compare as their text
     assert category_codes(numbers, ("1", "2")).tolist() == [0, 3, 2]
+
+
+def test_ks_on_a_window_larger_than_the_reference_is_scipys_test_to_the_last_bit():
+    """Large windows take the counting path (no sort of the window); it must be scipy's KS exactly,
+    ties, missing values (coded -inf) and disjoint samples included."""
+    rng = np.random.default_rng(1)
+    samples = {
+        "continuous": lambda size: rng.normal(0.1, size=size),
+        "ties": lambda size: rng.integers(0, 12, size).astype(float),
+        "missing": lambda size: np.where(rng.random(size) < 0.3, -np.inf, rng.integers(0, 5, size) * 1.0),
+        "disjoint": lambda size: rng.integers(0, 3, size) + 5.0 * (size > 500),
+    }
+    for name, draw in samples.items():
+        for reference_size, window_size in ((40, 41), (300, 5000), (1000, 20000)):
+            reference, window = draw(reference_size), draw(window_size)
+            expected = ks_2samp(reference, window, method="asymp")
+            assert ks(reference, window) == (expected.statistic, expected.pvalue), (name, reference_size)
 
 
 def test_bonferroni_and_benjamini_hochberg_thresholds():

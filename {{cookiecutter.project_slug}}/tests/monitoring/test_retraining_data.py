@@ -136,6 +136,22 @@ def test_sliding_takes_the_window_segments_of_the_newest_retraining_snapshots(pa
     )
 
 
+def test_of_a_large_window_the_snapshot_takes_the_newest_labelled_rows_and_says_so(paths):
+    contract = load_contract(paths.contract)
+    rows = window(300, seed=41).sample(frac=1.0, random_state=0)  # out of time order
+    reference, manifest = snapshot.load(root=paths.snapshots)
+    sources = dataset.Sources("window", reference, manifest["snapshot_id"], load_params(paths.params))
+    built = dataset.build(
+        rows, contract, {"kind": "capture"}, paths.reports, paths.snapshots, sources=sources, max_rows=120
+    )
+    assert built.valid, built.errors
+    assert dict(counts(built.manifest))["window"] == 120
+    assert built.manifest["source"]["capture"] == {"kind": "capture", "labelled_rows": 300, "rows_taken": 120}
+    assert built.notes and "300 labelled rows" in built.notes[0] and "newest 120" in built.notes[0]
+    kept = rows_of(paths, built.manifest).tail(120)[snapshot.EVENT_TIME]
+    assert kept.min() == rows["timestamp"].nlargest(120).min()  # the newest ones, whatever their order
+
+
 def test_the_policy_names_the_choice_and_refuses_an_unknown_one(tmp_path):
     project = policy_file.load(Paths(training.PROJECT).policy)
     assert project.retrain.data == "reference_and_window" and project.retrain.sliding_snapshots >= 1

@@ -1,0 +1,141 @@
+"""The retraining snapshot is built in a process of its own, started when the drift check starts.
+
+Why: a snapshot made from the window is validated by Great Expectations and split like training
+splits it (scikit-learn); importing those two alone takes seconds, and validating and hashing
+100,000 rows takes seconds more, while the check itself only reads, tests and draws, mostly on
+one core. So the check starts this worker first: it imports them on the other core while the
+check reads the window and runs its tests, then waits on its stdin, using no CPU. When the
+policy says retrain, the check hands it the candidate rows (an Arrow file) and draws its plots
+while the worker validates and writes the snapshot; when it does not, closing stdin ends it.
+What the worker builds is exactly what `dataset.build_candidate` builds in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from governance.core import progress
+from governance.core.paths import Paths
+from governance.core.records import NewDataset
+
+CODE_ROOT = Path(__file__).resolve().parents[1]  # where `monitoring` is importable from
+
+
+class WorkerFailed(RuntimeError):
+    """The worker ended without an answer; the message quotes the end of its output."""
+
+
+class SnapshotWorker:
+    """One worker process: `submit` one job, then `result`; `close` ends an unused or failed one."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="snapshot-worker-"))
+        self.log = self.folder / "worker.log"
+        search = [str(CODE_ROOT), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))}
+        with self.log.open("w") as log:
+            self.process: subprocess.Popen[str] | None = subprocess.Popen(
+                [sys.executable, "-m", "monitoring.snapshot_worker"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=CODE_ROOT,
+                env=env,
+            )
+
+    def submit(self, batch: pd.DataFrame, reference: pd.DataFrame, job: dict[str, Any]) -> None:
+        """Hand over the candidate rows, the reference rows and what else `build_candidate` takes."""
+        assert self.process is not None and self.process.stdin is not None, "submit once, on a running worker"
+        files = {"batch": self.folder / "batch.arrow", "reference": self.folder / "reference.arrow"}
+        batch.to_feather(files["batch"])
+        reference.reset_index(drop=True).to_feather(files["reference"])
+        answer = self.folder / "answer.json"
+        message = {**job, **{name: str(path) for name, path in {**files, "answer": answer}.items()}}
+        try:
+            self.process.stdin.write(json.dumps(message) + "\n")
+            self.process.stdin.close()
+        except OSError:  # it died before the job came: `result` says why
+            pass
+
+    def result(self) -> NewDataset:
+        """Wait for the worker's answer (the snapshot, or why the rows are not valid)."""
+        assert self.process is not None, "no worker"
+        code = self.process.wait()
+        self.process = None
+        answer = self.folder / "answer.json"
+        if code != 0 or not answer.is_file():
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+            raise WorkerFailed(
+                f"the snapshot worker failed (exit code {code}): {lines[-1] if lines else 'no output'}"
+            )
+        sys.stderr.write(self.log.read_text(errors="replace"))  # whatever the libraries warned about
+        return NewDataset.model_validate_json(answer.read_text())
+
+    def close(self) -> None:
+        """End the worker if it is still there (no job given, or the check failed), remove its files;
+        a second call does nothing.
+
+        Killed, not asked: one that is still importing would otherwise finish its imports first.
+        """
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> SnapshotWorker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def main() -> int:
+    """The worker: import what building needs, wait for the job, build, write the answer."""
+    import great_expectations  # noqa: F401  (the slow imports, done while the check reads the window)
+
+    from data_pipelines import validation  # noqa: F401
+    from governance.core.contract import load as load_contract
+    from ml.train import load_params
+    from monitoring import dataset
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # stdin closed without a job
+    job = json.loads(line)
+    progress.use(progress.Quiet())  # the check announces the step and its duration
+    paths = Paths(Path(job["root"]))
+    contract = load_contract(paths.contract)
+    sources = dataset.Sources(
+        choice=job["choice"],
+        reference=pd.read_feather(job["reference"]),
+        reference_id=job["reference_id"],
+        params=load_params(paths.params),
+        sliding_snapshots=job["sliding_snapshots"],
+        manifest=job["manifest"],
+    )
+    built = dataset.build_candidate(
+        dataset.Candidate(pd.read_feather(job["batch"]), job["labelled"], tuple(job["notes"])),
+        contract,
+        job["source"],
+        reports=paths.reports,
+        snapshots=paths.snapshots,
+        min_rows=job["min_rows"],
+        sources=sources,
+    )
+    Path(job["answer"]).write_text(built.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
