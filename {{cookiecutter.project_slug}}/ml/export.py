@@ -23,6 +23,7 @@ from governance.core.contract import Contract
 from governance.core.encoding import Scorer, outputs_for
 from governance.core.errors import CheckFailed
 from governance.core.records import Parity
+from ml import feature_graph
 from ml.features import onnx_inputs
 
 
@@ -41,6 +42,9 @@ def input_types(contract: Contract) -> list[tuple[str, Any]]:
 def convert(pipeline: Pipeline, contract: Contract, opset: int, name: str) -> onnx.ModelProto:
     """skl2onnx conversion at the policy's opset, with the outputs serving reads for the task.
 
+    The preprocessing `preprocessor` builds becomes ml/feature_graph.py's lean graph in front
+    of the estimator's skl2onnx conversion (batch scoring runs it on every row); any other
+    preprocessing is converted by skl2onnx with the estimator.
     A classifier keeps skl2onnx's `label` (the class index) and `probabilities` (a plain tensor:
     ZipMap off); a regressor's one output is named `value`. Two things skl2onnx leaves to chance
     are pinned so the bytes are reproducible: the graph name (a random UUID by default) and the
@@ -59,10 +63,19 @@ def convert(pipeline: Pipeline, contract: Contract, opset: int, name: str) -> on
         extra: dict[str, Any] = {"options": {id(estimator): {"zipmap": False}}}
     else:
         extra = {"final_types": [("value", FloatTensorType([None, 1]))]}
-    model = convert_sklearn(
-        pipeline, name=name, initial_types=input_types(contract), target_opset=opset, **extra
-    )
-    imports = sorted((entry.domain, entry.version) for entry in model.opset_import)
+    steps = feature_graph.plan(pipeline.steps[0][1], contract) if len(pipeline.steps) == 2 else None
+    if steps is None:  # preprocessing of your own: skl2onnx converts the whole pipeline
+        model = convert_sklearn(
+            pipeline, name=name, initial_types=input_types(contract), target_opset=opset, **extra
+        )
+    else:
+        features = [(feature_graph.FEATURES, FloatTensorType([None, steps.width]))]
+        model = feature_graph.compose(
+            steps,
+            convert_sklearn(estimator, name=name, initial_types=features, target_opset=opset, **extra),
+            contract,
+        )
+    imports = sorted({(entry.domain, entry.version) for entry in model.opset_import})
     del model.opset_import[:]
     model.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in imports)
     outputs = tuple(output.name for output in model.graph.output)

@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 
 from governance import registry
 from governance.core import progress
-from governance.core.contract import Contract
+from governance.core.contract import Contract, Feature
 from governance.core.contract import load as load_contract
-from governance.core.encoding import MISSING_TEXT, Scorer
+from governance.core.encoding import MISSING_TEXT, Scorer, encode_column, encode_words
 from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import Record
@@ -174,11 +174,13 @@ def _require(names: list[str], job: Job, source: str) -> None:
 
 
 def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) -> dict[str, pa.Array]:
-    columns = {}
+    feed = {}
     for feature in contract.features:
         column = table.column(feature.name)
-        columns[feature.name] = column.to_numpy() if feature.is_numeric else _text_values(column)
-    scores = scorer.score_columns(columns, contract)
+        feed[feature.name] = (
+            encode_column(feature, column.to_numpy()) if feature.is_numeric else _text_values(feature, column)
+        )
+    scores = scorer.score(feed)
     target = contract.target
     if scorer.is_regressor:
         return {"value": pa.array(scores.value, pa.float64())}
@@ -189,8 +191,8 @@ def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) 
     return answers
 
 
-def _text_values(column: pa.ChunkedArray) -> np.ndarray:
-    """A text column as the numpy object array the encoder takes, a missing value as its own text.
+def _text_values(feature: Feature, column: pa.ChunkedArray) -> np.ndarray:
+    """A text column as the model's [N, 1] input, a missing value as its own text.
 
     Why through a dictionary: a category column holds a handful of distinct strings, so each
     becomes one Python object shared by its rows (a numpy take) instead of one object per row.
@@ -201,7 +203,7 @@ def _text_values(column: pa.ChunkedArray) -> np.ndarray:
         array = pc.dictionary_encode(array)
     words = pc.fill_null(array.dictionary, MISSING_TEXT).to_numpy(zero_copy_only=False)
     words = np.append(words, MISSING_TEXT)  # the last word stands for a missing value
-    return words[pc.fill_null(array.indices, len(words) - 1).to_numpy()]
+    return encode_words(feature, words, pc.fill_null(array.indices, len(words) - 1).to_numpy())
 
 
 def _constant(value: str, rows: int) -> pa.DictionaryArray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from governance.core.contract import Contract
-from governance.core.encoding import MISSING_TEXT, encode_column, feeds
+from governance.core.encoding import MISSING_TEXT, encode_column, encode_words, feeds
 
 
 def test_numbers_become_float32_columns_with_nan_for_missing(example_contract: Contract):
@@ -50,3 +50,15 @@ def test_a_numpy_column_with_missing_or_non_text_values_is_still_converted(examp
     encoded = encode_column(region, values)
     assert encoded.ravel().tolist() == ["north", MISSING_TEXT, MISSING_TEXT, "7"]
     assert not np.shares_memory(encoded, values) and values[1] is None  # the caller's array is untouched
+
+
+def test_a_column_given_as_words_and_positions_is_the_column_those_positions_spell(
+    example_contract: Contract,
+):
+    region = example_contract.feature("region")
+    words = np.array(["north", None, "west"], dtype=object)
+    positions = np.array([2, 0, 1, 2, 0])
+    encoded = encode_words(region, words, positions)
+    assert encoded.shape == (5, 1) and encoded.dtype == object
+    assert encoded.ravel().tolist() == ["west", "north", MISSING_TEXT, "west", "north"]
+    assert encoded.ravel().tolist() == encode_column(region, words[positions]).ravel().tolist()
