@@ -27,7 +27,7 @@ from governance.core.policy import Policy
 from governance.core.records import Performance, RegistryEntry
 from governance.core.tasks import BINARY, MULTICLASS, REGRESSION
 from ml.evaluate import GROUP_FUNCTIONS, MISSING_GROUP, groups, task_metrics
-from monitoring.predictions import from_window
+from monitoring.predictions import from_window, signal_columns
 
 
 def champion_bias_gap(champion: RegistryEntry | None, metric: str) -> float | None:
@@ -45,7 +45,10 @@ def evaluate(
     min_labelled_rows = policy.drift.min_labelled_rows
     target = contract.target
     notes: list[str] = []
-    window = answered(window, target, notes)
+    # Only the columns read here: the row selections below then copy these, not the whole window.
+    wanted = [target.name, "predicted_label", *signal_columns(target)]
+    wanted += [contract.sensitive.name] if contract.sensitive else []
+    window = answered(window[[name for name in wanted if name in window]], target, notes)
     labelled = window[window[target.name].notna()] if target.name in window else window.iloc[0:0]
     labelled = known_labels(labelled, target, notes)
     champion_value = (champion.metrics if champion else {}).get(metric)

@@ -2,16 +2,18 @@
 
 Why: a snapshot made from the window is validated by Great Expectations and split like training
 splits it (scikit-learn); importing those two alone takes seconds, and validating and hashing
-100,000 rows takes seconds more, while the check itself only reads, tests and draws, mostly on
+50,000 rows takes seconds more, while the check itself only reads, tests and draws, mostly on
 one core. So the check starts this worker first: it imports them on the other core while the
-check reads the window and runs its tests, then waits on its stdin, using no CPU. When the
-policy says retrain, the check hands it the candidate rows (an Arrow file) and draws its plots
-while the worker validates and writes the snapshot; when it does not, closing stdin ends it.
+check reads the window and runs its tests (and validates an empty batch once: GX's own set-up),
+then waits on its stdin, using no CPU. When the policy says retrain, the check hands it the
+candidate rows (an Arrow file) and draws its plots while the worker validates and writes the
+snapshot; when it does not, the worker is killed.
 What the worker builds is exactly what `dataset.build_candidate` builds in-process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,14 +39,16 @@ class WorkerFailed(RuntimeError):
 class SnapshotWorker:
     """One worker process: `submit` one job, then `result`; `close` ends an unused or failed one."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="snapshot-worker-"))
         self.log = self.folder / "worker.log"
         search = [str(CODE_ROOT), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))}
+        warm_up_reports = str(self.folder / "warm-up")
+        command = [sys.executable, "-m", "monitoring.snapshot_worker", str(root), warm_up_reports]
         with self.log.open("w") as log:
-            self.process: subprocess.Popen[str] | None = subprocess.Popen(
-                [sys.executable, "-m", "monitoring.snapshot_worker"],
+            self.process: subprocess.Popen[str] | None = subprocess.Popen(  # noqa: S603 - this interpreter, our module
+                command,
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -100,20 +104,30 @@ class SnapshotWorker:
         self.close()
 
 
-def main() -> int:
-    """The worker: import what building needs, wait for the job, build, write the answer."""
-    import great_expectations  # noqa: F401  (the slow imports, done while the check reads the window)
+def warm_up(root: Path, reports: Path) -> None:
+    """Validate an empty batch once (into a scratch folder): the first validation in a process
+    pays for Great Expectations' lazy set-up (metrics, renderers, Data Docs templates)."""
+    from data_pipelines import validation
+    from governance.core.contract import load as load_contract
 
-    from data_pipelines import validation  # noqa: F401
+    contract = load_contract(Paths(root).contract)
+    empty = pd.DataFrame({name: pd.Series(dtype=object) for name in contract.columns})
+    validation.validate_frame(empty, contract, "warm-up", reports, data_docs=True)
+
+
+def main() -> int:
+    """The worker: import and warm up what building needs, wait for the job, build, write the answer."""
     from governance.core.contract import load as load_contract
     from ml.train import load_params
     from monitoring import dataset
 
+    progress.use(progress.Quiet())  # the check announces the step and its duration
+    with contextlib.suppress(Exception):  # only a head start: the job itself reports any failure
+        warm_up(Path(sys.argv[1]), Path(sys.argv[2]))
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # stdin closed without a job
     job = json.loads(line)
-    progress.use(progress.Quiet())  # the check announces the step and its duration
     paths = Paths(Path(job["root"]))
     contract = load_contract(paths.contract)
     sources = dataset.Sources(
