@@ -159,9 +159,10 @@ def hand_over_dataset(
     policy: Policy,
     ref: reference.Reference,
 ) -> None:
-    """The retraining snapshot's rows to the worker (monitoring/snapshot_worker.py): the window's
-    labelled rows (the newest `retrain.max_window_rows`), validated there by the data pipeline's own
-    suite, with what the policy's `retrain.data` adds to them (monitoring/dataset.py)."""
+    """The retraining snapshot's rows to the worker (monitoring/snapshot_worker.py) before the
+    decision: the window's labelled rows (the newest `retrain.max_window_rows`), validated there
+    by the data pipeline's own suite at once, written as a snapshot with what the policy's
+    `retrain.data` adds (monitoring/dataset.py) only when the decision is retrain."""
     rows = dataset.candidate(window, contract, policy.retrain.max_window_rows)
     source = {
         "kind": "capture",
@@ -220,6 +221,8 @@ def check(paths: Paths, options: Options, worker: SnapshotWorker) -> DriftSummar
         )
     step = timer.lap("read_window_s", step)
     described = describe_window(window, contract, uri, bounds)
+    if described.rows >= policy.drift.min_window_rows:  # validated in the worker while the tests run
+        hand_over_dataset(worker, paths, window, described, contract, policy, ref)
     progress.note(f"{described.rows} captured rows ({described.labelled_rows} labelled)")
     if described.relabelled_rows:
         notes.append(relabel_note(described.relabelled_rows, policy.feedback.relabel))
@@ -246,9 +249,9 @@ def check(paths: Paths, options: Options, worker: SnapshotWorker) -> DriftSummar
         describe(contract.target),
     ).noted(notes)
     if decision.retrain:
-        hand_over_dataset(worker, paths, window, described, contract, policy, ref)
+        worker.commit()  # the worker keeps the validation and writes the snapshot during the plots
     else:
-        worker.close()  # nothing to build: its core goes to the reports
+        worker.close()  # nothing to build: its core goes to the reports, the candidate leaves no trace
     summary = DriftSummary(
         run_at=datetime.now(UTC).isoformat(timespec="seconds"),
         detector=backend,

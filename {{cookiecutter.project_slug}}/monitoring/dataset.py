@@ -205,7 +205,19 @@ def build_candidate(
     min_rows: int = 1,
     sources: Sources | None = None,
 ) -> NewDataset:
-    """`build` from the candidate rows (monitoring/snapshot_worker.py hands them over as a file)."""
+    """`build` from the candidate rows: validated, then (if valid) written as a snapshot."""
+    checked = validate_candidate(rows, contract, source, reports, min_rows)
+    return (
+        snapshot_candidate(rows, checked, contract, source, snapshots, sources) if checked.valid else checked
+    )
+
+
+def validate_candidate(
+    rows: Candidate, contract: Contract, source: dict[str, Any], reports: Path, min_rows: int = 1
+) -> NewDataset:
+    """The candidate rows through the data pipeline's own suite: valid (nothing written but the
+    validation's reports) or the reasons they are not. monitoring/snapshot_worker.py runs this
+    before the check has decided, and `snapshot_candidate` only once it says retrain."""
     batch = rows.batch
     if rows.labelled < min_rows:
         return NewDataset(
@@ -218,14 +230,29 @@ def build_candidate(
     outcome = validation.validate_frame(
         batch, contract, name, reports, source=json.dumps(source), data_docs=True
     )
-    checked = {
-        "validation": str(outcome.result_path) if outcome.result_path else None,
-        "data_docs": str(outcome.data_docs) if outcome.data_docs else None,
-        "notes": rows.notes,
-    }
+    errors: tuple[str, ...] = ()
     if not outcome.success:
         errors = tuple(failure.line().strip() for failure in outcome.failures) or (outcome.summary(),)
-        return NewDataset(valid=False, rows=len(batch), errors=errors, **checked)
+    return NewDataset(
+        valid=outcome.success,
+        rows=len(batch),
+        errors=errors,
+        validation=str(outcome.result_path) if outcome.result_path else None,
+        data_docs=str(outcome.data_docs) if outcome.data_docs else None,
+        notes=rows.notes,
+    )
+
+
+def snapshot_candidate(
+    rows: Candidate,
+    checked: NewDataset,
+    contract: Contract,
+    source: dict[str, Any],
+    snapshots: Path,
+    sources: Sources | None = None,
+) -> NewDataset:
+    """The validated candidate rows, with what `sources` adds, written as a content-addressed snapshot."""
+    batch = rows.batch
     labelled = {"labelled_rows": rows.labelled, "rows_taken": len(batch)} if rows.notes else {}
     rows_out, origin = batch, {**source, **labelled}
     if sources is not None:
@@ -239,4 +266,4 @@ def build_candidate(
         }
     folder = snapshot.create(rows_out, origin, contract=contract, root=snapshots)
     manifest = json.loads((folder / "manifest.json").read_text())
-    return NewDataset(valid=True, rows=len(rows_out), manifest=manifest, path=str(folder), **checked)
+    return checked.model_copy(update={"rows": len(rows_out), "manifest": manifest, "path": str(folder)})

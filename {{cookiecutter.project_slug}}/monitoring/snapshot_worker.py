@@ -1,14 +1,16 @@
 """The retraining snapshot is built in a process of its own, started when the drift check starts.
 
 Why: a snapshot made from the window is validated by Great Expectations and split like training
-splits it (scikit-learn); importing those two alone takes seconds, and validating and hashing
-50,000 rows takes seconds more, while the check itself only reads, tests and draws, mostly on
-one core. So the check starts this worker first: it imports them on the other core while the
-check reads the window and runs its tests (and validates an empty batch once: GX's own set-up),
-then waits on its stdin, using no CPU. When the policy says retrain, the check hands it the
-candidate rows (an Arrow file) and draws its plots while the worker validates and writes the
-snapshot; when it does not, the worker is killed.
-What the worker builds is exactly what `dataset.build_candidate` builds in-process.
+splits it (scikit-learn); importing those two alone takes seconds, and validating 50,000 rows
+takes seconds more, while the check itself reads, tests and draws mostly on one core. So the
+check starts this worker first, and it works on the other core in three steps:
+1. while the check reads the window: import, and validate an empty batch once (GX's set-up);
+2. as soon as the window is read (before any test): validate the candidate rows the check hands
+   over (an Arrow file), writing the validation's reports into a scratch folder only;
+3. once the check has decided: on "retrain", move those reports into reports/ and write the
+   snapshot (while the check draws its plots); on anything else the worker is killed, and the
+   scratch folder goes with it, so a run that does not retrain leaves no trace of the candidate.
+What it builds is exactly what `dataset.build_candidate` builds in-process.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from governance.core.paths import Paths
 from governance.core.records import NewDataset
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # where `monitoring` is importable from
+COMMIT = "commit"
 
 
 class WorkerFailed(RuntimeError):
@@ -58,16 +61,30 @@ class SnapshotWorker:
             )
 
     def submit(self, batch: pd.DataFrame, reference: pd.DataFrame, job: dict[str, Any]) -> None:
-        """Hand over the candidate rows, the reference rows and what else `build_candidate` takes."""
+        """Hand over the candidate rows (validated at once), the reference rows and what else
+        `build_candidate` takes; nothing is written outside the scratch folder until `commit`."""
         assert self.process is not None and self.process.stdin is not None, "submit once, on a running worker"
-        files = {"batch": self.folder / "batch.arrow", "reference": self.folder / "reference.arrow"}
+        files = {
+            "batch": self.folder / "batch.arrow",
+            "reference": self.folder / "reference.arrow",
+            "scratch": self.folder / "reports",
+            "answer": self.folder / "answer.json",
+        }
         batch.to_feather(files["batch"])
         reference.reset_index(drop=True).to_feather(files["reference"])
-        answer = self.folder / "answer.json"
-        message = {**job, **{name: str(path) for name, path in {**files, "answer": answer}.items()}}
+        self._send(json.dumps({**job, **{name: str(path) for name, path in files.items()}}) + "\n")
+
+    def commit(self) -> None:
+        """The check says retrain: keep the validation's reports and write the snapshot."""
+        self._send(COMMIT + "\n")
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.close()
+
+    def _send(self, text: str) -> None:
+        assert self.process is not None and self.process.stdin is not None, "no worker"
         try:
-            self.process.stdin.write(json.dumps(message) + "\n")
-            self.process.stdin.close()
+            self.process.stdin.write(text)
+            self.process.stdin.flush()
         except OSError:  # it died before the job came: `result` says why
             pass
 
@@ -116,7 +133,7 @@ def warm_up(root: Path, reports: Path) -> None:
 
 
 def main() -> int:
-    """The worker: import and warm up what building needs, wait for the job, build, write the answer."""
+    """The worker: warm up, validate the candidate, and on "commit" keep the reports and snapshot it."""
     from governance.core.contract import load as load_contract
     from ml.train import load_params
     from monitoring import dataset
@@ -130,25 +147,37 @@ def main() -> int:
     job = json.loads(line)
     paths = Paths(Path(job["root"]))
     contract = load_contract(paths.contract)
-    sources = dataset.Sources(
-        choice=job["choice"],
-        reference=pd.read_feather(job["reference"]),
-        reference_id=job["reference_id"],
-        params=load_params(paths.params),
-        sliding_snapshots=job["sliding_snapshots"],
-        manifest=job["manifest"],
-    )
-    built = dataset.build_candidate(
-        dataset.Candidate(pd.read_feather(job["batch"]), job["labelled"], tuple(job["notes"])),
-        contract,
-        job["source"],
-        reports=paths.reports,
-        snapshots=paths.snapshots,
-        min_rows=job["min_rows"],
-        sources=sources,
-    )
-    Path(job["answer"]).write_text(built.model_dump_json())
+    scratch = Path(job["scratch"])
+    rows = dataset.Candidate(pd.read_feather(job["batch"]), job["labelled"], tuple(job["notes"]))
+    checked = dataset.validate_candidate(rows, contract, job["source"], scratch, job["min_rows"])
+    if sys.stdin.readline().strip() != COMMIT:
+        return 0  # the check did not ask for the snapshot
+    checked = moved(checked, scratch, paths.reports)
+    if checked.valid:
+        sources = dataset.Sources(
+            choice=job["choice"],
+            reference=pd.read_feather(job["reference"]),
+            reference_id=job["reference_id"],
+            params=load_params(paths.params),
+            sliding_snapshots=job["sliding_snapshots"],
+            manifest=job["manifest"],
+        )
+        checked = dataset.snapshot_candidate(rows, checked, contract, job["source"], paths.snapshots, sources)
+    Path(job["answer"]).write_text(checked.model_dump_json())
     return 0
+
+
+def moved(checked: NewDataset, scratch: Path, reports: Path) -> NewDataset:
+    """The validation's reports (its JSON result, its Data Docs) moved from scratch into `reports`."""
+    if scratch.is_dir():
+        shutil.copytree(scratch, reports, dirs_exist_ok=True)
+
+    def relocated(path: str | None) -> str | None:
+        return str(reports / Path(path).relative_to(scratch)) if path else None
+
+    return checked.model_copy(
+        update={"validation": relocated(checked.validation), "data_docs": relocated(checked.data_docs)}
+    )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def test_the_worker_builds_the_snapshot_the_check_would_build_itself(paths, tmp_
     rows = dataset.candidate(window, contract, max_rows=150)
     with SnapshotWorker(paths.root) as worker:
         worker.submit(rows.batch, reference, job(paths, rows, manifest))
+        worker.commit()
         handed = worker.result()
     sources = dataset.Sources(
         "reference_and_window", reference, manifest["snapshot_id"], load_params(paths.params)
@@ -53,6 +54,21 @@ def test_the_worker_builds_the_snapshot_the_check_would_build_itself(paths, tmp_
     assert handed.manifest["snapshot_id"] == here.manifest["snapshot_id"]  # same rows, same types
     assert handed.manifest["source"] == here.manifest["source"] and handed.notes == here.notes
     assert Path(handed.path).parent == paths.snapshots
+    assert Path(handed.validation).is_file() and Path(handed.validation).is_relative_to(paths.reports)
+    assert Path(handed.data_docs).is_file() and Path(handed.data_docs).is_relative_to(paths.reports)
+
+
+def test_a_candidate_validated_before_a_decision_that_is_not_retrain_leaves_no_trace(paths):
+    contract = load_contract(paths.contract)
+    window = example(300, seed=8).rename(columns={snapshot.EVENT_TIME: "timestamp"})
+    reference, manifest = snapshot.load(root=paths.snapshots)
+    rows = dataset.candidate(window, contract)
+    before = sorted(path.relative_to(paths.root) for path in paths.root.rglob("*"))
+    with SnapshotWorker(paths.root) as worker:
+        worker.submit(rows.batch, reference, job(paths, rows, manifest))
+        scratch = worker.folder
+    assert sorted(path.relative_to(paths.root) for path in paths.root.rglob("*")) == before
+    assert not scratch.exists()
 
 
 def test_a_worker_given_no_job_is_ended_and_leaves_nothing_behind():
@@ -70,5 +86,6 @@ def test_a_worker_that_fails_says_so_with_its_last_words(paths, tmp_path):
     broken = {**job(paths, rows, manifest), "root": str(tmp_path / "no-project-here")}
     with SnapshotWorker(paths.root) as worker:
         worker.submit(rows.batch, reference, broken)
+        worker.commit()
         with pytest.raises(WorkerFailed, match=r"exit code 1.*contract"):
             worker.result()
