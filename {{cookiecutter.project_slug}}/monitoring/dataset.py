@@ -193,23 +193,10 @@ def build(
     adds; returns what happened. Without `sources` the snapshot is the window alone and its manifest
     records no segments."""
     rows = candidate(window, contract, max_rows)
-    return build_candidate(rows, contract, source, reports, snapshots, min_rows, sources)
-
-
-def build_candidate(
-    rows: Candidate,
-    contract: Contract,
-    source: dict[str, Any],
-    reports: Path,
-    snapshots: Path,
-    min_rows: int = 1,
-    sources: Sources | None = None,
-) -> NewDataset:
-    """`build` from the candidate rows: validated, then (if valid) written as a snapshot."""
     checked = validate_candidate(rows, contract, source, reports, min_rows)
-    return (
-        snapshot_candidate(rows, checked, contract, source, snapshots, sources) if checked.valid else checked
-    )
+    if not checked.valid:
+        return checked
+    return snapshot_candidate(rows, checked, contract, source, snapshots, sources)
 
 
 def validate_candidate(

@@ -10,7 +10,7 @@ check starts this worker first, and it works on the other core in three steps:
 3. once the check has decided: on "retrain", move those reports into reports/ and write the
    snapshot (while the check draws its plots); on anything else the worker is killed, and the
    scratch folder goes with it, so a run that does not retrain leaves no trace of the candidate.
-What it builds is exactly what `dataset.build_candidate` builds in-process.
+What it builds is exactly what `dataset.build` builds in-process.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class SnapshotWorker:
 
     def submit(self, batch: pd.DataFrame, reference: pd.DataFrame, job: dict[str, Any]) -> None:
         """Hand over the candidate rows (validated at once), the reference rows and what else
-        `build_candidate` takes; nothing is written outside the scratch folder until `commit`."""
+        `dataset.build` takes; nothing is written outside the scratch folder until `commit`."""
         assert self.process is not None and self.process.stdin is not None, "submit once, on a running worker"
         files = {
             "batch": self.folder / "batch.arrow",

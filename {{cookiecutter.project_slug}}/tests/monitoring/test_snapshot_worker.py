@@ -47,8 +47,8 @@ def test_the_worker_builds_the_snapshot_the_check_would_build_itself(paths, tmp_
     sources = dataset.Sources(
         "reference_and_window", reference, manifest["snapshot_id"], load_params(paths.params)
     )
-    here = dataset.build_candidate(
-        rows, contract, {"kind": "capture"}, tmp_path / "reports", tmp_path / "snapshots", sources=sources
+    here = dataset.build(
+        window, contract, {"kind": "capture"}, tmp_path / "reports", tmp_path / "snapshots", 1, sources, 150
     )
     assert handed.valid and here.valid, (handed.errors, here.errors)
     assert handed.manifest["snapshot_id"] == here.manifest["snapshot_id"]  # same rows, same types
