@@ -219,6 +219,14 @@ def _range_rule(feature: Feature) -> str:
 # --- running it ------------------------------------------------------------------------------------
 
 
+def import_gx() -> Any:
+    """Great Expectations, with its usage analytics off; slow (seconds), so only when validating."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    return gx
+
+
 def run_checkpoint(
     frame: pd.DataFrame, contract: Contract, name: str, reports: Path = REPORTS, *, data_docs: bool = True
 ) -> tuple[Any, Path | None]:
@@ -229,8 +237,7 @@ def run_checkpoint(
     contract on every run, and only the reports are kept. ``data_docs=False`` skips the
     HTML rendering, which costs about as much as the validation itself.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx  # slow (seconds): only when validating
+    gx = import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     docs = (reports / "data_docs").resolve()

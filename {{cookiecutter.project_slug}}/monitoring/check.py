@@ -188,7 +188,7 @@ def hand_over_dataset(
 def run(paths: Paths, options: Options) -> DriftSummary:
     """Run the check, write its reports and its history line; returns the summary (drift.json)."""
     # The worker first: it imports what a snapshot needs while the window is read.
-    with SnapshotWorker(paths.root) as worker:
+    with SnapshotWorker() as worker:
         return check(paths, options, worker)
 
 

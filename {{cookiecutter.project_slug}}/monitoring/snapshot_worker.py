@@ -4,7 +4,7 @@ Why: a snapshot made from the window is validated by Great Expectations and spli
 splits it (scikit-learn); importing those two alone takes seconds, and validating 50,000 rows
 takes seconds more, while the check itself reads, tests and draws mostly on one core. So the
 check starts this worker first, and it works on the other core in three steps:
-1. while the check reads the window: import, and validate an empty batch once (GX's set-up);
+1. while the check reads the window: import them;
 2. as soon as the window is read (before any test): validate the candidate rows the check hands
    over (an Arrow file), writing the validation's reports into a scratch folder only;
 3. once the check has decided: on "retrain", move those reports into reports/ and write the
@@ -15,7 +15,6 @@ What it builds is exactly what `dataset.build` builds in-process.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -42,13 +41,12 @@ class WorkerFailed(RuntimeError):
 class SnapshotWorker:
     """One worker process: `submit` one job, then `result`; `close` ends an unused or failed one."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="snapshot-worker-"))
         self.log = self.folder / "worker.log"
         search = [str(CODE_ROOT), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, search))}
-        warm_up_reports = str(self.folder / "warm-up")
-        command = [sys.executable, "-m", "monitoring.snapshot_worker", str(root), warm_up_reports]
+        command = [sys.executable, "-m", "monitoring.snapshot_worker"]
         with self.log.open("w") as log:
             self.process: subprocess.Popen[str] | None = subprocess.Popen(  # noqa: S603 - this interpreter, our module
                 command,
@@ -121,26 +119,15 @@ class SnapshotWorker:
         self.close()
 
 
-def warm_up(root: Path, reports: Path) -> None:
-    """Validate an empty batch once (into a scratch folder): the first validation in a process
-    pays for Great Expectations' lazy set-up (metrics, renderers, Data Docs templates)."""
-    from data_pipelines import validation
-    from governance.core.contract import load as load_contract
-
-    contract = load_contract(Paths(root).contract)
-    empty = pd.DataFrame({name: pd.Series(dtype=object) for name in contract.columns})
-    validation.validate_frame(empty, contract, "warm-up", reports, data_docs=True)
-
-
 def main() -> int:
-    """The worker: warm up, validate the candidate, and on "commit" keep the reports and snapshot it."""
+    """The worker: import, validate the candidate, and on "commit" keep the reports and snapshot it."""
+    from data_pipelines import validation
     from governance.core.contract import load as load_contract
     from ml.train import load_params
     from monitoring import dataset
 
+    validation.import_gx()
     progress.use(progress.Quiet())  # the check announces the step and its duration
-    with contextlib.suppress(Exception):  # only a head start: the job itself reports any failure
-        warm_up(Path(sys.argv[1]), Path(sys.argv[2]))
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # stdin closed without a job

@@ -40,7 +40,7 @@ def test_the_worker_builds_the_snapshot_the_check_would_build_itself(paths, tmp_
     window = example(400, seed=5).rename(columns={snapshot.EVENT_TIME: "timestamp"})
     reference, manifest = snapshot.load(root=paths.snapshots)
     rows = dataset.candidate(window, contract, max_rows=150)
-    with SnapshotWorker(paths.root) as worker:
+    with SnapshotWorker() as worker:
         worker.submit(rows.batch, reference, job(paths, rows, manifest))
         worker.commit()
         handed = worker.result()
@@ -64,7 +64,7 @@ def test_a_candidate_validated_before_a_decision_that_is_not_retrain_leaves_no_t
     reference, manifest = snapshot.load(root=paths.snapshots)
     rows = dataset.candidate(window, contract)
     before = sorted(path.relative_to(paths.root) for path in paths.root.rglob("*"))
-    with SnapshotWorker(paths.root) as worker:
+    with SnapshotWorker() as worker:
         worker.submit(rows.batch, reference, job(paths, rows, manifest))
         scratch = worker.folder
     assert sorted(path.relative_to(paths.root) for path in paths.root.rglob("*")) == before
@@ -72,7 +72,7 @@ def test_a_candidate_validated_before_a_decision_that_is_not_retrain_leaves_no_t
 
 
 def test_a_worker_given_no_job_is_ended_and_leaves_nothing_behind():
-    worker = SnapshotWorker(Path.cwd())
+    worker = SnapshotWorker()
     process, folder = worker.process, worker.folder
     worker.close()
     assert process is not None and process.poll() is not None
@@ -84,7 +84,7 @@ def test_a_worker_that_fails_says_so_with_its_last_words(paths, tmp_path):
     rows = dataset.candidate(example(50, seed=6).rename(columns={snapshot.EVENT_TIME: "timestamp"}), contract)
     reference, manifest = snapshot.load(root=paths.snapshots)
     broken = {**job(paths, rows, manifest), "root": str(tmp_path / "no-project-here")}
-    with SnapshotWorker(paths.root) as worker:
+    with SnapshotWorker() as worker:
         worker.submit(rows.batch, reference, broken)
         worker.commit()
         with pytest.raises(WorkerFailed, match=r"exit code 1.*contract"):
