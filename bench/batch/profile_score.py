@@ -24,11 +24,22 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from governance.core.contract import load
 from governance.core.paths import PATHS
 from monitoring import batch_score, row_rules
+
+KINDS = (batch_score.PREDICTIONS, batch_score.REJECTS)
+
+
+def write(writers: dict[Path, pq.ParquetWriter], path: Path, table: pa.Table) -> None:
+    """As score_piece writes: one writer per kind, dictionary pages for the few-valued columns."""
+    if path not in writers:
+        few = [name for name in batch_score.FEW_VALUED if name in table.column_names]
+        writers[path] = pq.ParquetWriter(path, table.schema, use_dictionary=few)
+    writers[path].write_table(table)
 
 
 def profile(data: str, repeats: int) -> dict[str, float]:
@@ -43,7 +54,7 @@ def profile(data: str, repeats: int) -> dict[str, float]:
         rows = 0
         with tempfile.TemporaryDirectory() as out:
             job = batch_score.Job(contract, "profile", version, out)
-            writers: dict[str, pq.ParquetWriter] = {}
+            writers: dict[Path, pq.ParquetWriter] = {}
             for piece in pieces:
                 started = time.perf_counter()
                 batches = list(batch_score._batches(piece, job))
@@ -53,24 +64,19 @@ def profile(data: str, repeats: int) -> dict[str, float]:
                     table = row_rules.conform(batch, contract, piece.url)
                     verdict = row_rules.check(table, contract)
                     checked = time.perf_counter()
-                    batch_score._answers(scorer, table.filter(pc.invert(verdict.bad)), contract, version)
+                    accepted = table.filter(pc.invert(verdict.bad)) if pc.any(verdict.bad).as_py() else table
+                    batch_score._answers(scorer, accepted, contract, version)
                     scored = time.perf_counter()
                     outputs = batch_score._batch_outputs(batch, piece.first_row + rows, piece, job, scorer)
                     whole = time.perf_counter()
                     spent["check"] += checked - started
                     spent["score"] += scored - checked
                     spent["assemble"] += max((whole - scored) - (scored - started), 0.0)  # less check + score
-                    for kind, table_out in zip((batch_score.PREDICTIONS, batch_score.REJECTS), outputs, strict=True):
-                        if table_out is None:
-                            continue
-                        started = time.perf_counter()
-                        if kind not in writers:
-                            few = [name for name in batch_score.FEW_VALUED if name in table_out.column_names]
-                            writers[kind] = pq.ParquetWriter(
-                                Path(out) / f"{kind}.parquet", table_out.schema, use_dictionary=few
-                            )
-                        writers[kind].write_table(table_out)
-                        spent["write"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    for kind, table_out in zip(KINDS, outputs, strict=True):
+                        if table_out is not None:
+                            write(writers, Path(out) / f"{kind}.parquet", table_out)
+                    spent["write"] += time.perf_counter() - started
                     rows += batch.num_rows
             for writer in writers.values():
                 writer.close()
