@@ -49,8 +49,8 @@ def require_columns(names: list[str], contract: Contract, source: str) -> None:
 
 
 def conform(batch: pa.RecordBatch | pa.Table, contract: Contract, source: str) -> pa.Table:
-    """The contract's feature columns, typed as the model reads them (numbers float64, text string,
-    or a dictionary of strings as Parquet's text columns are read)."""
+    """The contract's feature columns, typed as the model reads them: numbers float64, text a
+    dictionary of strings (as Parquet's text columns are read)."""
     require_columns(batch.schema.names, contract, source)
     columns = {}
     for feature in contract.features:
@@ -64,6 +64,10 @@ def conform(batch: pa.RecordBatch | pa.Table, contract: Contract, source: str) -
                 raise InputError(
                     f"{source}: column {feature.name!r} must hold {kind} (type {column.type}: {error})"
                 ) from None
+        if not feature.is_numeric and column.type == pa.string():
+            # As Parquet's text arrives (CSV's does not): the rules and the feed then look at a
+            # few distinct words instead of every row.
+            column = pc.dictionary_encode(column)
         columns[feature.name] = column
     return pa.table(columns)
 
