@@ -225,19 +225,20 @@ def _batch_outputs(
         ids[job.key] = batch.column(job.key)
     ids_table = pa.table(ids)
     good = pc.invert(verdict.bad)
-    accepted = table.filter(good)
+    clean = not pc.any(verdict.bad).as_py()  # the usual batch: nothing to filter (a filter copies)
+    accepted = table if clean else table.filter(good)
     predictions = rejects = None
     if len(accepted):
-        predictions = ids_table.filter(good)
+        predictions = ids_table if clean else ids_table.filter(good)
         for name, column in _answers(scorer, accepted, job.contract, job.model_version).items():
             predictions = predictions.append_column(name, column)
         predictions = predictions.append_column("model_version", _constant(job.model_version, len(accepted)))
-    if len(accepted) < batch.num_rows:
+    if len(accepted) < batch.num_rows:  # the few bad rows picked first, then decoded
         rejects = ids_table.append_column("field", verdict.field).append_column("rule", verdict.rule)
-        rejects = rejects.append_column("reason", verdict.reason)
-        for name in table.column_names:  # text as text, whether it was read as a dictionary or not
-            rejects = rejects.append_column(name, row_rules.plain(table.column(name)))
-        rejects = rejects.filter(verdict.bad)
+        rejects = rejects.append_column("reason", verdict.reason).filter(verdict.bad)
+        bad = table.filter(verdict.bad)
+        for name in bad.column_names:  # text as text, whether it was read as a dictionary or not
+            rejects = rejects.append_column(name, row_rules.plain(bad.column(name)))
     return predictions, rejects
 
 
