@@ -471,21 +471,24 @@ def drift(
     ] = False,
 ) -> None:
     """Drift, performance and bias checks on captured rows; the retraining decision."""
-    from monitoring.check import Options, run
-    from monitoring.config import backend_name
+    from monitoring.snapshot_worker import SnapshotWorker
 
-    paths = paths_of(ctx)
-    options = Options(
-        uri=capture_uri,
-        since=since,
-        until=until,
-        last_n=last_n,
-        days=days,
-        reference=reference,
-        record=not no_history,
-        detector=backend_name(detector, "--detector") if detector else None,
-    )
-    summary = run(paths, options)
+    with SnapshotWorker() as worker:  # first of all: it imports on the other core while this one does
+        from monitoring.check import Options, run
+        from monitoring.config import backend_name
+
+        paths = paths_of(ctx)
+        options = Options(
+            uri=capture_uri,
+            since=since,
+            until=until,
+            last_n=last_n,
+            days=days,
+            reference=reference,
+            record=not no_history,
+            detector=backend_name(detector, "--detector") if detector else None,
+        )
+        summary = run(paths, options, worker)
     typer.echo(f"decision: {summary.decision.status}")
     for reason in summary.decision.reasons:
         typer.echo(f"  - {reason}")

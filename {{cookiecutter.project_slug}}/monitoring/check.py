@@ -185,11 +185,16 @@ def hand_over_dataset(
     worker.submit(rows.batch, ref.frame, job)
 
 
-def run(paths: Paths, options: Options) -> DriftSummary:
-    """Run the check, write its reports and its history line; returns the summary (drift.json)."""
-    # The worker first: it imports what a snapshot needs while the window is read.
-    with SnapshotWorker() as worker:
+def run(paths: Paths, options: Options, worker: SnapshotWorker | None = None) -> DriftSummary:
+    """Run the check, write its reports and its history line; returns the summary (drift.json).
+
+    `worker` builds a retraining snapshot (monitoring/snapshot_worker.py); started as early as the
+    caller can (`mlops drift` starts it before importing this module), as it needs seconds to import.
+    """
+    if worker is not None:
         return check(paths, options, worker)
+    with SnapshotWorker() as started:
+        return check(paths, options, started)
 
 
 def check(paths: Paths, options: Options, worker: SnapshotWorker) -> DriftSummary:

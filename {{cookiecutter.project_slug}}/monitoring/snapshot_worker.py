@@ -22,13 +22,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from governance.core import progress
 from governance.core.paths import Paths
 from governance.core.records import NewDataset
+
+if TYPE_CHECKING:  # imported where used: the check starts this worker before its own imports
+    import pandas as pd
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # where `monitoring` is importable from
 COMMIT = "commit"
@@ -121,6 +122,8 @@ class SnapshotWorker:
 
 def main() -> int:
     """The worker: import, validate the candidate, and on "commit" keep the reports and snapshot it."""
+    import pandas as pd
+
     from data_pipelines import validation
     from governance.core.contract import load as load_contract
     from ml.train import load_params
