@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from governance.core import progress
+from governance.core.errors import ProjectError
 from governance.core.paths import Paths
 from governance.core.records import NewDataset
 
@@ -35,8 +36,9 @@ CODE_ROOT = Path(__file__).resolve().parents[1]  # where `monitoring` is importa
 COMMIT = "commit"
 
 
-class WorkerFailed(RuntimeError):
-    """The worker ended without an answer; the message quotes the end of its output."""
+class WorkerFailed(ProjectError):
+    """The worker ended without an answer (e.g. ml/params.yaml breaks a rule there); the message
+    quotes the end of its output, and the command line shows it as one error line."""
 
 
 class SnapshotWorker:
