@@ -42,7 +42,7 @@ class WorkerFailed(ProjectError):
 
 
 class SnapshotWorker:
-    """One worker process: `submit` one job, then `result`; `close` ends an unused or failed one."""
+    """One worker process: `submit` one job, `commit` it, then `result`; `close` ends an unused one."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="snapshot-worker-"))
@@ -77,16 +77,16 @@ class SnapshotWorker:
 
     def commit(self) -> None:
         """The check says retrain: keep the validation's reports and write the snapshot."""
-        self._send(COMMIT + "\n")
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.close()
+        self._send(COMMIT + "\n", last=True)
 
-    def _send(self, text: str) -> None:
+    def _send(self, text: str, last: bool = False) -> None:
         assert self.process is not None and self.process.stdin is not None, "no worker"
         try:
             self.process.stdin.write(text)
             self.process.stdin.flush()
-        except OSError:  # it died before the job came: `result` says why
+            if last:
+                self.process.stdin.close()
+        except OSError:  # it died before the message came: `result` says why
             pass
 
     def result(self) -> NewDataset:
