@@ -34,7 +34,7 @@ from governance.core.contract import Contract, Target
 from governance.core.contract import load as load_contract
 from governance.core.errors import InputError
 from governance.core.paths import Paths
-from governance.core.policy import Policy
+from governance.core.policy import Policy, PromotionPolicy
 from governance.core.records import Check, Comparison, Performance, SideBySide
 from governance.core.tasks import METRICS, worsening
 from governance.core.text import fmt
@@ -303,10 +303,19 @@ def judge(baseline: pd.DataFrame, subject: pd.DataFrame, contract: Contract, pol
             "latency_ratio",
             theirs / ours,
             rules.max_latency_ratio,
-            theirs / ours > rules.max_latency_ratio,
-            f"p99 scoring time {theirs:.3g} ms (challenger) vs {ours:.3g} ms (champion)",
+            too_slow(ours, theirs, rules),
+            f"p99 scoring time {theirs:.3g} ms (challenger) vs {ours:.3g} ms (champion), "
+            f"a difference over {rules.latency_slack_ms:g} ms counts",
         )
     return found
+
+
+def too_slow(champion_ms: float, challenger_ms: float, rules: PromotionPolicy) -> bool:
+    """More than `max_latency_ratio` times the champion's p99 and more than `latency_slack_ms` slower."""
+    return (
+        challenger_ms / champion_ms > rules.max_latency_ratio
+        and challenger_ms - champion_ms > rules.latency_slack_ms
+    )
 
 
 BOUNDS = {

@@ -17,7 +17,8 @@ import pytest
 from data_pipelines.example import example_contract
 from governance.cli import HOLD_EXIT, main
 from governance.core.paths import PATHS, Paths
-from monitoring.compare import Options, run
+from governance.core.policy import PromotionPolicy
+from monitoring.compare import Options, run, too_slow
 from tests.support.drift import ToyModel, example, project_checkout, write_capture
 from tests.support.shadow import write_shadow
 
@@ -148,3 +149,11 @@ def test_two_challengers_in_one_window_must_be_told_apart(tmp_path, live, champi
     assert main(["--root", str(paths.root), "compare", "--capture-uri", uri]) == 2
     assert "option '--version' is required" in capsys.readouterr().err
     assert run(paths, Options(uri=uri, version="v2")).subject_version == "v2"
+
+
+def test_a_slower_challenger_is_rejected_only_when_clients_would_notice():
+    rules = PromotionPolicy(max_latency_ratio=2.0, latency_slack_ms=2.0)
+    assert not too_slow(0.55, 1.55, rules), "2.8x of half a millisecond: one busy moment, not a slower model"
+    assert too_slow(0.55, 3.0, rules), "5x and 2.45 ms slower"
+    assert not too_slow(10.0, 15.0, rules), "5 ms slower but within the ratio"
+    assert too_slow(10.0, 25.0, rules)
