@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from data_pipelines import snapshot, validation
@@ -166,17 +167,18 @@ def candidate(window: pd.DataFrame, contract: Contract, max_rows: int | None = N
     snapshot in CI, and a window of millions of labelled rows would both swamp the reference rows
     and outlast the runner. The newest rows are the ones that show what changed.
     """
-    batch = labelled_rows(window, contract)
-    labelled = len(batch)
+    target = contract.target.name
+    positions = np.flatnonzero(window[target].notna().to_numpy()) if target in window else np.arange(0)
+    labelled = len(positions)
     if max_rows is None or labelled <= max_rows:
-        return Candidate(batch, labelled)
-    order = batch[snapshot.EVENT_TIME].argsort(kind="stable").to_numpy()
-    kept = batch.iloc[order[labelled - max_rows :]].reset_index(drop=True)
+        return Candidate(labelled_rows(window.iloc[positions], contract), labelled)
+    # Chosen by position before any row is shaped: only the rows kept are copied.
+    newest = window["timestamp"].iloc[positions].argsort(kind="stable").to_numpy()[labelled - max_rows :]
     note = (
         f"the window has {labelled} labelled rows; the snapshot takes the newest {max_rows} "
         f"(policy retrain.max_window_rows), {labelled - max_rows} older ones stay in the capture only"
     )
-    return Candidate(kept, labelled, (note,))
+    return Candidate(labelled_rows(window.iloc[positions[newest]], contract), labelled, (note,))
 
 
 def build(
