@@ -4,8 +4,8 @@ prepare   writes the input: ROWS example applications in Parquet row groups of u
 baseline  pandas + scikit-learn, the usual way: the same estimator fitted on the project's
           snapshot, then for each row group: to_pandas, predict_proba, write the answers (timed
           from the first read to the last write; the fit is not timed)
-ceiling   onnxruntime's session.run alone on one row group encoded beforehand, batches on every
-          core: the model's own speed, which no batch scorer using this model can beat
+ceiling   onnxruntime's session.run alone on one row group fed beforehand as `make score` feeds
+          it, batches on every core: the graph's own speed, which no batch scorer can beat
 score     `mlops score` on the input, embedded or with ENGINE=dask-local
 
 Each mode runs as its own process under `tree`, which samples the resident memory of that
@@ -71,34 +71,27 @@ def baseline(path: Path, out: Path) -> dict:
 
 
 def ceiling(path: Path) -> dict:
-    """The model's own speed: onnxruntime's session.run alone on the first row group, encoded
-    beforehand (not timed), its batches on every core. No way of scoring through this model
-    (`make score` included) can beat it: it bounds what the goal asks of batch scoring."""
+    """The model's own speed: onnxruntime's session.run alone on the first row group, fed
+    beforehand (not timed) as `make score` feeds it, its batches on every core. No way of scoring
+    through this graph (`make score` included) can beat it: it bounds what batch scoring can reach."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.parquet as pq
     from governance.core.contract import load
-    from governance.core.encoding import Scorer, feeds
     from governance.core.paths import PATHS
-    from monitoring.batch_score import BATCH_ROWS, resolve_model
+    from monitoring.batch_score import BATCH_ROWS, feed, resolve_model, scorer_for
 
     contract = load(PATHS.contract)
-    scorer = Scorer(resolve_model(PATHS, None)[0], threads=1)
-    table = pq.ParquetFile(path).read_row_group(0, columns=contract.feature_names)
-    columns = {
-        feature.name: table.column(feature.name).to_numpy()
-        if feature.is_numeric
-        else table.column(feature.name).fill_null("").to_numpy(zero_copy_only=False)
-        for feature in contract.features
-    }
+    model, _ = scorer_for("ceiling", resolve_model(PATHS, None)[0])
+    text = [feature.name for feature in contract.categorical]
+    table = pq.ParquetFile(path, read_dictionary=text).read_row_group(0, columns=contract.feature_names)
     batches = [
-        feeds({name: values[start : start + BATCH_ROWS] for name, values in columns.items()}, contract)
-        for start in range(0, len(table), BATCH_ROWS)
+        feed(model, table.slice(start, BATCH_ROWS), contract) for start in range(0, len(table), BATCH_ROWS)
     ]
-    scorer.score(batches[0])  # the session's first run allocates its buffers
+    model.scorer.score(batches[0])  # the session's first run allocates its buffers
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(scorer.score, batches))
+        list(pool.map(model.scorer.score, batches))
     seconds = time.perf_counter() - started
     return {"rows": len(table), "seconds": seconds, "rows_per_second": len(table) / seconds}
 

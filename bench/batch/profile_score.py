@@ -65,7 +65,7 @@ def profile(data: str, repeats: int) -> dict[str, float]:
                     verdict = row_rules.check(table, contract)
                     checked = time.perf_counter()
                     accepted = table.filter(pc.invert(verdict.bad)) if pc.any(verdict.bad).as_py() else table
-                    batch_score._answers(scorer, accepted, contract, version)
+                    batch_score._answers(scorer, accepted, contract)
                     scored = time.perf_counter()
                     outputs = batch_score._batch_outputs(batch, piece.first_row + rows, piece, job, scorer)
                     whole = time.perf_counter()

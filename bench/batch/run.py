@@ -4,8 +4,8 @@ next to pandas + scikit-learn `predict_proba` on the same rows, measured in the 
 Why: batch scoring must stay well ahead of the way a data scientist would score a file by hand
 (the issue's goal: at least 5x the pandas + scikit-learn rows/s), with memory bounded whatever
 the input's size. It also measures the ceiling: the model's own onnxruntime session.run alone
-on pre-encoded rows, on every core, which no scorer of this model can beat (whether the goal
-is reachable at all).
+on rows fed beforehand as `make score` feeds them, on every core, which no scorer of this
+graph can beat (whether the goal is reachable at all).
 Figures: rows/s (from the start of the engine to the last part written;
 a local cluster's start is counted, and shown apart) and the peak resident memory of the whole
 process tree (the Dask workers included), sampled every 0.1 s.
@@ -63,7 +63,7 @@ def report(result: dict) -> None:
     if "ceiling" in result:
         bound = result["ceiling"]["rows_per_second"]
         print(
-            f"  ceiling: the model's session.run alone (pre-encoded rows, all cores) does {bound:,.0f} rows/s"
+            f"  ceiling: the model's session.run alone (rows fed beforehand, all cores): {bound:,.0f} rows/s"
             f" = {bound / base['rows_per_second']:.2f}x the baseline; `make score` reaches"
             f" {result['embedded']['rows_per_second'] / bound:.0%} of it"
         )

@@ -47,8 +47,8 @@ from governance.core.errors import InputError
 from governance.core.paths import Paths
 from governance.core.records import Record
 from governance.documents import render
+from monitoring import coded_inputs, row_rules
 from monitoring import engine as engines
-from monitoring import row_rules
 
 PARQUET = (".parquet", ".pq")
 CSV = (".csv",)
@@ -97,6 +97,7 @@ class PieceResult:
     rules: dict[str, int]
     pid: int
     model_loads: int  # models this process has loaded so far: 1 on a worker that reused its model
+    position_inputs: tuple[str, ...]  # the categorical inputs fed as positions (coded_inputs.py)
 
 
 class ScoreSummary(Record):
@@ -110,6 +111,7 @@ class ScoreSummary(Record):
     scored: int
     rejected: int
     rejects_by_rule: dict[str, int]
+    position_inputs: list[str]  # categorical inputs fed as positions, not text (coded_inputs.py)
     seconds: float  # from the start of the engine to the last part written
     engine_start_seconds: float  # of which the engine took to be ready (a local cluster starting)
     rows_per_second: float
@@ -117,17 +119,28 @@ class ScoreSummary(Record):
 
 # -- one piece -----------------------------------------------------------------------------------
 
-_SCORERS: dict[str, Scorer] = {}
+
+@dataclass(frozen=True)
+class BatchScorer:
+    """The model loaded for batch scoring: its categorical inputs take positions where the graph
+    allows it (monitoring/coded_inputs.py), so `lookups` names the inputs that do."""
+
+    scorer: Scorer
+    lookups: dict[str, coded_inputs.Lookup]
+
+
+_SCORERS: dict[str, BatchScorer] = {}
 _LOADS = 0
 _LOCK = threading.Lock()
 
 
-def scorer_for(digest: str, content: bytes) -> tuple[Scorer, int]:
+def scorer_for(digest: str, content: bytes) -> tuple[BatchScorer, int]:
     """The process's scorer for this model, created on first use: a worker loads a model once."""
     global _LOADS
     with _LOCK:
         if digest not in _SCORERS:
-            _SCORERS[digest] = Scorer(content, threads=1)
+            coded = coded_inputs.derive(content)
+            _SCORERS[digest] = BatchScorer(Scorer(coded.content, threads=1), coded.lookups)
             _LOADS += 1
         return _SCORERS[digest], _LOADS
 
@@ -173,14 +186,19 @@ def _require(names: list[str], job: Job, source: str) -> None:
         raise ScoreInputError(f"{source}: the key column {job.key!r} (--key) is missing")
 
 
-def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) -> dict[str, pa.Array]:
-    feed = {}
-    for feature in contract.features:
-        column = table.column(feature.name)
-        feed[feature.name] = (
-            encode_column(feature, column.to_numpy()) if feature.is_numeric else _text_values(feature, column)
-        )
-    scores = scorer.score(feed)
+def feed(model: BatchScorer, table: pa.Table, contract: Contract) -> dict[str, np.ndarray]:
+    """The model's inputs for a table of contract-conforming rows."""
+    return {
+        feature.name: encode_column(feature, table.column(feature.name).to_numpy())
+        if feature.is_numeric
+        else _text_values(feature, table.column(feature.name), model.lookups.get(feature.name))
+        for feature in contract.features
+    }
+
+
+def _answers(model: BatchScorer, table: pa.Table, contract: Contract) -> dict[str, pa.Array]:
+    scorer = model.scorer
+    scores = scorer.score(feed(model, table, contract))
     target = contract.target
     if scorer.is_regressor:
         return {"value": pa.array(scores.value, pa.float64())}
@@ -191,8 +209,9 @@ def _answers(scorer: Scorer, table: pa.Table, contract: Contract, version: str) 
     return answers
 
 
-def _text_values(feature: Feature, column: pa.ChunkedArray) -> np.ndarray:
-    """A text column as the model's [N, 1] input, a missing value as its own text.
+def _text_values(feature: Feature, column: pa.ChunkedArray, lookup: coded_inputs.Lookup | None) -> np.ndarray:
+    """A text column as the model's [N, 1] input: each row's text, a missing value as its own
+    text, or, when the model takes this input coded, each row's position (the text's lookup).
 
     Why through a dictionary: a category column holds a handful of distinct strings, so each
     becomes one Python object shared by its rows (a numpy take) instead of one object per row.
@@ -203,7 +222,10 @@ def _text_values(feature: Feature, column: pa.ChunkedArray) -> np.ndarray:
         array = pc.dictionary_encode(array)
     words = pc.fill_null(array.dictionary, MISSING_TEXT).to_numpy(zero_copy_only=False)
     words = np.append(words, MISSING_TEXT)  # the last word stands for a missing value
-    return encode_words(feature, words, pc.fill_null(array.indices, len(words) - 1).to_numpy())
+    indices = pc.fill_null(array.indices, len(words) - 1).to_numpy()
+    if lookup is None:
+        return encode_words(feature, words, indices)
+    return lookup.of(encode_column(feature, words).reshape(-1))[indices].reshape(-1, 1)
 
 
 def _constant(value: str, rows: int) -> pa.DictionaryArray:
@@ -212,7 +234,7 @@ def _constant(value: str, rows: int) -> pa.DictionaryArray:
 
 
 def _batch_outputs(
-    batch: pa.RecordBatch, first_row: int, piece: Piece, job: Job, scorer: Scorer
+    batch: pa.RecordBatch, first_row: int, piece: Piece, job: Job, scorer: BatchScorer
 ) -> tuple[pa.Table | None, pa.Table | None]:
     """One record batch checked and scored: (its predictions, its rejects), either None when empty."""
     table = row_rules.conform(batch, job.contract, piece.url)
@@ -230,7 +252,7 @@ def _batch_outputs(
     predictions = rejects = None
     if len(accepted):
         predictions = ids_table if clean else ids_table.filter(good)
-        for name, column in _answers(scorer, accepted, job.contract, job.model_version).items():
+        for name, column in _answers(scorer, accepted, job.contract).items():
             predictions = predictions.append_column(name, column)
         predictions = predictions.append_column("model_version", _constant(job.model_version, len(accepted)))
     if len(accepted) < batch.num_rows:  # the few bad rows picked first, then decoded
@@ -294,7 +316,9 @@ def score_piece(piece: Piece, job: Job, model: bytes) -> PieceResult:
             writer.close()
         for handle in handles:
             handle.close()
-    return PieceResult(piece.index, rows, scored, rows - scored, dict(rules), os.getpid(), loads)
+    return PieceResult(
+        piece.index, rows, scored, rows - scored, dict(rules), os.getpid(), loads, tuple(scorer.lookups)
+    )
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -455,6 +479,7 @@ def run(
         scored=sum(result.scored for result in results),
         rejected=sum(result.rejected for result in results),
         rejects_by_rule=dict(sorted(rules.items())),
+        position_inputs=sorted({name for result in results for name in result.position_inputs}),
         seconds=round(seconds, 3),
         engine_start_seconds=round(ready, 3),
         rows_per_second=round(rows / max(seconds, 1e-9), 1),
