@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/shared.py
+from shared import measured_tree
 
 CHUNK = 1_000_000
 
@@ -98,22 +100,10 @@ def ceiling(path: Path) -> dict:
 
 def tree(command: list[str], env: dict[str, str]) -> dict:
     """Run `command`; wall time and the peak of the summed RSS of it and its children."""
-    import psutil
-
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env)
-    watched = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            members = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(member.memory_info().rss for member in members if member.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    if process.returncode != 0:
-        raise SystemExit(f"bench/batch: {' '.join(command)} failed with exit code {process.returncode}")
-    return {"wall_s": time.perf_counter() - started, "peak_rss_mb": peak / 2**20}
+    measured = measured_tree(command, env)
+    if measured["returncode"] != 0:
+        raise SystemExit(f"bench/batch: {' '.join(command)} failed with exit code {measured['returncode']}")
+    return {"wall_s": measured["wall_s"], "peak_rss_mb": measured["peak_rss_mb"]}
 
 
 def main() -> int:

@@ -27,6 +27,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/shared.py
+from shared import byte_compile  # noqa: E402
+
 WORK = ROOT / "build" / "bench" / "batch"
 HERE = Path(__file__).resolve().parent
 GOAL_RATIO = 5.0
@@ -37,6 +41,7 @@ def measure(project: Path, rows: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if "models: []" in (project / "governance" / "registry.yaml").read_text():
         raise SystemExit(f"bench/batch: {project} has no registered model: run `make data train register`")
+    byte_compile(project)
     python = project / ".venv" / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(project)}  # measure.py imports the project's modules
     command = [str(python), str(HERE / "measure.py"), "--rows", str(rows), "--out", str(out)]

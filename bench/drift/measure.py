@@ -11,7 +11,8 @@ Called by bench/drift/run.py. Steps, each timed on its own:
             full scipy check again, which must find the same drifted features
   scaled    with --scale K: the compacted window copied K times (ids made unique per copy), so
             K x rows captured rows without K x the generation time; the full scipy check on it
-Every full check also reports its peak resident memory (the check's own process, from wait4).
+Every full check also reports its peak resident memory: the check's process and its snapshot
+worker together (bench/shared.py says why sampled).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,9 @@ from governance.core.paths import PATHS
 from monitoring import compact, reference
 from monitoring.capture import read_window
 from monitoring.detectors import make_detector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/shared.py
+from shared import measured_tree
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -141,16 +144,13 @@ def full_check(results: dict[str, float], name: str, capture: Path, backend: str
         sys.executable, "-m", "governance.cli", "--quiet", "drift", "--capture-uri", str(capture),
         "--since", "1970-01-01T00:00:00+00:00", "--detector", backend, "--no-history",
     ]  # fmt: skip
-    started = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    results[name] = time.perf_counter() - started
-    if process.returncode != 0:
-        raise SystemExit(f"bench/drift: {' '.join(command)} failed with exit code {process.returncode}")
+    measured = measured_tree(command)
+    results[name] = measured["wall_s"]
+    if measured["returncode"] != 0:
+        raise SystemExit(f"bench/drift: {' '.join(command)} failed with exit code {measured['returncode']}")
     # CPU seconds do not depend on what else the machine runs; wall seconds do.
-    results[f"{name} (CPU s)"] = usage.ru_utime + usage.ru_stime
-    results[f"{name} (peak RSS MB)"] = usage.ru_maxrss / 1024  # Linux reports kilobytes
+    results[f"{name} (CPU s)"] = measured["cpu_s"]
+    results[f"{name} (peak RSS MB)"] = measured["peak_rss_mb"]  # the check and its snapshot worker
     print(
         f"  {name:<34} {results[name]:7.2f} s, CPU {results[f'{name} (CPU s)']:.2f} s, "
         f"peak RSS {results[f'{name} (peak RSS MB)']:.0f} MB",

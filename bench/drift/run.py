@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/shared.py
+from shared import byte_compile  # noqa: E402
+
 WORK = ROOT / "build" / "bench" / "drift"
 HERE = Path(__file__).resolve().parent
 # The goals on a 2-core machine: the check on 1 M captured rows under 10 s, on 10 M rows
@@ -109,6 +113,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     project = baked_project(args.project)
+    byte_compile(project)
     out = WORK / f"rows-{args.rows}"
     out.mkdir(parents=True, exist_ok=True)
     python = project / ".venv" / "bin" / "python"

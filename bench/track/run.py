@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/shared.py
+from shared import byte_compile  # noqa: E402
+
 OUT = ROOT / "build" / "bench" / "track"
 
 
@@ -112,24 +116,6 @@ def check_tuning(project: Path, trials: int, output: str) -> None:
         sys.exit(f"bench/track: {trials} trials left {counted} nested MLflow runs")
     if "--- a/ml/params.yaml" not in output and "already holds the chosen settings" not in output:
         sys.exit(f"bench/track: the tune output shows no params diff:\n{output}")
-
-
-def byte_compile(project: Path) -> None:
-    """Measure the steady state a user's machine is in: modules byte-compiled, as pip leaves them at
-    install and Python caches them at first import. Where PYTHONDONTWRITEBYTECODE is set (this
-    machine sets it) every run would otherwise compile MLflow from source, about 5 s of CPU."""
-    python = str(project / ".venv" / "bin" / "python")
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    print("==> byte-compiling the project and its environment once (tracking on and off alike)", flush=True)
-    # Some packages ship files for other Python versions that do not compile: the exit code is ignored.
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", site], check=False, capture_output=True)
-    subprocess.run(
-        [python, "-m", "compileall", "-q", "-j", "0", "-x", r"/\.venv/", str(project)],
-        check=False, capture_output=True,
-    )  # fmt: skip
 
 
 def main() -> int:
