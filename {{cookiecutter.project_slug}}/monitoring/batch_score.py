@@ -3,7 +3,8 @@
 The input (a Parquet or CSV file, a folder of them, or any fsspec URL) is cut into pieces: one
 per Parquet row group, one per CSV file. A piece is read in record batches, each row checked
 against the data contract (monitoring/row_rules.py), the good rows scored by the ground's
-encoder and scorer (the very code serving runs), and written as one Parquet part:
+encoder and scorer (the very code serving runs; a category goes in as its position where the
+graph allows it, monitoring/coded_inputs.py), and written as one Parquet part:
 
     OUT/predictions/part-00000.parquet  source, row, [key], prediction, probability_<class>
                                         (or value), model_version
