@@ -187,8 +187,9 @@ class PromotionPolicy(Record):
     `max_metric_drop` is in the primary metric's units, whichever its direction; `max_bias_gap`
     bounds the challenger's gap of `bias.metric`; `max_latency_ratio` the challenger's p99
     scoring time over the champion's, measured on the same batches, when it is also more than
-    `latency_slack_ms` slower (p99s well under a millisecond differ by a millisecond from one busy
-    moment of the machine: a ratio of 2-3 no client notices). Fewer than `min_rows` rows
+    `latency_slack_ms` slower (p99s of about a millisecond differ by 2-3 ms from one busy moment
+    of the machine, CPU time included: 3.41 vs 1.06 ms for like models on a loaded CI runner; a
+    ratio no client notices). Fewer than `min_rows` rows
     answered by both, or `min_labelled_rows` labelled ones, is not enough evidence: hold.
 
     After promotion, the live metric is compared with the shadow phase's, measured on other
@@ -204,7 +205,7 @@ class PromotionPolicy(Record):
     max_metric_drop: float = Field(0.02, ge=0)
     max_bias_gap: float = Field(0.15, ge=0)
     max_latency_ratio: float = Field(2.0, gt=0)
-    latency_slack_ms: float = Field(2.0, ge=0)
+    latency_slack_ms: float = Field(5.0, ge=0)
     max_live_metric_drop: float = Field(0.05, ge=0)
 
 
