@@ -9,6 +9,8 @@ Called by bench/drift/run.py. Steps, each timed on its own:
             when it says retrain, reports), per backend
   compacted the capture after `make compact` (each day one Parquet file): the read and the
             full scipy check again, which must find the same drifted features
+  no drift  a window of the same size without drift, compacted: the check as most scheduled runs
+            see it (no retraining snapshot to build)
   scaled    with --scale K: the compacted window copied K times (ids made unique per copy), so
             K x rows captured rows without K x the generation time; the full scipy check on it
 Every full check also reports its peak resident memory: the check's process and its snapshot
@@ -214,6 +216,15 @@ def main() -> int:
     outcome["scipy, compacted"] = full_check(results, name, compacted, "scipy")
     if outcome["scipy, compacted"]["drifted"] != outcome["scipy"]["drifted"]:
         raise SystemExit("bench/drift: the compacted window gave another decision than the JSON lines")
+    # Most scheduled runs see no drift: the check decides without a snapshot, and its worker is
+    # stopped unused. A window like the first, from the same generator without the covariate shift.
+    steady = args.out / "capture-steady"
+    if not steady.exists():
+        print(f"generating {args.rows} captured rows without drift, compacted (not timed) ...", flush=True)
+        write_capture(steady, args.rows, seed=12, drift=0.0, streams=8, labelled=0.3)
+        compact.run(str(steady), contract=contract)
+    name = "full check, scipy backend, compacted, no drift"
+    outcome["scipy, compacted, no drift"] = full_check(results, name, steady, "scipy")
     if args.scale > 1:
         scaled = args.out / f"capture-compacted-x{args.scale}"
         if not scaled.exists():

@@ -97,10 +97,10 @@ def report(result: dict) -> None:
             met = wall < goal and (memory is None or rss < memory)
             bound = f"< {goal:.0f} s" + (f", < {memory / 1024:.0f} GB" if memory else "")
             verdict = f"  goal {bound}: {'met' if met else 'NOT met'}"
-        print(f"  {name:<24} {rows:>11,} rows {wall:7.1f} s wall, peak RSS {rss:6.0f} MB ({parts}){verdict}")
+        print(f"  {name:<26} {rows:>10,} rows {wall:5.1f} s wall, {rss:5.0f} MB, {outcome['status']} ({parts}){verdict}")
         if outcome.get("snapshot_rows") is not None:
             snapshot = f"{outcome['snapshot_rows']:,} rows (its window part bounded by the policy)"
-            print(f"  {'':<24} retraining snapshot: {snapshot}")
+            print(f"  {'':<26} retraining snapshot: {snapshot}")
     print(f"  (load average when done: {', '.join(f'{value:.1f}' for value in os.getloadavg())})")
 
 

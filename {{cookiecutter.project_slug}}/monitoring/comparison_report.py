@@ -1,7 +1,7 @@
 """A comparison written three ways: HTML for people, Markdown for the pull request, JSON for machines.
 
 Used by `make compare` (champion vs challenger) and `make post-deploy-check` (shadow phase vs
-live). The HTML page is self-contained (the plot embedded as base64 PNG, the shared CSS
+live). The HTML page is self-contained (the plot embedded as base64 SVG, monitoring/charts.py, the shared CSS
 inlined); its one plot overlays the two score (or value) distributions the KS statistic
 compares. The wording is in governance/templates/comparison_report.html.j2 and
 comparison_summary.md.j2; the GitOps pull requests render the same Markdown from the record.
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from governance.core.records import Comparison, write_json
 from governance.documents import render
-from monitoring.report import figure_png
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,35 +34,22 @@ def distribution_plot(
     """Both answer sets' score (value) distributions, one panel per signal column."""
     if not len(baseline) or not len(subject):
         return None
-    import matplotlib
-    import numpy as np
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
+    from monitoring.charts import Sample, image, numeric_panel
     from monitoring.predictions import describe, from_window, signal_columns
 
     names = signal_columns(target)
     ours, theirs = from_window(baseline, target), from_window(subject, target)
-    figure, panels = pyplot.subplots(1, len(names), figsize=(6 * min(len(names), 2), 3.2), squeeze=False)
-    figure.suptitle(
-        f"{describe(target)}: KS statistic {comparison.score_distance or 0:.3g}",
-        fontsize=8,
-        x=0.99,
-        ha="right",
-    )
-    for index, (axes, name) in enumerate(zip(panels[0], names, strict=True)):
-        values = [column[~np.isnan(column)] for column in (ours[:, index], theirs[:, index])]
-        both = np.concatenate(values)
-        low, high = np.quantile(both, [0.005, 0.995]) if len(both) else (0.0, 1.0)
-        bins = np.linspace(low, high if high > low else low + 1, 41)
-        for column, label in zip(values, (comparison.baseline_name, comparison.subject_name), strict=True):
-            axes.hist(np.clip(column, low, high), bins=bins, density=True, alpha=0.5, label=label)
-        axes.set_title(name, fontsize=9)
-        axes.legend()
-    image = figure_png(figure)
-    pyplot.close(figure)
-    return image
+    panels = [
+        numeric_panel(
+            name,
+            [
+                Sample(comparison.baseline_name, ours[:, index]),
+                Sample(comparison.subject_name, theirs[:, index]),
+            ],
+        )
+        for index, name in enumerate(names)
+    ]
+    return image(panels, f"{describe(target)}: KS statistic {comparison.score_distance or 0:.3g}")
 
 
 def write(

@@ -1,6 +1,6 @@
 """The drift run written three ways: HTML for people, Markdown for the pull request, JSON for machines.
 
-The HTML report is one self-contained file (plots embedded as base64 PNG, the shared CSS
+The HTML report is one self-contained file (plots embedded as base64 SVG, monitoring/charts.py, the shared CSS
 inlined) so a CI artifact or an e-mail attachment shows everything without a server. Feature
 plots are drawn only for drifted features: a report with nine unremarkable histograms hides
 the one that matters. The model's answers get one plot whenever the champion could be
@@ -12,8 +12,6 @@ and drift_summary.md.j2.
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,50 +45,31 @@ def markdown(summary: DriftSummary) -> str:
     return render("drift_summary.md.j2", summary=summary, rows=feature_rows(summary)).strip() + "\n"
 
 
-def _png(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-figure_png = _png  # the comparison reports (monitoring/comparison_report.py) embed their plot the same way
-
-
-def _numeric_plot(axes: Any, reference: np.ndarray, current: np.ndarray, name: str) -> None:
+def _numeric_panel(name: str, reference: np.ndarray, current: np.ndarray) -> dict[str, Any]:
     import numpy as np
 
-    ref, cur = reference[~np.isnan(reference)], current[~np.isnan(current)]
-    # The axis range: quantiles of both samples, of at most ~1 M evenly spaced window values.
-    both = np.concatenate([ref, cur[:: max(1, len(cur) // 1_000_000)]])
-    low, high = np.quantile(both, [0.005, 0.995]) if len(both) else (0.0, 1.0)
-    high = high if high > low else low + 1
-    for values, label in ((ref, "reference"), (cur, "current")):  # 40 equal bins: numpy's fast path
-        counts, bins = np.histogram(np.clip(values, low, high), bins=40, range=(low, high))
-        density = counts / max(int(counts.sum()), 1) / np.diff(bins)
-        axes.stairs(density, bins, fill=True, alpha=0.5, label=label)
+    from monitoring.charts import Sample, numeric_panel
+
     missing = f"missing: reference {np.isnan(reference).mean():.1%}, current {np.isnan(current).mean():.1%}"
-    axes.set_title(f"{name} ({missing})", fontsize=9)
-    axes.legend()
+    return numeric_panel(f"{name} ({missing})", [Sample("reference", reference), Sample("current", current)])
 
 
-def _categorical_plot(axes: Any, reference: pd.Series, current: pd.Series, feature: Feature) -> None:
+def _categorical_panel(reference: pd.Series, current: pd.Series, feature: Feature) -> dict[str, Any]:
     import numpy as np
 
+    from monitoring.charts import Sample, categorical_panel
     from monitoring.detectors import category_codes
 
     labels = [*feature.categories, "(unseen)", "(missing)"]
     size = len(labels)
-    shares = [
-        np.bincount(category_codes(values, feature.categories), minlength=size)[:size] / max(len(values), 1)
-        for values in (reference, current)
-    ]
-    positions = np.arange(size)
-    axes.bar(positions - 0.2, shares[0], width=0.4, label="reference")
-    axes.bar(positions + 0.2, shares[1], width=0.4, label="current")
-    axes.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
-    axes.set_ylabel("share of rows")
-    axes.set_title(feature.name, fontsize=9)
-    axes.legend()
+
+    def shares(values: pd.Series) -> np.ndarray:
+        return np.bincount(category_codes(values, feature.categories), minlength=size)[:size] / max(
+            len(values), 1
+        )
+
+    samples = [Sample("reference", shares(reference)), Sample("current", shares(current))]
+    return categorical_panel(feature.name, labels, samples)
 
 
 def plots(
@@ -100,33 +79,27 @@ def plots(
     contract: Contract,
     reference_scores: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """One base64 PNG per drifted feature, and one of the model's answers when they were compared."""
+    """One base64 SVG per drifted feature, and one of the model's answers when they were compared."""
     if reference is None or current is None:
         return {}
-    import matplotlib
     import numpy as np
     import pandas as pd
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from monitoring.charts import image
 
     images: dict[str, str] = {}
     tests = {row.name: row for row in summary.drift.features} if summary.drift else {}
     for name in summary.drift.drifted_features if summary.drift else ():
         feature = contract.feature(name)
-        figure, axes = pyplot.subplots(figsize=(6, 3.2))
-        figure.suptitle(f"{tests[name].test} p = {tests[name].p_value:.3g}", fontsize=8, x=0.99, ha="right")
         if feature.is_numeric:
-            _numeric_plot(
-                axes,
+            drawn = _numeric_panel(
+                name,
                 pd.to_numeric(reference[name]).to_numpy(dtype=np.float64, na_value=np.nan),
                 pd.to_numeric(current[name]).to_numpy(dtype=np.float64, na_value=np.nan),
-                name,
             )
         else:
-            _categorical_plot(axes, reference[name], current[name], feature)
-        images[name] = _png(figure)
-        pyplot.close(figure)
+            drawn = _categorical_panel(reference[name], current[name], feature)
+        images[name] = image([drawn], f"{tests[name].test} p = {tests[name].p_value:.3g}")
     if summary.score_drift is not None and reference_scores is not None:
         images[summary.score_drift.name] = _signal_plot(summary, reference_scores, current, contract)
     return images
@@ -137,24 +110,17 @@ def _signal_plot(
 ) -> str:
     """The model's answers, reference vs current: one panel per signal column (per class for multiclass)."""
     import numpy as np
-    from matplotlib import pyplot
 
+    from monitoring.charts import image
     from monitoring.predictions import describe, from_window, signal_columns
 
     names = signal_columns(contract.target)
     reference = np.asarray(reference_scores, dtype=np.float64).reshape(len(reference_scores), -1)
     window = from_window(current, contract.target)
-    figure, panels = pyplot.subplots(1, len(names), figsize=(6 * min(len(names), 2), 3.2), squeeze=False)
     score = summary.score_drift
     assert score is not None
-    figure.suptitle(
-        f"{describe(contract.target)}: {score.test} p = {score.p_value:.3g}", fontsize=8, x=0.99, ha="right"
-    )
-    for index, (axes, name) in enumerate(zip(panels[0], names, strict=True)):
-        _numeric_plot(axes, reference[:, index], window[:, index], name)
-    image = _png(figure)
-    pyplot.close(figure)
-    return image
+    panels = [_numeric_panel(name, reference[:, index], window[:, index]) for index, name in enumerate(names)]
+    return image(panels, f"{describe(contract.target)}: {score.test} p = {score.p_value:.3g}")
 
 
 def render_html(summary: DriftSummary, images: dict[str, str]) -> str:

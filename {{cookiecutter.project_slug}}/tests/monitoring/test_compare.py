@@ -122,7 +122,8 @@ def test_the_command_writes_the_reports_and_exits_by_verdict(tmp_path, live, cha
     record = json.loads((folder / "compare.json").read_text())
     assert record["verdict"] == "promote" and record["subject_version"] == "v2"
     html = (folder / "report.html").read_text()
-    assert 'Champion vs challenger: <span class="status">promote' in html and "data:image/png;base64," in html
+    assert 'Champion vs challenger: <span class="status">promote' in html
+    assert '<img alt="score distributions" src="data:image/svg+xml;base64,' in html
     assert "| score_distance |" in (folder / "summary.md").read_text()
 
     bad = ToyModel(CONTRACT, shuffled(example(4000, seed=1)))

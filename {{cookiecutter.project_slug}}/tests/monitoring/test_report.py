@@ -43,7 +43,7 @@ def test_the_reports_show_the_decision_its_reasons_and_every_feature(tmp_path):
 def test_the_html_report_plots_only_the_drifted_features_and_stays_one_file(tmp_path):
     summary, reference, current = drifted_summary()
     html = report.write(summary, tmp_path, reference, current, CONTRACT)["html"].read_text()
-    assert set(re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)) == INJECTED
+    assert set(re.findall(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,', html)) == INJECTED
     assert (PATHS.templates / "report.css").read_text() in html, "the stylesheet is inlined as it is"
     assert not re.search(r'(src|href)="(?!data:)', html), "nothing is loaded from elsewhere"
 
