@@ -384,8 +384,9 @@ def image(
     version: Annotated[str, typer.Option(help="Model version to package (default: the latest).")] = "latest",
     wheelhouse: Annotated[Path | None, typer.Option(help="Serving wheels for an offline build.")] = None,
     docker: Annotated[str, typer.Option(envvar="DOCKER", help="Docker-compatible client.")] = "docker",
+    kind: Annotated[str, typer.Option(help="serve (the service) or batch (`mlops score`, Dask).")] = "serve",
 ) -> None:
-    """Build the serving container image."""
+    """Build the serving container image, or the batch image (`mlops score`, Dask) with --kind batch."""
     from deploy.image import build
 
     build(
@@ -396,6 +397,7 @@ def image(
         version=version,
         wheelhouse=wheelhouse,
         docker=docker,
+        kind=kind,
         say=typer.echo,
     )
 
@@ -565,6 +567,13 @@ def score(
     model: Annotated[
         str | None, typer.Option(envvar="MODEL", help="An ONNX file instead of the registry's champion.")
     ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BATCH_MODEL_VERSION",
+            help="The registry's version of MODEL, written into every row (default: file:<its name>).",
+        ),
+    ] = None,
     key: Annotated[str | None, typer.Option(help="An input column copied to every output row.")] = None,
     batch_rows: Annotated[int, typer.Option(min=1, help="Rows per record batch.")] = 65_536,
     force: Annotated[bool, typer.Option("--force", help="Replace the parts of an earlier run.")] = False,
@@ -574,7 +583,15 @@ def score(
     from monitoring.engine import choose
 
     summary = batch_score.run(
-        paths_of(ctx), data, out, choose(engine), model, key, batch_rows=batch_rows, overwrite=force
+        paths_of(ctx),
+        data,
+        out,
+        choose(engine),
+        model,
+        key,
+        batch_rows=batch_rows,
+        overwrite=force,
+        model_version=model_version,
     )
     typer.echo(
         f"scored {summary.scored} of {summary.rows} rows ({summary.rejected} rejected) in "

@@ -1,8 +1,8 @@
-"""`make licences`: every package the serving image and the training environment install, checked
-against the licences governance/policy.yaml allows.
+"""`make licences`: every package the serving and batch images and the training environment install,
+checked against the licences governance/policy.yaml allows.
 
-The packages are the ones the hashed locks pin (requirements/serve.txt is exactly the image's
-set; train.txt and monitor.txt the training and monitoring environment's). Each package's licence
+The packages are the ones the hashed locks pin (requirements/serve.txt and batch.txt are exactly
+the images' sets; train.txt and monitor.txt the training and monitoring environment's). Each package's licence
 is read from its installed metadata: the SPDX `License-Expression` when it declares one (PEP 639),
 else its trove classifiers, else a short `License` field. An expression passes when the allowed
 licences satisfy it (`A OR B`: either, `A AND B`: both). A package the policy accepts by name
@@ -22,7 +22,11 @@ from governance.core.errors import CheckFailed, InputError
 from governance.core.paths import Paths
 from governance.core.policy import LicencePolicy
 
-LOCKS = {"serving image": ("serve.txt",), "training environment": ("train.txt", "monitor.txt")}
+LOCKS = {
+    "serving image": ("serve.txt",),
+    "batch image": ("batch.txt",),
+    "training environment": ("train.txt", "monitor.txt"),
+}
 PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==")
 TOKEN = re.compile(r"\(|\)|[^\s()]+")
 # Trove classifiers (the last part) as the licence identifiers the policy lists.

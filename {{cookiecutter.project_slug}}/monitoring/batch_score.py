@@ -376,14 +376,15 @@ def prepare_output(out: str, overwrite: bool) -> str:
     return fs.unstrip_protocol(root)
 
 
-def resolve_model(paths: Paths, model: str | None) -> tuple[bytes, str]:
-    """The model file's bytes and its version: the one given, else the champion (stage production;
-    before the first promotion, the newest registered entry)."""
+def resolve_model(paths: Paths, model: str | None, version: str | None = None) -> tuple[bytes, str]:
+    """The model file's bytes and its version: the one given (named `version`, else by its file
+    name), else the champion (stage production; before the first promotion, the newest registered
+    entry). The batch image carries one model, named by BATCH_MODEL_VERSION."""
     if model:
         path = Path(model)
         if not path.is_file():
             raise ScoreInputError(f"MODEL: {model} is not an ONNX file")
-        return path.read_bytes(), f"file:{path.name}"
+        return path.read_bytes(), version or f"file:{path.name}"
     # The drift check's rule (monitoring/reference.py), without importing the reference's data stack.
     models = registry.load(paths.registry)
     entry = models.champion or max(
@@ -440,11 +441,12 @@ def run(
     key: str | None = None,
     batch_rows: int = BATCH_ROWS,
     overwrite: bool = False,
+    model_version: str | None = None,
 ) -> ScoreSummary:
     """Score every row of `data` into `out`; returns (and writes) the run's summary."""
     engine = engine or engines.choose()
     contract = load_contract(paths.contract)
-    content, version = resolve_model(paths, model)
+    content, version = resolve_model(paths, model, model_version)
     pieces = plan(data)
     root = prepare_output(out, overwrite)
     threads = 1 if engine.distributed else (os.cpu_count() or 1)  # a Dask worker scores on its own thread

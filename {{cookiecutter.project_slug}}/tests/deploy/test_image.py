@@ -111,9 +111,10 @@ def test_the_healthcheck_probes_liveness_without_curl():
 def project(tmp_path: Path) -> Paths:
     """A copy of this project's serving inputs (and more) with a stand-in model behind `latest`."""
     root = tmp_path / "project"
-    for folder in ("app", "governance", "ml", "deploy"):
+    for folder in ("app", "governance", "ml", "deploy", "monitoring"):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for kept in ("data_pipelines/contract.yaml", "data_pipelines/source.yaml", "requirements/serve.txt"):
+    kept_files = ("data_pipelines/contract.yaml", "data_pipelines/source.yaml", "requirements/serve.txt")
+    for kept in (*kept_files, "requirements/batch.txt"):
         (root / kept).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / kept, root / kept)
     models = root / "artifacts" / "models"
@@ -173,6 +174,35 @@ def test_the_build_resolves_latest_and_passes_the_build_arguments(project, fake_
     assert arguments[-1] == str(project.root / "build" / "image" / "context")
     assert not (project.root / "build" / "image" / "context" / "build").exists()  # no wheelhouse given
     assert f"model {VERSION}" in capsys.readouterr().out
+
+
+def test_the_batch_image_gets_the_command_line_the_monitoring_code_its_lock_and_the_model(
+    project, fake_docker
+):
+    fake_docker.answer("build")
+    assert build(project, fake_docker.path, "--kind", "batch", "--image", "localhost/ldm-batch") == 0
+    ((_, *arguments),) = fake_docker.called("build")
+    assert arguments[arguments.index("--file") + 1] == str(project.root / "deploy" / "batch" / "Dockerfile")
+    assert f"MODEL_VERSION={VERSION}" in arguments  # named in every output row (BATCH_MODEL_VERSION)
+    context = project.root / "build" / "image-batch" / "context"
+    assert arguments[-1] == str(context)
+    files = staged(context)
+    assert {
+        "governance/cli.py",
+        "governance/templates/batch_score.html.j2",
+        "monitoring/batch_score.py",
+    } <= files
+    assert {"data_pipelines/contract.yaml", "requirements/batch.txt", "model/model.onnx"} <= files
+    assert not any(name.startswith(("app/", "ml/", "artifacts/")) or name.endswith(".pyc") for name in files)
+    assert not (project.root / "build" / "image").exists(), "the serving image's context is left alone"
+
+
+def test_an_unknown_image_kind_is_named_and_nothing_is_built(project, fake_docker, capsys):
+    assert build(project, fake_docker.path, "--kind", "gpu") == 2
+    assert (
+        "--kind: 'gpu' is not an image this project builds (one of serve, batch)" in capsys.readouterr().err
+    )
+    assert fake_docker.calls == []
 
 
 def test_a_missing_model_is_named_and_nothing_is_built(project, fake_docker, capsys):
