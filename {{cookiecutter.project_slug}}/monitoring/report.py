@@ -1,13 +1,13 @@
 """The drift run written three ways: HTML for people, Markdown for the pull request, JSON for machines.
 
-The HTML report is one self-contained file (plots embedded as base64 SVG, monitoring/charts.py, the shared CSS
-inlined) so a CI artifact or an e-mail attachment shows everything without a server. Feature
-plots are drawn only for drifted features: a report with nine unremarkable histograms hides
-the one that matters. The model's answers get one plot whenever the champion could be
-re-scored (the task's prediction signal, monitoring/predictions.py: the positive-class
-probability, one panel per class probability, or the predicted values), since they are what
-the service hands its clients. The wording is in governance/templates/drift_report.html.j2
-and drift_summary.md.j2.
+The HTML report is one self-contained file (plots embedded as base64 SVG from
+monitoring/charts.py, the shared CSS inlined) so a CI artifact or an e-mail attachment shows
+everything without a server. Feature plots are drawn only for drifted features: a report with
+nine unremarkable histograms hides the one that matters. The model's answers get one plot
+whenever the champion could be re-scored (the task's prediction signal, monitoring/predictions.py:
+the positive-class probability, one panel per class probability, or the predicted values), since
+they are what the service hands its clients. The wording is in
+governance/templates/drift_report.html.j2 and drift_summary.md.j2.
 """
 
 from __future__ import annotations
