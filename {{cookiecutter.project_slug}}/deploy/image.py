@@ -4,7 +4,7 @@ Docker-API engine.
 The serving image's context holds only what deploy/Dockerfile copies: the service (app/), the
 ground layer it imports (governance/core/), the policy and the data contract, the serving lock,
 one model and (for offline builds) the wheelhouse. The batch image's (deploy/batch/Dockerfile)
-holds governance/ and monitoring/, the contract, the monitoring lock, one model and its own
+holds governance/ and monitoring/, the contract, the batch lock, one model and its own
 wheelhouse. Either is made world-readable, so the image runs under any uid even when the
 checkout's umask is strict.
 """

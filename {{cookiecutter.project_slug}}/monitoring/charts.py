@@ -121,7 +121,6 @@ def image(panels: Sequence[dict[str, Any]], note: str) -> str:
         note=note,
         width=WIDTH * columns,
         height=HEIGHT * rows,
-        panel_width=WIDTH,
         left=LEFT,
         right=WIDTH - RIGHT,
         top=TOP,
