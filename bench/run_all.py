@@ -267,7 +267,7 @@ def drift_rows(rows: int) -> list[dict]:
         + [
             {
                 "figure": f"drift check on {outcome['rows']:,} captured rows ({name}), peak RSS "
-                f"{outcome['peak_rss_mb']:.0f} MB (wall)",
+                f"{outcome['peak_rss_mb']:.0f} MiB (wall)",
                 "value": outcome["wall_s"],
                 "baseline": "of it: waiting for the retraining snapshot (built by a worker during the plots)",
                 "baseline_value": outcome["timings"].get("dataset_s", 0.0),
@@ -306,7 +306,7 @@ def batch_rows(rows: int) -> list[dict]:
                 "baseline_value": base["peak_rss_mb"],
                 "ratio": base["peak_rss_mb"] / way["peak_rss_mb"],
                 "meaning": "x less memory",
-                "unit": "MB",
+                "unit": "MiB",
             }
         )
     if "ceiling" in result:  # what no scorer of this model can beat: is the goal reachable at all?

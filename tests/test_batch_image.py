@@ -6,19 +6,26 @@ file with `make score` on the host, builds the image and then scores the same fi
 production runs them (read-only root, no capabilities, uid 10001): once embedded, once with the
 job handing the rows to a scheduler and a worker container. Every prediction and every rejected row
 must equal the host's, and the rows must name the registered model version the image carries.
+Then the image is pushed to a local registry (LOCAL STAND-IN: the CNCF distribution registry, as in
+the demo) with `make image-push-batch`, and staging and promotion pin that digest in deploy/batch.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import bake_defaults, free_port, project_env, run_make
+from conftest import ROOT, bake_defaults, free_port, project_env, run_make
+
+sys.path.insert(0, str(ROOT / "scripts"))  # the demo's registry stand-in
+from demo_standins import RegistryStandIn
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, engine: dict[str, str]) ->
     )
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     image = f"localhost/batch-image-test:{tag}"
-    yield {"root": folder, "image": image, "env": env}
+    yield {"root": folder, "image": image, "env": env, "tag": tag}
     docker(env, "image", "rm", "--force", image)
 
 
@@ -157,3 +164,40 @@ def test_the_batch_image_scores_as_make_score_does_alone_and_on_a_dask_cluster(p
     finally:
         for role in ("scheduler", "worker"):
             docker(env, "rm", "--force", f"{name}-{role}")
+
+
+def test_the_pushed_batch_image_is_what_promotion_pins_in_deploy_batch(project, tmp_path):
+    """cd.yml's batch steps (`make image-push-batch`, then `make pin-staging`) and `make promote`:
+    deploy/batch ends up pinning the digest the registry holds, of the registered version."""
+    root, env, tag = project["root"], project["env"], project["tag"]
+    version = yaml.safe_load((root / "governance" / "registry.yaml").read_text())["models"][-1]["version"]
+    podman = "podman" in env.get("DOCKER_HOST", "")
+    registry = RegistryStandIn(tmp_path / "registry")
+    host = registry.start(print, "podman" if podman else "docker", project_env(**env))
+    target = f"{host}/acme/loan-default-model-batch"
+    # The podman CLI reads the stand-in's registries.conf (plain HTTP on loopback); the API does not.
+    push_env = {**env, **registry.podman_env(), "DOCKER": "podman"} if podman else env
+    try:
+        assert docker(env, "tag", project["image"], f"{target}:{tag}").returncode == 0
+        pushed = run_make(root, "image-push-batch", f"BATCH_IMAGE={target}", f"TAG={tag}", **push_env)
+        assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
+        record = json.loads((root / "artifacts" / "image-batch.json").read_text())
+        assert record["model_version"] == version, "the batch image carries its model's version label"
+        assert registry.has_manifest("acme/loan-default-model-batch", record["digest"]), record
+    finally:
+        registry.stop()
+        docker(env, "image", "rm", f"{target}:{tag}")
+    # The serving image's record, as `make image-push` writes it (the demo pushes a real one).
+    serving = {"digest": "sha256:" + "5" * 64, "model_version": version, "reference": "r@sha256:" + "5" * 64}
+    (root / "artifacts" / "image.json").write_text(json.dumps(serving))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "--message", "baked"]):
+        subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
+    for target_and_args in (("pin-staging",), ("promote", f"VERSION={version}")):
+        staged = run_make(root, *target_and_args)
+        assert staged.returncode == 0, staged.stdout[-3000:] + staged.stderr[-3000:]
+    kustomization = (root / "deploy" / "batch" / "kustomization.yaml").read_text()
+    (image,) = yaml.safe_load(kustomization)["images"]
+    assert image["digest"] == record["digest"], "deploy/batch pins the pushed batch image"
+    pull_request = (root / "reports" / "gitops" / "production.md").read_text()
+    assert re.search(r"^- `deploy/batch/kustomization.yaml`$", pull_request, re.M), pull_request

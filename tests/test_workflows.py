@@ -265,6 +265,7 @@ def test_cd_ignores_exactly_the_files_a_gitops_pull_request_changes(project):
         "governance/model_cards/v20250101-000000-abc123.md",
         "deploy/overlays/staging/kustomization.yaml",
         "deploy/overlays/production/kustomization.yaml",
+        "deploy/batch/kustomization.yaml",  # the batch image pinned at promotion
     ]
     for path in written:
         assert any(f.match(path) for f in filters), f"merging a GitOps PR that writes {path} runs cd again"
@@ -277,6 +278,8 @@ def test_cd_ignores_exactly_the_files_a_gitops_pull_request_changes(project):
         "governance/model_cards.py",
         "deploy/base/deployment.yaml",
         "deploy/Dockerfile",
+        "deploy/batch/Dockerfile",
+        "deploy/batch/cronjob.yaml",
         "app/main.py",
     ]
     for path in still_built:

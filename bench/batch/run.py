@@ -53,7 +53,7 @@ def measure(project: Path, rows: int) -> dict:
 def report(result: dict) -> None:
     base = result["baseline"]
     print(f"\nBatch scoring of {result['rows']:,} rows, {result['cores']} cores:")
-    print(f"  {'way':<44} {'rows/s':>10} {'x base':>7} {'peak RSS MB':>12} {'start s':>8} {'wall s':>8}")
+    print(f"  {'way':<44} {'rows/s':>10} {'x base':>7} {'peak RSS MiB':>12} {'start s':>8} {'wall s':>8}")
     ways = [("pandas + scikit-learn predict_proba (baseline)", base)]
     ways += [(f"make score, {name}", result[name]) for name in ("embedded", "dask-local")]
     for name, way in ways:

@@ -155,7 +155,7 @@ def full_check(results: dict[str, float], name: str, capture: Path, backend: str
     results[f"{name} (peak RSS MB)"] = measured["peak_rss_mb"]  # the check and its snapshot worker
     print(
         f"  {name:<34} {results[name]:7.2f} s, CPU {results[f'{name} (CPU s)']:.2f} s, "
-        f"peak RSS {results[f'{name} (peak RSS MB)']:.0f} MB",
+        f"peak RSS {results[f'{name} (peak RSS MB)']:.0f} MiB",
         flush=True,
     )
     summary = json.loads((PATHS.drift_reports / "drift.json").read_text())

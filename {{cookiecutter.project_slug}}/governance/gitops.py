@@ -2,15 +2,17 @@
 
 Three changes exist, each one make target and one bot-owned branch:
 - `pin-staging` (cd.yml, after an image is pushed): the image's model version becomes
-  `staging` in governance/registry.yaml, with its image digest, and deploy/overlays/staging
-  pins that digest. Branch `gitops/staging`.
+  `staging` in governance/registry.yaml, with its image digest (and its batch image's, when
+  cd.yml built one), and deploy/overlays/staging pins that digest. Branch `gitops/staging`.
 - `promote` (promote.yml, behind the protected `production` environment): a version that is
   in `staging` becomes `production`, the previous champion is archived, and
-  deploy/overlays/production pins the version's digest. Branch `gitops/production`. The body
-  carries `make compare`'s evidence for that version when there is some.
+  deploy/overlays/production pins the version's digest, deploy/batch its batch image's, so the
+  nightly scoring job runs the champion too. Branch `gitops/production`. The body carries
+  `make compare`'s evidence for that version when there is some.
 - `rollback` (by hand, or post-deploy.yml when the live window breaches the policy): production
-  goes back to the version it ran before (or a named one), whose digest production pins again.
-  Branch `rollback/production`, so a pending promotion and a rollback never share a branch.
+  goes back to the version it ran before (or a named one), whose digests production and
+  deploy/batch pin again. Branch `rollback/production`, so a pending promotion and a rollback
+  never share a branch.
 Merging the PR is the deployment: Argo CD syncs each overlay from main. Re-running either
 target updates the same branch and PR instead of opening another, with one commit on top of
 main, and changes nothing when the open PR already holds the change (see github_client.py).
@@ -32,10 +34,16 @@ from governance.core.paths import Paths
 from governance.core.records import Comparison, RegistryEntry, read_comparison
 from governance.documents import render
 
-# Only these paths are part of a GitOps change (the registry, its model cards, the overlays);
-# anything else in the working tree is not. cd.yml's `paths-ignore` lists exactly these, so
-# merging a GitOps PR deploys without building again (the template's tests keep them equal).
-CHANGE_SCOPE = ("governance/registry.yaml", "governance/model_cards", "deploy/overlays")
+# Only these paths are part of a GitOps change (the registry, its model cards, the overlays, the
+# batch job's image pin); anything else in the working tree is not. cd.yml's `paths-ignore` lists
+# exactly these, so merging a GitOps PR deploys without building again (the template's tests keep
+# them equal).
+CHANGE_SCOPE = (
+    "governance/registry.yaml",
+    "governance/model_cards",
+    "deploy/overlays",
+    "deploy/batch/kustomization.yaml",
+)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 DIGEST_LINE = re.compile(r"^(?P<key>[ \t]+digest:[ \t]*)(?P<value>\S+)(?P<rest>.*)$", re.MULTILINE)
 
@@ -93,12 +101,39 @@ def pin_digest(overlay: Path, digest: str) -> bool:
     return True
 
 
-def stage_for_staging(root: Path, record: dict) -> Change:
-    """Register the pushed image's version as staging and pin its digest in the staging overlay."""
+def batch_digest_of(batch_record: dict | None, version: str) -> str | None:
+    """The batch image's digest from its push record, which must be of the same model version."""
+    if batch_record is None:
+        return None
+    digest = check_digest(batch_record.get("digest", ""), "batch image record `digest`")
+    if batch_record.get("model_version") != version:
+        raise GitOpsError(
+            f"batch image record: `model_version` must be the serving image's {version!r} (one build, "
+            f"one model), got {batch_record.get('model_version')!r}"
+        )
+    return digest
+
+
+def pin_batch(paths: Paths, entry: RegistryEntry) -> str:
+    """Pin the version's batch image in deploy/batch; a line for the PR body says what happened."""
+    batch = entry.image.batch_digest if entry.image else None
+    if batch is None:
+        return (
+            f"`deploy/batch` is unchanged: version `{entry.version}` has no batch image (cd.yml builds "
+            "one when the repository variable `BATCH_SCORING` is `true`)."
+        )
+    pin_digest(paths.batch_deploy, batch)
+    return f"`deploy/batch` pins the batch image `{batch}` of the same build."
+
+
+def stage_for_staging(root: Path, record: dict, batch_record: dict | None = None) -> Change:
+    """Register the pushed image's version as staging and pin its digest in the staging overlay;
+    `batch_record` (`make image-push-batch`) adds the batch image's digest to the registry entry."""
     digest = check_digest(record.get("digest", ""), "image record `digest`")
     version = record.get("model_version") or ""
     if not version:
         raise GitOpsError("image record: `model_version` is empty (the image lacks its version label)")
+    batch = batch_digest_of(batch_record, version)
     paths = Paths(root)
     path = paths.registry
     entry = registry.get(version, path)
@@ -114,7 +149,7 @@ def stage_for_staging(root: Path, record: dict) -> Change:
     ]
     for other in replaced:  # one staging version at a time: what the staging overlay runs
         registry.set_stage(other, "archived", path)
-    registry.update(version, {"image": {"digest": digest}}, path)
+    registry.update(version, {"image": {"digest": digest, "batch_digest": batch}}, path)
     entry = registry.set_stage(version, "staging", path)
     pin_digest(paths.overlays / "staging", digest)
     body = describe(entry, "staging", record.get("reference") or digest, replaced)
@@ -138,17 +173,14 @@ def stage_for_production(root: Path, version: str) -> Change:
     entry = registry.set_stage(version, "production", path)  # archives the previous champion
     pin_digest(paths.overlays / "production", digest)
     replaced = [previous.version] if previous else []
-    return Change(
-        "production",
-        version,
-        digest,
-        f"Promote {version} to production",
-        describe(entry, "production", digest, replaced),
+    body = describe(entry, "production", digest, replaced, batch=pin_batch(paths, entry))
+    return Change("production", version, digest, f"Promote {version} to production", body)
+
+
+def describe(entry: RegistryEntry, environment: str, image: str, archived: list[str], batch: str = "") -> str:
+    return render(
+        "gitops_pr.md.j2", entry=entry, environment=environment, image=image, archived=archived, batch=batch
     )
-
-
-def describe(entry: RegistryEntry, environment: str, image: str, archived: list[str]) -> str:
-    return render("gitops_pr.md.j2", entry=entry, environment=environment, image=image, archived=archived)
 
 
 def changed_files(root: Path) -> dict[str, bytes]:
@@ -205,11 +237,15 @@ def apply(paths: Paths, change: Change, say=print) -> str:
 
 
 def pin_staging(paths: Paths, image_record: Path | None = None, say=print) -> str:
-    """`make pin-staging`: the pushed image's version becomes staging, its digest pinned in staging."""
+    """`make pin-staging`: the pushed image's version becomes staging, its digest pinned in staging;
+    the batch image's record (artifacts/image-batch.json) is read when `make image-push-batch` wrote it."""
     record_path = image_record or paths.image_record
     if not record_path.is_file():
         raise GitOpsError(f"{paths.relative(record_path)} does not exist: run `make image-push` first")
-    return apply(paths, stage_for_staging(paths.root, json.loads(record_path.read_text())), say)
+    batch = paths.batch_image_record
+    batch_record = json.loads(batch.read_text()) if batch.is_file() else None
+    change = stage_for_staging(paths.root, json.loads(record_path.read_text()), batch_record)
+    return apply(paths, change, say)
 
 
 def promote(paths: Paths, version: str, say=print, evidence: Path | None = None) -> str:
@@ -274,6 +310,7 @@ def stage_rollback(
     )
     restored = registry.set_stage(entry.version, "production", path)  # archives the current champion
     pin_digest(paths.overlays / "production", digest)
+    batch = pin_batch(paths, restored)
     body = render(
         "rollback_pr.md.j2",
         entry=restored,
@@ -281,6 +318,7 @@ def stage_rollback(
         digest=digest,
         trigger=trigger,
         evidence=evidence.strip(),
+        batch=batch,
     )
     title = f"Roll production back from {current.version} to {entry.version}"
     return Change("production", entry.version, digest, title, body, purpose="rollback")

@@ -267,6 +267,8 @@ def build_command(args: argparse.Namespace, root: Path, environ: dict[str, str])
         if "://" not in capture:
             capture = str(Path(capture).expanduser().resolve())
         command += ["--var", f"CAPTURE_URI={capture}"]
+    if environ.get("BATCH_SCORING"):  # vars.BATCH_SCORING: cd.yml builds and pushes the batch image too
+        command += ["--var", f"BATCH_SCORING={environ['BATCH_SCORING']}"]
     if environ.get("PYTEST_ADDOPTS"):  # e.g. `PYTEST_ADDOPTS=-x make ci`: the lint-test job's pytest
         command += ["--env", f"PYTEST_ADDOPTS={environ['PYTEST_ADDOPTS']}"]
     for pair in args.input or []:

@@ -88,6 +88,14 @@ class Paths:
         return self.artifacts / "image.json"
 
     @property
+    def batch_image_record(self) -> Path:  # `make image-push-batch`: the batch image's digest
+        return self.artifacts / "image-batch.json"
+
+    @property
+    def batch_deploy(self) -> Path:  # the nightly scoring job and its Dask cluster
+        return self.root / "deploy" / "batch"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -465,7 +465,10 @@ class ParitySummary(Record):
 
 
 class ImageRef(Record):
-    digest: str = Field(pattern=IMAGE_DIGEST)
+    digest: str = Field(pattern=IMAGE_DIGEST)  # the serving image (deploy/Dockerfile)
+    # The batch image of the same build (deploy/batch/Dockerfile), when cd.yml built one: what
+    # deploy/batch pins once this version is production, so nightly scoring runs the champion.
+    batch_digest: str | None = Field(default=None, pattern=IMAGE_DIGEST)
 
 
 class RegistryEntry(Record):

@@ -116,6 +116,12 @@ def test_the_token_is_passed_by_name_and_capture_as_an_absolute_variable():
     assert capture == f"CAPTURE_URI={(Path.cwd() / 'artifacts' / 'capture').resolve()}"
 
 
+def test_batch_scoring_reaches_cd_yml_as_the_repository_variable_only_when_set():
+    line = command({"ACT_MODE": "self-hosted", "BATCH_SCORING": "true"})
+    assert line[line.index("--var") + 1] == "BATCH_SCORING=true"
+    assert "--var" not in command({"ACT_MODE": "self-hosted"})
+
+
 def test_pytests_own_options_reach_the_jobs_only_when_set():
     line = command({"ACT_MODE": "self-hosted", "PYTEST_ADDOPTS": "-x tests/app"})
     assert "PYTEST_ADDOPTS=-x tests/app" in line

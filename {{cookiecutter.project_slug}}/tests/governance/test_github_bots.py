@@ -39,6 +39,7 @@ from governance.core.records import (
     write_json,
 )
 from governance.core.text import fmt
+from tests.support.checkout import commit_checkout
 from tests.support.github_standin import FakeGitHub, Fault
 from tests.support.training import PROJECT
 
@@ -428,18 +429,12 @@ def repo(tmp_path, make_entry) -> Path:
     for overlay in (root / "deploy" / "overlays").glob("*/kustomization.yaml"):
         # as baked, whatever this project has deployed since
         overlay.write_text(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, overlay.read_text()))
-    (root / "governance").mkdir(parents=True)
     models = [
         make_entry("v1", "production", metrics={"roc_auc": 0.80, "accuracy": 0.8}, image_digest=DIGEST_A),
         make_entry("v2", "staging", metrics={"roc_auc": 0.81, "accuracy": 0.8}, image_digest=DIGEST_A),
         make_entry("v3", "candidate", metrics={"roc_auc": 0.8234567, "accuracy": 0.8}),
     ]
-    registry.save(Registry.model_validate({"version": 1, "models": models}), Paths(root).registry)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], cwd=root, check=True)
-    subprocess.run(["git", "add", "--all"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "--quiet", "--message", "init"], cwd=root, check=True)
-    return root
+    return commit_checkout(root, models)
 
 
 def overlay_digest(root: Path, environment: str) -> str:

@@ -20,6 +20,7 @@ from governance import registry
 from governance.cli import main
 from governance.core.paths import Paths
 from governance.core.records import Comparison, Registry, write_json
+from tests.support.checkout import commit_checkout
 from tests.support.training import PROJECT
 
 OLD, CURRENT = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -42,13 +43,7 @@ def repo(tmp_path, make_entry) -> Path:
         {**make_entry("v2", "production", image_digest=CURRENT), "promoted_at": "2024-03-01T00:00:00Z"},
         make_entry("v3", "archived", image_digest="sha256:" + "3" * 64),  # staged once, never production
     ]
-    (root / "governance").mkdir(parents=True)
-    registry.save(Registry.model_validate({"version": 1, "models": models}), Paths(root).registry)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run(["git", "init", "--quiet", "--initial-branch=main"], cwd=root, check=True)
-    subprocess.run(["git", "add", "--all"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "--quiet", "--message", "init"], cwd=root, check=True)
-    return root
+    return commit_checkout(root, models)
 
 
 def check_record(root: Path, verdict: str) -> Path:
