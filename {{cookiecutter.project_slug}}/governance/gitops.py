@@ -109,7 +109,8 @@ def batch_digest_of(batch_record: dict | None, version: str) -> str | None:
     if batch_record.get("model_version") != version:
         raise GitOpsError(
             f"batch image record: `model_version` must be the serving image's {version!r} (one build, "
-            f"one model), got {batch_record.get('model_version')!r}"
+            f"one model), got {batch_record.get('model_version')!r}: push this build's batch image "
+            "(make image-batch image-push-batch) or remove artifacts/image-batch.json"
         )
     return digest
 

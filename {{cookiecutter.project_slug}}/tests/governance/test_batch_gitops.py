@@ -89,6 +89,7 @@ def test_a_batch_image_of_another_model_version_is_refused_and_nothing_is_staged
     assert main(["--root", str(repo), "pin-staging"]) == 2
     error = capsys.readouterr().err
     assert "batch image record: `model_version` must be the serving image's 'v3'" in error and "'v2'" in error
+    assert "make image-batch image-push-batch" in error, "and how to put it right"
     assert registry.get("v3", Paths(repo).registry).stage == "candidate"
     assert gitops.changed_files(repo) == {}
 
