@@ -322,21 +322,37 @@ def _read_tables(
     return table, sum(bad for _, bad in read)
 
 
-def _first_per_prediction(table: pa.Table) -> pa.Table:
-    """One line per prediction_id, the first read: a retried batch may have written a row twice.
+def _runs(
+    ids: pa.ChunkedArray | pa.Array, *then: pa.ChunkedArray | pa.Array
+) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """The order that sorts the rows by id, then by the `then` columns, then by read position; the
+    ids in that order; and for each sorted row whether its id is the previous row's (the same
+    prediction again).
 
-    Found by sorting the ids (read position breaking ties) and comparing neighbours: sorting
-    millions of short strings is about 3x faster here than a hash table of them (Arrow's group_by).
+    Sorting millions of short strings and comparing neighbours is about 3x faster here than a hash
+    table of them (Arrow's group_by), and needs a fraction of its memory.
     """
+    columns = {"id": ids, **{f"then{index}": column for index, column in enumerate(then)}}
+    keys = pa.table({**columns, "line": pa.array(np.arange(len(ids), dtype=np.int64))})
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+    sorted_ids = pc.take(ids, order)
+    if isinstance(sorted_ids, pa.ChunkedArray):
+        sorted_ids = sorted_ids.combine_chunks()
+    again = np.zeros(len(ids), dtype=bool)
+    if len(ids) > 1:
+        same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, len(ids) - 1))
+        again[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    return order, sorted_ids, again
+
+
+def _first_per_prediction(table: pa.Table) -> pa.Table:
+    """One line per prediction_id, the first read: a retried batch may have written a row twice."""
     if not len(table):
         return table
-    keys = pa.table({"id": table["prediction_id"], "line": pa.array(np.arange(len(table), dtype=np.int64))})
-    order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("line", "ascending")])
-    ids = pc.take(keys["id"], order).combine_chunks()
-    repeated = pc.fill_null(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1)), False)
-    if not pc.any(repeated).as_py():
+    order, _, again = _runs(table["prediction_id"])
+    if not again.any():
         return table
-    first = pc.filter(order, pa.concat_arrays([pa.array([True]), pc.invert(repeated)]))
+    first = pc.filter(order, pa.array(~again))
     return table.take(pc.take(first, pc.sort_indices(first)))
 
 
@@ -370,7 +386,19 @@ def _flat_predictions(table: pa.Table, contract: Contract) -> pa.Table:
             columns[name] = (
                 pc.list_element(table["scores"], position) if len(table) else pa.array([], pa.float64())
             )
-    return pa.table(columns)
+    # Few-valued strings (model name and version, categorical features, class labels) are encoded
+    # once per file, as read: a string per row of each was about a quarter of a 10 M-row window's
+    # peak memory. Ids stay strings: nearly every one is different.
+    return pa.table(
+        {
+            name: pc.dictionary_encode(column) if _few_valued(name, column.type) else column
+            for name, column in columns.items()
+        }
+    )
+
+
+def _few_valued(name: str, kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) and name not in ("prediction_id", "request_id")
 
 
 def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> pa.Table:
@@ -384,23 +412,21 @@ def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> 
     table = table.filter(pc.equal(table["kind"], "feedback"))
     derived = pc.binary_join_element_wise(table["request_id"], pc.cast(table["row"], pa.string()), ":")
     ids = pc.coalesce(table["prediction_id"], derived)
-    feedback = pa.table(
-        {
-            "prediction_id": ids,
-            target: table["label"],
-            "feedback_timestamp": table["timestamp"],
-        }
-    ).sort_by([("feedback_timestamp", "ascending")])
-    pick = "first" if relabel == "first_wins" else "last"
-    grouped = feedback.group_by("prediction_id", use_threads=False).aggregate(
-        [(target, pick), ("feedback_timestamp", pick), (target, "count_distinct")]
-    )
+    order, ids, again = _runs(ids, table["timestamp"])  # each prediction's labels, oldest first
+    labels, stamps = pc.take(table["label"], order), pc.take(table["timestamp"], order)
+    changed = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        differ = pc.fill_null(pc.not_equal(labels.slice(1), labels.slice(0, len(order) - 1)), False)
+        changed[1:] = again[1:] & differ.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(~again)
+    groups = np.cumsum(~again) - 1
+    pick = starts if relabel == "first_wins" else np.append(starts[1:], len(order)).astype(np.int64) - 1
     return pa.table(
         {
-            "prediction_id": grouped["prediction_id"],
-            target: grouped[f"{target}_{pick}"],
-            "feedback_timestamp": grouped[f"feedback_timestamp_{pick}"],
-            "relabelled": pc.greater(grouped[f"{target}_count_distinct"], 1),
+            "prediction_id": pc.take(ids, pick),
+            target: pc.take(labels, pick),
+            "feedback_timestamp": pc.take(stamps, pick),
+            "relabelled": np.bincount(groups, weights=changed, minlength=len(starts)) > 0,
         }
     )
 
@@ -436,8 +462,8 @@ def _to_pandas(handed: list[pa.Table], contract: Contract) -> pd.DataFrame:
 
     `handed` holds the only reference to the table and is emptied: each column is sorted and
     converted, then dropped, so the window exists about once in memory instead of three times
-    (table, sorted copy, frame). Few-valued strings become pandas categoricals and ids stay Arrow
-    strings: no million Python objects.
+    (table, sorted copy, frame). Few-valued strings, dictionaries since `_flat_predictions`, become
+    pandas categoricals and ids stay Arrow strings: no million Python objects.
     """
     table = handed.pop()
     order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), ("prediction_id", "ascending")])
@@ -445,10 +471,6 @@ def _to_pandas(handed: list[pa.Table], contract: Contract) -> pd.DataFrame:
     for name in table.column_names:
         column = pc.take(table[name], order)
         table = table.drop_columns([name])
-        if name in ("model_name", "model_version") or (
-            pa.types.is_string(column.type) and name not in ("prediction_id", "request_id")
-        ):
-            column = pc.dictionary_encode(column)
         columns[name] = column.to_pandas(types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get)
         del column
     frame = pd.DataFrame(columns, copy=False)

@@ -109,6 +109,31 @@ def test_the_first_label_wins_by_default_and_the_policy_can_let_the_newest_win(s
         read_window(str(root), contract=CONTRACT, relabel="any")
 
 
+def test_labels_count_as_first_or_newest_by_their_time_not_by_where_they_were_read(store):
+    """A process may flush an older label after a newer one: the policy's `first` and `newest`
+    go by the labels' timestamps."""
+    root, frame = store
+    older = plain(frame[TARGET].iloc[1])  # prediction 1 has no label in the store
+    newer = another_label(older, CONTRACT)
+    lines = [
+        feedback_line(
+            request_id="req-host-1-0-0",
+            row=1,
+            label=label,
+            timestamp=(START + timedelta(days=5, hours=hours)).isoformat(),
+        )
+        for label, hours in ((newer, 2), (older, 1))  # the newer line is written first
+    ]
+    folder = root / "date=2024-05-06"
+    folder.mkdir()
+    (folder / "other-2-0.jsonl").write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    for relabel, expected in (("first_wins", older), ("last_wins", newer)):
+        window = read_window(str(root), contract=CONTRACT, relabel=relabel).set_index("prediction_id")
+        assert window.loc["req-host-1-0-0:1", TARGET] == expected, relabel
+        assert window.loc["req-host-1-0-0:1", "relabelled"]
+        assert window["relabelled"].sum() == 1
+
+
 def test_a_label_without_a_prediction_id_is_joined_by_request_id_and_row(store):
     root, _ = store
     legacy = {
