@@ -409,7 +409,8 @@ def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> 
     """
     if relabel not in ("first_wins", "last_wins"):
         raise CaptureError(f"relabel must be first_wins or last_wins (got {relabel!r})")
-    table = table.filter(pc.equal(table["kind"], "feedback"))
+    # A line without a label says nothing about the outcome: it neither labels nor relabels.
+    table = table.filter(pc.and_(pc.equal(table["kind"], "feedback"), pc.is_valid(table["label"])))
     derived = pc.binary_join_element_wise(table["request_id"], pc.cast(table["row"], pa.string()), ":")
     ids = pc.coalesce(table["prediction_id"], derived)
     order, ids, again = _runs(ids, table["timestamp"])  # each prediction's labels, oldest first

@@ -111,7 +111,8 @@ def test_the_first_label_wins_by_default_and_the_policy_can_let_the_newest_win(s
 
 def test_labels_count_as_first_or_newest_by_their_time_not_by_where_they_were_read(store):
     """A process may flush an older label after a newer one: the policy's `first` and `newest`
-    go by the labels' timestamps."""
+    go by the labels' timestamps; lines without a label (the oldest and the newest here) count for
+    neither."""
     root, frame = store
     older = plain(frame[TARGET].iloc[1])  # prediction 1 has no label in the store
     newer = another_label(older, CONTRACT)
@@ -123,6 +124,12 @@ def test_labels_count_as_first_or_newest_by_their_time_not_by_where_they_were_re
             timestamp=(START + timedelta(days=5, hours=hours)).isoformat(),
         )
         for label, hours in ((newer, 2), (older, 1))  # the newer line is written first
+    ]
+    unlabelled = {**lines[0], "label": None, "timestamp": (START + timedelta(days=5)).isoformat()}
+    lines = [
+        *lines,
+        unlabelled,
+        {**unlabelled, "timestamp": (START + timedelta(days=5, hours=3)).isoformat()},
     ]
     folder = root / "date=2024-05-06"
     folder.mkdir()
