@@ -332,17 +332,27 @@ def _runs(
     Sorting millions of short strings and comparing neighbours is about 3x faster here than a hash
     table of them (Arrow's group_by), and needs a fraction of its memory.
     """
-    columns = {"id": ids, **{f"then{index}": column for index, column in enumerate(then)}}
-    keys = pa.table({**columns, "line": pa.array(np.arange(len(ids), dtype=np.int64))})
+    keys = pa.table(
+        {
+            "id": ids,
+            **{f"then{index}": column for index, column in enumerate(then)},
+            "line": pa.array(np.arange(len(ids), dtype=np.int64)),
+        }
+    )
     order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
     sorted_ids = pc.take(ids, order)
-    if isinstance(sorted_ids, pa.ChunkedArray):
-        sorted_ids = sorted_ids.combine_chunks()
-    again = np.zeros(len(ids), dtype=bool)
-    if len(ids) > 1:
-        same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, len(ids) - 1))
-        again[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
-    return order, sorted_ids, again
+    return order, sorted_ids, _same_as_previous(sorted_ids)
+
+
+def _same_as_previous(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """For each value whether it equals the one before it (the first never does)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    same = np.zeros(len(values), dtype=bool)
+    if len(values) > 1:
+        equal = pc.equal(values.slice(1), values.slice(0, len(values) - 1))
+        same[1:] = pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
+    return same
 
 
 def _first_per_prediction(table: pa.Table) -> pa.Table:
@@ -415,10 +425,7 @@ def _feedback(table: pa.Table, target: str, relabel: Relabel = "first_wins") -> 
     ids = pc.coalesce(table["prediction_id"], derived)
     order, ids, again = _runs(ids, table["timestamp"])  # each prediction's labels, oldest first
     labels, stamps = pc.take(table["label"], order), pc.take(table["timestamp"], order)
-    changed = np.zeros(len(order), dtype=bool)
-    if len(order) > 1:
-        differ = pc.fill_null(pc.not_equal(labels.slice(1), labels.slice(0, len(order) - 1)), False)
-        changed[1:] = again[1:] & differ.to_numpy(zero_copy_only=False)
+    changed = again & ~_same_as_previous(labels)  # a label that differs from the prediction's previous one
     starts = np.flatnonzero(~again)
     groups = np.cumsum(~again) - 1
     pick = starts if relabel == "first_wins" else np.append(starts[1:], len(order)).astype(np.int64) - 1
